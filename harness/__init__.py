@@ -1,0 +1,17 @@
+"""dml-harness: compose, train, evaluate and record deep metric learning runs."""
+
+from harness.errors import ConfigError, DataError, HarnessError, NonFiniteLossError
+
+__all__ = ["run", "load_run", "ConfigError", "DataError", "HarnessError", "NonFiniteLossError"]
+
+
+def __getattr__(name):  # keep `import harness` light: torch loads on first use of run / load_run
+    if name == "run":
+        from harness.task import run
+
+        return run
+    if name == "load_run":
+        from harness.reload import load_run
+
+        return load_run
+    raise AttributeError(name)

@@ -1,0 +1,93 @@
+"""Retrieval metrics on one exact faiss search.
+
+One k-nearest-neighbour search serves every neighbour-based metric: k is the largest of the Recall@K
+list and of R (the number of same-class items a query can retrieve, which MAP@R and R-Precision need).
+Definitions follow Musgrave et al., "A Metric Learning Reality Check" (ECCV 2020), as implemented by
+pytorch-metric-learning's ``AccuracyCalculator``:
+
+* Recall@K: fraction of queries with at least one same-class item among their K nearest neighbours.
+* R-Precision: for a query with R same-class items, the fraction of its R nearest that are same-class.
+* MAP@R: ``1/R * sum_{i<=R} P(i) * rel(i)``, mean average precision truncated at R.
+
+Without a gallery, every query is searched among all the other queries (the query itself is removed
+by index, so exact duplicates are handled); with a gallery, queries are searched in the gallery.
+Queries with no same-class item to retrieve (R = 0) are excluded from every metric, as in PML.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+METRICS = ("ip", "l2")
+
+
+def _as_f32(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def build_index(reference: np.ndarray, metric: str = "ip"):
+    if metric not in METRICS:
+        raise ValueError(f"eval.metric must be one of {METRICS}, not {metric!r}")
+    d = reference.shape[1]
+    index = faiss.IndexFlatIP(d) if metric == "ip" else faiss.IndexFlatL2(d)
+    index = maybe_to_gpu(index)
+    index.add(reference)
+    return index
+
+
+def maybe_to_gpu(index):
+    """Move a flat index to the GPU when faiss-gpu and a GPU are present; else keep it on CPU."""
+    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        res = faiss.StandardGpuResources()
+        return faiss.index_cpu_to_gpu(res, 0, index)
+    return index
+
+
+def search_neighbours(query, k: int, gallery=None, metric: str = "ip") -> np.ndarray:
+    """Indices (n_query x k) of the k nearest gallery items, the query itself excluded when gallery is None."""
+    query = _as_f32(query)
+    if gallery is None:
+        k = min(k, len(query) - 1)
+        index = build_index(query, metric)
+        _, idx = index.search(query, k + 1)
+        is_self = idx == np.arange(len(query))[:, None]
+        # rows where the query was not returned (ties with duplicates) drop their last neighbour instead
+        no_self = ~is_self.any(axis=1)
+        is_self[no_self, -1] = True
+        return idx[~is_self].reshape(len(query), k)
+    gallery = _as_f32(gallery)
+    k = min(k, len(gallery))
+    index = build_index(gallery, metric)
+    _, idx = index.search(query, k)
+    return idx
+
+
+def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, k_list=(1, 2, 4, 8), metric="ip") -> dict:
+    query_labels = np.asarray(query_labels)
+    ref_labels = query_labels if gallery is None else np.asarray(gallery_labels)
+    classes, ref_counts = np.unique(ref_labels, return_counts=True)
+    pos = np.searchsorted(classes, query_labels)
+    pos = np.clip(pos, 0, len(classes) - 1)
+    r = np.where(classes[pos] == query_labels, ref_counts[pos], 0)
+    if gallery is None:
+        r = r - 1  # the query itself is not retrievable
+    valid = r > 0
+    k = int(max(max(k_list), r.max(initial=1)))
+    idx = search_neighbours(query, k, gallery, metric)
+    k = idx.shape[1]
+    match = ref_labels[idx] == query_labels[:, None]
+    match, r = match[valid], r[valid]
+    out = {"num_queries": int(valid.sum())}
+    if not valid.any():
+        raise ValueError("no query has a same-class item to retrieve; every class needs at least 2 items")
+    for kk in k_list:
+        out[f"recall@{kk}"] = float(match[:, :kk].any(axis=1).mean())
+    within_r = np.arange(k)[None, :] < r[:, None]
+    rel = match & within_r
+    out["r_precision"] = float((rel.sum(axis=1) / r).mean())
+    precision_at_i = np.cumsum(rel, axis=1) / np.arange(1, k + 1)[None, :]
+    out["map@r"] = float(((precision_at_i * rel).sum(axis=1) / r).mean())
+    return out

@@ -1,0 +1,3 @@
+from harness.losses.metric_loss import MetricLoss
+
+__all__ = ["MetricLoss"]

@@ -1,0 +1,3 @@
+from harness.regularizers.base import Batch, Regularizer
+
+__all__ = ["Batch", "Regularizer"]

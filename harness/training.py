@@ -1,0 +1,101 @@
+"""One training epoch, readable top to bottom: embed, base loss, regularizer terms, step."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import torch
+
+from harness.errors import NonFiniteLossError
+from harness.regularizers.base import Batch
+
+
+def autocast_for(device: torch.device, amp: str):
+    """bf16 / fp16 autocast on CUDA when asked; a no-op on CPU (AMP is a GPU feature here)."""
+    if device.type != "cuda" or amp in (None, "off", False):
+        return contextlib.nullcontext()
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def check_finite(total: torch.Tensor, terms: dict, epoch: int, step: int) -> None:
+    if not torch.isfinite(total):
+        shown = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {epoch} step {step} ({shown}); lower optimizer.lr or the regularizer weight, "
+            f"or enable trainer.grad_clip"
+        )
+
+
+def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, epoch: int, device: torch.device,
+                    amp: str = "off", scaler=None, grad_clip: float | None = None, step0: int = 0, progress=None) -> dict:
+    """Train for one pass over ``loader``; return the mean of each loss term and the epoch's timings."""
+    model.train()
+    base_loss.train()
+    for reg in regularizers.values():
+        reg.train()
+    sums, steps, t0 = {}, 0, time.perf_counter()
+    for step, (inputs, labels) in enumerate(loader):
+        inputs = inputs.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+
+        with autocast_for(device, amp):
+            features = model.features(inputs)
+            embeddings = model.embed(features)
+        embeddings = embeddings.float()  # losses and coding rates run in float32 even under AMP
+        batch = Batch(inputs, labels, features, embeddings, step=step0 + step, epoch=epoch)
+
+        terms = {"base": base_loss(embeddings, labels)}
+        for name, reg in regularizers.items():
+            for term, value in reg(batch, base_loss=base_loss, model=model).items():
+                terms[f"{name}.{term}" if term != name else name] = value
+        total = sum(terms.values())
+        check_finite(total, terms, epoch, step)
+
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(total).backward()
+            scaler.unscale_(optimizer)
+        else:
+            total.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + v.detach()
+        sums["loss"] = sums.get("loss", 0.0) + total.detach()
+        steps += 1
+        if progress is not None:
+            progress.update(1)
+    out = {f"train/{k}": float(v) / max(steps, 1) for k, v in sums.items()}
+    out["train/steps"] = steps
+    out["time/train_s"] = time.perf_counter() - t0
+    return out
+
+
+@torch.no_grad()
+def embed_dataset(model, dataset, device: torch.device, batch_size: int = 256, amp: str = "off", num_workers: int = 0):
+    """Embeddings (float32 numpy) and labels of a whole split, in eval mode."""
+    import numpy as np
+
+    from harness.data.base import collate_batch
+
+    model.eval()
+    chunks = []
+    if hasattr(dataset, "inputs"):  # in-memory split: slice it directly
+        batches = ((dataset.inputs[i : i + batch_size], None) for i in range(0, len(dataset), batch_size))
+    else:
+        batches = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                              collate_fn=collate_batch, pin_memory=device.type == "cuda")
+    for inputs, _ in batches:
+        with autocast_for(device, amp):
+            chunks.append(model(inputs.to(device, non_blocking=True)).float().cpu())
+    emb = torch.cat(chunks).numpy() if chunks else np.zeros((0, model.embed_dim), np.float32)
+    return emb, np.asarray(dataset.labels)

@@ -1,0 +1,18 @@
+"""Run one experiment (or a multirun sweep with -m). See README.md; `python run.py --help` lists the groups."""
+
+import hydra
+from omegaconf import DictConfig
+
+import harness
+from harness.cli import exit_on_user_error
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    with exit_on_user_error():
+        record = harness.run(cfg)
+    return record.get(record["selection/metric"], float("nan"))  # the sweeper / Optuna objective
+
+
+if __name__ == "__main__":
+    main()

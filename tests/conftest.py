@@ -1,0 +1,47 @@
+"""Shared test helpers: compose the real config (hydra.compose) and shrink it for CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def group_options(group: str) -> list:
+    """Every file of a config group: parametrizing over it gives each new YAML a test for free."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_cfg(overrides=(), results: Path | None = None) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    if results is not None:
+        with open_dict(cfg):
+            cfg.paths.results = str(results)
+    return cfg
+
+
+def tiny(overrides=(), results: Path | None = None, epochs: int = 1) -> DictConfig:
+    """The digits default, shrunk: a fast run for integration tests."""
+    base = [f"trainer.epochs={epochs}", "trainer.progress=false"]
+    return compose_cfg(base + list(overrides), results)
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    path = tmp_path / "results"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_results(monkeypatch, tmp_path):
+    # a test that forgets to pass its results dir still never writes into the repository's results/
+    monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results-env"))
