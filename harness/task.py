@@ -235,7 +235,7 @@ def complete_config(cfg: DictConfig, data) -> DictConfig:
     return cfg
 
 
-def build_model(cfg: DictConfig, data) -> EmbeddingModel:
+def build_model(cfg: DictConfig, data=None) -> EmbeddingModel:
     backbone = instantiate(cfg.backbone)
     if not hasattr(backbone, "forward_features") or not hasattr(backbone, "num_features"):
         raise ConfigError(f"backbone {cfg.backbone._target_} has no forward_features / num_features; "
