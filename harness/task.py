@@ -16,8 +16,10 @@ import logging
 import math
 import os
 import platform
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import traceback
 from contextlib import contextmanager
@@ -51,9 +53,11 @@ def run(cfg: DictConfig, on_evaluate=None) -> dict:
     validate_config(cfg)
     run_dir = records.run_dir_for(cfg)
     previous = records.read_record(run_dir)
-    if previous and previous.get("status") == "finished" and not cfg.trainer.rerun:
-        log.info("already finished, skipped: %s", run_dir)
-        return previous
+    if previous and previous.get("status") == "finished":
+        if not cfg.trainer.rerun:
+            log.info("already finished, skipped: %s", run_dir)
+            return previous
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # rerun: train from scratch
 
     started = time.time()
     seed_everything(int(cfg.seed))
@@ -131,9 +135,10 @@ def train_and_evaluate(cfg, run_dir, data, model, base_loss, regularizers, optim
         sampler.set_epoch(epoch)
         set_backbone_frozen(model, epoch <= int(cfg.trainer.freeze_backbone_epochs))
         row = {"epoch": epoch}
-        row.update(train_one_epoch(model, base_loss, regularizers, optimizer, loader, epoch=epoch, device=device,
-                                   amp=amp, scaler=scaler, grad_clip=cfg.trainer.grad_clip,
-                                   step0=(epoch - 1) * steps_per_epoch))
+        with progress_bar(cfg, steps_per_epoch, f"epoch {epoch}/{epochs}") as bar:
+            row.update(train_one_epoch(model, base_loss, regularizers, optimizer, loader, epoch=epoch, device=device,
+                                       amp=amp, scaler=scaler, grad_clip=cfg.trainer.grad_clip,
+                                       step0=(epoch - 1) * steps_per_epoch, progress=bar))
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(optimizer.param_groups)})
         if scheduler is not None:
             scheduler.step()
@@ -446,6 +451,18 @@ def pick_amp(spec, device: torch.device) -> str:
     if spec not in ("bf16", "fp16"):
         raise ConfigError(f"trainer.amp={spec} must be auto, bf16, fp16 or off")
     return spec
+
+
+@contextmanager
+def progress_bar(cfg, total: int, desc: str):
+    """A tqdm bar over an epoch's steps on an interactive terminal (epoch lines are logged either way)."""
+    if not cfg.trainer.progress or total < 20 or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True) as bar:
+        yield bar
 
 
 @contextmanager

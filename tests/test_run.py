@@ -108,3 +108,12 @@ def test_load_run_embeds_new_data_like_the_evaluation(results):
     assert emb.shape == (len(test), 64)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert retrieval_metrics(emb, test.labels)["map@r"] == pytest.approx(record["test/map@r"], abs=1e-6)
+
+
+def test_rerun_trains_a_finished_run_again_from_scratch(results):
+    cfg = tiny([], results, epochs=2)
+    first = harness.run(cfg)
+    again = harness.run(tiny(["trainer.rerun=true"], results, epochs=2))
+    assert again["run_dir"] == first["run_dir"]  # rerun is not part of the run's identity
+    assert again["attempts"] == 1 and again["finished_at"] >= first["finished_at"]
+    assert again["test/map@r"] == first["test/map@r"]
