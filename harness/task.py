@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
@@ -38,6 +39,7 @@ from harness.data.samplers import MPerClassBatchSampler
 from harness.errors import ConfigError, HarnessError, RunPruned
 from harness.evaluation import evaluate_embeddings
 from harness.evaluation.diagnostics import collapse_diagnostics
+from harness.evaluation.utilization import utilization
 from harness.models import EmbeddingModel
 from harness.training import embed_dataset, train_one_epoch
 
@@ -176,10 +178,12 @@ def train_and_evaluate(cfg, run_dir, data, model, base_loss, regularizers, optim
     ckpt.load_module_states(modules, best["modules"])
     test_emb, test_labels = embed_split(model, data.test, cfg, device, amp)
     val_emb, val_labels = embed_split(model, data.val, cfg, device, amp)
+    train_emb, _ = embed_dataset(model, data.train, device, int(cfg.eval.batch_size), amp, int(cfg.trainer.num_workers))
     result = {
         "selected_epoch": state["best_epoch"],
         **state["best_val"],
         **prefixed("test", score(test_emb, test_labels, data.test, cfg)),
+        "test/utilization": utilization(test_emb[0], train_emb),  # Metrix's measure: mean test-to-nearest-train distance
         **prefixed("diag/val", collapse_diagnostics(val_emb[0], val_labels[0])),
         **prefixed("diag/test", collapse_diagnostics(test_emb[0], test_labels[0])),
         **init,
@@ -193,6 +197,19 @@ def train_and_evaluate(cfg, run_dir, data, model, base_loss, regularizers, optim
 
 
 # ----------------------------------------------------------------------------------------------- building
+def instantiate(node, *args, **kwargs):
+    """hydra.utils.instantiate, re-raising our own one-line errors instead of Hydra's wrapped traceback."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, HarnessError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Cheap checks before anything is built; each failure is one line naming the fix."""
     if int(cfg.trainer.epochs) < 1:

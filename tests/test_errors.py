@@ -59,3 +59,9 @@ def test_nan_loss_stops_at_once_naming_step_and_terms(results):
     assert record["status"] == "failed" and "NonFiniteLossError" in record["error"]
     assert "Traceback" in (records.run_dir_for(cfg) / "error.txt").read_text()
     assert not finished_records(results)
+
+
+def test_errors_raised_inside_instantiate_stay_one_line(results):
+    # a ConfigError raised in a constructor that Hydra instantiates is not wrapped in Hydra's exception
+    with pytest.raises(ConfigError, match=r"loss.weight=-1(\.0)? must be >= 0"):
+        harness.run(tiny(["loss.weight=-1"], results))

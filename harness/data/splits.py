@@ -24,12 +24,8 @@ def carve_validation(train_classes: list, val_classes=None, val_fraction: float 
     """
     train_classes = list(train_classes)
     if val_classes:
-        val = [c for c in expand_classes(val_classes)]
-        unknown = set(val) - set(train_classes)
-        overlap_ok = not unknown
-        if not overlap_ok:
-            # explicit validation classes outside the training list are allowed (a held-out set of classes)
-            return sorted(train_classes), sorted(val)
+        val = expand_classes(val_classes)
+        # explicit validation classes: carved from the training list, or a separate held-out list
         return sorted(set(train_classes) - set(val)), sorted(val)
     if val_fraction and val_fraction > 0:
         if not 0 < val_fraction < 1:
