@@ -26,7 +26,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 # Config keys that do not change a run's numbers: they never enter its directory name.
-NON_SEMANTIC_KEYS = ("paths", "trainer.progress", "trainer.rerun", "trainer.num_workers", "trainer.log_every", "hydra")
+NON_SEMANTIC_KEYS = ("paths", "dataset.root", "published", "trainer.progress", "trainer.rerun", "trainer.num_workers",
+                     "trainer.num_threads", "hydra")
 RECORD = "record.json"
 EPOCHS = "epochs.jsonl"
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@\s]+)@")

@@ -34,13 +34,14 @@ from torch import nn
 
 from harness import checkpoint as ckpt
 from harness import records
-from harness.data.base import collate_batch
+from harness.data.base import ArrayDataset, InMemoryLoader, collate_batch
 from harness.data.samplers import MPerClassBatchSampler
 from harness.errors import ConfigError, HarnessError, RunPruned
 from harness.evaluation import evaluate_embeddings
 from harness.evaluation.diagnostics import collapse_diagnostics
 from harness.evaluation.utilization import utilization
 from harness.models import EmbeddingModel
+from harness.models.backbones import accelerate
 from harness.training import embed_dataset, train_one_epoch
 
 log = logging.getLogger("harness")
@@ -62,13 +63,16 @@ def run(cfg: DictConfig, on_evaluate=None) -> dict:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # rerun: train from scratch
 
     started = time.time()
+    if cfg.trainer.get("num_threads"):
+        torch.set_num_threads(int(cfg.trainer.num_threads))
     seed_everything(int(cfg.seed))
     device = pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
 
     data = instantiate(cfg.dataset, _convert_="all")
     cfg = complete_config(cfg, data)
-    model = build_model(cfg, data).to(device)
+    model = accelerate(build_model(cfg, data).to(device), device, channels_last=cfg.trainer.get("channels_last", "auto"),
+                       compile=cfg.trainer.get("compile", False), cudnn_benchmark=cfg.trainer.get("cudnn_benchmark", True))
     base_loss = instantiate(cfg.loss).to(device)
     regularizers = build_regularizers(cfg, base_loss).to(device)
     optimizer = build_optimizer(cfg, model, base_loss, regularizers)
@@ -296,6 +300,8 @@ def build_optimizer(cfg: DictConfig, model, base_loss, regularizers):
 
 def build_loader(dataset, sampler, cfg, device):
     workers = int(cfg.trainer.num_workers)
+    if workers == 0 and isinstance(dataset, ArrayDataset):  # in memory: no DataLoader machinery per step
+        return InMemoryLoader(dataset, sampler)
     generator = torch.Generator().manual_seed(int(cfg.seed))
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_batch,

@@ -1,0 +1,165 @@
+"""What every benchmark shares: interleaved timing, ratio figures, peak memory, the machine it ran on.
+
+Absolute times on a shared machine drift, so every figure is a ratio against a named alternative measured
+in the same run: each round times the subject and its alternatives back to back (the order rotates every
+round, so a load spike hits all of them alike), the ratio is taken per round, and a figure reports the
+min / median / max over rounds of the times and of that ratio. Goals are judged on the median ratio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from pathlib import Path
+
+
+def stats(values) -> dict:
+    values = [float(v) for v in values]
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+def interleave(candidates: dict, repeats: int, warmup: int = 1, clock=time.perf_counter) -> dict:
+    """Seconds per call of each candidate (name -> zero-argument callable), ``repeats`` rounds after ``warmup``.
+    ``clock=time.thread_time`` counts only this thread's CPU time: for single-threaded work on a shared
+    machine, it leaves out the time the thread waited for a core."""
+    names = list(candidates)
+    for _ in range(warmup):
+        for name in names:
+            candidates[name]()
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            gc.collect()
+            t0 = clock()
+            candidates[name]()
+            times[name].append(clock() - t0)
+    return times
+
+
+def figure(name: str, subject: str, alternative: str, subject_s: list, alternative_s: list,
+           goal: str | None = None, show: str | None = None) -> dict:
+    """One comparison. ``ratio`` = subject time / alternative time (per round); ``speedup`` = its inverse.
+    ``goal`` is ``"ratio<=X"`` or ``"speedup>=X"``, judged on the median; ``show`` picks the one the summary
+    prints (default: the goal's, else ratio)."""
+    ratios = [s / a for s, a in zip(subject_s, alternative_s)]
+    out = {
+        "name": name, "subject": subject, "alternative": alternative,
+        "subject_s": stats(subject_s), "alternative_s": stats(alternative_s),
+        "ratio": stats(ratios), "speedup": stats([1 / r for r in ratios]),
+        "ratio_of_best": min(subject_s) / min(alternative_s),  # best-of-N: the least load-sensitive estimate
+        "show": show or (goal.split("<")[0].split(">")[0] if goal else "ratio"),
+    }
+    if goal:
+        kind, bound = goal.split("=")
+        key, op = kind[:-1], kind[-1]
+        value = out[key]["median"]
+        out["goal"] = goal
+        out["meets_goal"] = bool(value <= float(bound) if op == "<" else value >= float(bound))
+    return out
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` intra-op torch threads (None: leave the setting alone)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def clock_for(threads: int | None, device=None):
+    """The thread's CPU time for single-threaded CPU work, else the wall clock (and its name)."""
+    if threads == 1 and getattr(device, "type", "cpu") == "cpu":
+        return time.thread_time, "thread CPU time"
+    return time.perf_counter, "wall clock"
+
+
+def synchronize(device) -> None:
+    """Wait for queued GPU work, so that a timed call includes it."""
+    import torch
+
+    if getattr(device, "type", device) == "cuda":
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------------------------- memory
+def _rss_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: writing 5 to clear_refs resets the process's peak resident set size (VmHWM)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mib(fn) -> dict:
+    """Peak memory of one call above what the process held before it: the resident set (native allocations
+    of faiss / torch / numpy included) where Linux lets us reset its peak, else the Python-tracked peak."""
+    gc.collect()
+    before = _rss_kib("VmRSS")
+    if before is not None and _reset_peak_rss():
+        fn()
+        return {"peak_rss_mib": round((_rss_kib("VmHWM") - before) / 1024, 1)}
+    tracemalloc.start()
+    try:
+        fn()
+        return {"peak_traced_mib": round(tracemalloc.get_traced_memory()[1] / 2**20, 1)}
+    finally:
+        tracemalloc.stop()
+
+
+# ----------------------------------------------------------------------------------------------- machine
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    import torch
+
+    from harness.task import git_state, package_versions
+
+    info = {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average": list(os.getloadavg()),
+        **git_state(),
+    }
+    return {"machine": info, "versions": package_versions()}
+
+
+def describe_machine(info: dict) -> str:
+    m = info["machine"]
+    where = m["gpu"] or f"{m['cpu']}, {m['cores']} cores"
+    return f"{where}, torch {info['versions'].get('torch')}, faiss {info['versions'].get('faiss')}"

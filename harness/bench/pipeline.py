@@ -1,0 +1,162 @@
+"""Image pipeline: does data loading starve the training step?
+
+Three numbers in images/s, on the same config, built exactly as ``harness.run`` builds it
+(``dataset`` loader, M-per-class sampler, ``build_loader`` with its workers, pinned memory and
+persistent workers, the model with ``accelerate``, AMP as ``trainer.amp`` resolves):
+
+* loader alone: iterate the run's DataLoader (decode, augment, collate; pinned memory on CUDA);
+* step alone: ``train_one_epoch`` on one batch already on the device, repeated (the GPU/CPU-bound floor);
+* both: ``train_one_epoch`` on the real loader, i.e. what an epoch achieves;
+* the loader again with every JPEG decoded at full size (``dataset.fast_decode=false``), to show what
+  decoding at a reduced scale (PIL's ``draft``, JPEG DCT scaling) buys at low resolution.
+
+The figure is loader time over step time per batch: above 1 the loader is the bottleneck (add
+``trainer.num_workers``, lower the resolution, or use ``dataset.fast_decode``). Without a dataset root it
+writes a CUB-layout tree of JPEGs at CUB's typical size (500 x 375) into a temporary folder.
+
+    python -m harness.bench.pipeline                       # GPU: ResNet-50, 224 px, batch 90; CPU: ResNet-18, 64 px
+    python -m harness.bench.pipeline dataset.root=/data/CUB_200_2011 trainer.num_workers=16
+    python -m harness.bench.pipeline --quick --out=/tmp/pipeline.json   # JSON default: results/bench/pipeline.json
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from harness.bench.common import describe_machine, figure, interleave, machine, synchronize
+from harness.data.samplers import MPerClassBatchSampler
+from harness.models.backbones import accelerate
+from harness.task import (build_loader, build_model, build_optimizer, build_regularizers, complete_config, instantiate,
+                          pick_amp, pick_device, seed_everything)
+from harness.training import train_one_epoch
+
+GPU_DEFAULTS = ["backbone=resnet50", "head.embed_dim=512", "head.pooling=double", "sampler.m=3", "sampler.batch_size=90",
+                "trainer.num_workers=8", "optimizer=adamw"]
+CPU_DEFAULTS = ["backbone=resnet18", "head.embed_dim=128", "dataset.transform.size=64", "dataset.transform.resize=73",
+                "sampler.m=3", "sampler.batch_size=30", "trainer.num_workers=1", "optimizer=adamw"]
+
+
+def write_cub_tree(root: Path, classes: int = 40, per_class: int = 12, size=(500, 375)) -> Path:
+    """A CUB_200_2011-layout tree of smooth random JPEGs (natural-image file sizes, ~20-40 KB)."""
+    images, labels, i = [], [], 0
+    rng = np.random.default_rng(0)
+    for c in [*range(1, classes + 1), 101, 102]:  # training classes, and two test classes (101+)
+        for k in range(per_class):
+            i += 1
+            rel = f"{c:03d}.Class_{c}/img_{k:04d}.jpg"
+            small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+            img = Image.fromarray(small).resize(size, Image.BICUBIC)
+            noisy = np.clip(np.asarray(img, np.int16) + rng.integers(-12, 13, (size[1], size[0], 3)), 0, 255)
+            (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(noisy.astype(np.uint8)).save(root / "images" / rel, quality=90)
+            images.append(f"{i} {rel}")
+            labels.append(f"{i} {c}")
+    (root / "images.txt").write_text("\n".join(images) + "\n")
+    (root / "image_class_labels.txt").write_text("\n".join(labels) + "\n")
+    return root
+
+
+class Pipeline:
+    """The run's loader and training step, built as ``harness.run`` builds them."""
+
+    def __init__(self, overrides, steps: int):
+        from harness.bench.training_loop import compose_config
+
+        cfg = compose_config(overrides)
+        device = pick_device(cfg.trainer.device)
+        self.amp = pick_amp(cfg.trainer.amp, device)
+        seed_everything(0)
+        self.data = instantiate(cfg.dataset, _convert_="all")
+        self.cfg = cfg = complete_config(cfg, self.data)
+        self.device = device
+        self.model = accelerate(build_model(cfg, self.data).to(device), device,
+                                channels_last=cfg.trainer.get("channels_last", "auto"),
+                                compile=cfg.trainer.get("compile", False),
+                                cudnn_benchmark=cfg.trainer.get("cudnn_benchmark", True))
+        self.loss = instantiate(cfg.loss).to(device)
+        self.regularizers = build_regularizers(cfg, self.loss).to(device)
+        self.optimizer = build_optimizer(cfg, self.model, self.loss, self.regularizers)
+        self.sampler = MPerClassBatchSampler(self.data.train.labels, m=cfg.sampler.m, batch_size=cfg.sampler.batch_size,
+                                             batches_per_epoch=steps, seed=0)
+        self.loader = build_loader(self.data.train, self.sampler, cfg, device)
+        x, y = next(iter(self.loader))
+        self.batch = [(x.to(device), y.to(device))] * steps
+        full = copy.copy(self.data.train)  # the same split, decoding every JPEG at full resolution
+        full.draft_size = None
+        self.full_decode_loader = build_loader(full, self.sampler, cfg, device)
+
+    def load(self, loader=None) -> None:
+        for x, _ in loader or self.loader:
+            x.to(self.device, non_blocking=True)
+        synchronize(self.device)
+
+    def load_full_decode(self) -> None:
+        self.load(self.full_decode_loader)
+
+    def step(self, loader=None) -> None:
+        train_one_epoch(self.model, self.loss, self.regularizers, self.optimizer, loader or self.batch, epoch=1,
+                        device=self.device, amp=self.amp)
+        synchronize(self.device)
+
+    def epoch(self) -> None:
+        self.step(self.loader)
+
+
+def run(quick: bool = False, full: bool = False, overrides=(), root: str | None = None) -> dict:
+    gpu = torch.cuda.is_available()
+    steps, repeats = (4, 2) if quick else ((40, 5) if gpu else (10, 3))
+    with tempfile.TemporaryDirectory() as tmp:
+        has_root = root or any(o.startswith("dataset.root=") for o in overrides)
+        if not has_root:
+            root = str(write_cub_tree(Path(tmp) / "CUB_200_2011", classes=40 if gpu else 20))
+        base = ["dataset=cub200", "dataset.val_fraction=0.1", "trainer.progress=false"]
+        if root:
+            base.append(f"dataset.root={root}")
+        p = Pipeline([*base, *(GPU_DEFAULTS if gpu else CPU_DEFAULTS), *overrides], steps)
+        t = interleave({"loader": p.load, "step": p.step, "epoch": p.epoch, "full_decode": p.load_full_decode}, repeats)
+    bs = int(p.cfg.sampler.batch_size)
+    per_s = {k: steps * bs / float(np.median(v)) for k, v in t.items()}
+    backbone, size = p.cfg.backbone.get("model_name", "backbone"), p.cfg.dataset.transform.size
+    fig = figure(f"image pipeline, {backbone} at {size} px, batch {bs}", "loader alone (decode + augment + collate)",
+                 "training step alone (batch resident on the device)", t["loader"], t["step"])
+    fig.update({f"{k}_images_per_s": v for k, v in per_s.items()})
+    slower = "loader" if per_s["loader"] < per_s["step"] else "training step"
+    draft = figure(f"JPEG decoding at reduced scale (dataset.fast_decode), {size} px", "loader, fast_decode=true",
+                   "loader, every JPEG decoded at full size", t["loader"], t["full_decode"])
+    return {
+        "figures": [fig, draft],
+        "params": {"steps_per_round": steps, "batch_size": bs, "backbone": backbone, "image_size": int(size),
+                   "num_workers": int(p.cfg.trainer.num_workers), "amp": p.amp, "device": str(p.device),
+                   "dataset_root": root or "generated CUB-layout tree (500x375 JPEGs)",
+                   "channels_last": str(p.cfg.trainer.get("channels_last")), "compile": bool(p.cfg.trainer.get("compile"))},
+        "notes": [f"images/s: loader {per_s['loader']:.0f}, training step {per_s['step']:.0f}, "
+                  f"full epoch {per_s['epoch']:.0f} (medians over {repeats} rounds of {steps} batches); "
+                  f"the slower is the {slower}",
+                  f"fast_decode: loader {per_s['loader']:.0f} vs {per_s['full_decode']:.0f} images/s decoding at full size"],
+        "ok": True,
+    }
+
+
+def main(argv) -> None:
+    quick = "--quick" in argv
+    out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("--out=")), "results/bench/pipeline.json"))
+    overrides = [a for a in argv if not a.startswith("--")]
+    result = {**machine(), **run(quick=quick, overrides=overrides)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(describe_machine(result))
+    for note in result["notes"]:
+        print(note)
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,151 @@
+"""5. Start-up and sweep overhead.
+
+* Start-up: seconds from launching ``python run.py`` (digits default) to the start of its first training
+  step (just after the untrained network's evaluation), against the floor of any PyTorch script:
+  ``python -c "import torch"``. The child stamps the time when ``train_one_epoch`` is first entered and exits.
+* Sweep: a 20-run digits grid (5 seeds x 4 losses) with ``python run.py -m``: total wall time against the
+  sum of the runs' own training time (``train_time_s`` of their records), i.e. everything a sweep costs
+  beyond the training itself (process start, config composition, data, evaluation, checkpoints, records,
+  launching), with the local launcher and with the SLURM launcher on a one-node SLURM cluster started on
+  this machine (``tests/slurm_cluster.py``; skipped where SLURM cannot start). SLURM runs one job at a time
+  here, as the local launcher does: on a real cluster the jobs run side by side, and this per-run overhead
+  is what each of them pays. 3 epochs per run: the training time is only the yardstick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.bench.common import figure, stats
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+STAMP = "first-training-step"
+# run.py with a stamp at the first entry into train_one_epoch, then exit (the run stays unfinished, in a temp dir)
+STAMPED_RUN = f"""
+import os, runpy, sys, time
+import harness.task as task
+def stamped(*args, **kwargs):
+    print("{STAMP}", time.time(), flush=True)
+    os._exit(0)
+task.train_one_epoch = stamped
+sys.argv = ["run.py", *sys.argv[1:]]
+runpy.run_path("run.py", run_name="__main__")
+"""
+GRID = ["seed=0,1,2,3,4", "loss=multi_similarity,contrastive,triplet,proxy_anchor"]
+QUICK_GRID = ["seed=0,1", "loss=multi_similarity"]
+# one job at a time (--array=...%1), as the local launcher runs them: the same training time, so the difference is
+# what SLURM adds (queueing, job start, the code snapshot, a fresh interpreter per run)
+SLURM_OVERRIDES = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=2",
+                   "hydra.launcher.mem_gb=null", "hydra.launcher.array_parallelism=1"]
+
+
+def clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "HARNESS_RESULTS"}
+    return {**env, **extra}
+
+
+def seconds_to_first_step(results: Path) -> float:
+    t0 = time.time()
+    out = subprocess.run([PYTHON, "-c", STAMPED_RUN, f"paths.results={results}", "trainer.progress=false",
+                          "trainer.rerun=true"], cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=600)
+    for line in out.stdout.splitlines():
+        if line.startswith(STAMP):
+            return float(line.split()[1]) - t0
+    raise RuntimeError(f"run.py never reached its first training step:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def seconds_to_import(module: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([PYTHON, "-c", f"import {module}"], cwd=REPO, env=clean_env(), check=True, timeout=300)
+    return time.perf_counter() - t0
+
+
+def startup(repeats: int, work: Path) -> tuple:
+    times = {"run": [], "torch": [], "harness": []}
+    for r in range(repeats):
+        times["run"].append(seconds_to_first_step(work / f"startup{r}"))
+        times["torch"].append(seconds_to_import("torch"))
+        times["harness"].append(seconds_to_import("harness.task"))
+    fig = figure("start-up: `python run.py` to the first training step (digits)", "python run.py",
+                 'python -c "import torch"', times["run"], times["torch"])
+    note = (f"start-up {fig['subject_s']['median']:.1f} s to the first step: importing the harness "
+            f"{stats(times['harness'])['median']:.1f} s (torch alone {fig['alternative_s']['median']:.1f} s), the "
+            f"rest is config, data, model and the untrained network's evaluation")
+    return fig, note
+
+
+def run_grid(grid: list, epochs: int, work: Path, launcher: list, env: dict) -> dict:
+    results, sweep_dir = work / "results", work / "sweep"
+    cmd = [PYTHON, "run.py", "-m", *launcher, *grid, f"trainer.epochs={epochs}", "trainer.progress=false",
+           f"paths.results={results}", f"hydra.sweep.dir={sweep_dir}"]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"the grid failed ({' '.join(cmd)}):\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    runs = [json.loads(p.read_text()) for p in results.glob("runs/*/*/record.json")]
+    if not runs or any(r.get("status") != "finished" for r in runs):
+        raise RuntimeError(f"the grid left {len(runs)} records, not all finished: {out.stdout[-2000:]}")
+    return {"wall_s": wall, "runs": len(runs), "train_s": sum(r["train_time_s"] for r in runs),
+            "run_wall_s": sum(r["wall_time_s"] for r in runs)}
+
+
+def grid_figure(name: str, g: dict) -> dict:
+    fig = figure(f"{g['runs']}-run digits grid, {name}", f"total wall ({name})", "sum of the runs' own train_time_s",
+                 [g["wall_s"]], [g["train_s"]])
+    fig.update(overhead_s=g["wall_s"] - g["train_s"], overhead_per_run_s=(g["wall_s"] - g["train_s"]) / g["runs"],
+               sum_run_wall_s=g["run_wall_s"], runs=g["runs"])
+    return fig
+
+
+def slurm_grid(grid: list, epochs: int, work: Path) -> tuple:
+    """The grid on a one-node SLURM cluster started here; (result, None) or (None, why it was skipped)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        from slurm_cluster import LocalSlurm, cannot_start_reason
+    except ImportError:
+        return None, "tests/slurm_cluster.py is missing"
+    finally:
+        sys.path.remove(str(REPO / "tests"))
+    reason = cannot_start_reason()
+    if reason:
+        return None, reason
+    root = Path(tempfile.mkdtemp(prefix="bench-slurm-"))  # short: munge's socket path must fit in 108 bytes
+    cluster = LocalSlurm(root)
+    try:
+        cluster.start()
+        return run_grid(grid, epochs, work, SLURM_OVERRIDES, clean_env(**cluster.env)), None
+    finally:
+        cluster.stop()
+
+
+def run(quick: bool = False, full: bool = False) -> dict:
+    grid, epochs, repeats = (QUICK_GRID, 1, 1) if quick else (GRID, 3, 3)
+    notes, figures = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
+        work = Path(tmp)
+        fig, note = startup(repeats, work)
+        figures.append(fig)
+        notes.append(note)
+        local = run_grid(grid, epochs, work / "local", [], clean_env())
+        figures.append(grid_figure("local launcher", local))
+        if quick:
+            notes.append("SLURM launcher: not run in --quick mode")
+        else:
+            slurm, why = slurm_grid(grid, epochs, work / "slurm")
+            if slurm:
+                figures.append(grid_figure("SLURM launcher (local 1-node cluster, one job at a time)", slurm))
+            else:
+                notes.append(f"SLURM launcher: not measured ({why})")
+    for f in figures[1:]:
+        notes.append(f"{f['name']}: {f['subject_s']['median']:.0f} s total, runs trained {f['alternative_s']['median']:.0f} s "
+                     f"-> {f['overhead_per_run_s']:.1f} s overhead per run ({f['runs']} runs, {epochs} epochs each)")
+    return {"figures": figures, "notes": notes, "params": {"grid": grid, "epochs": epochs, "startup_repeats": repeats},
+            "ok": True}

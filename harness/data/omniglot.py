@@ -1,0 +1,137 @@
+"""Omniglot (Lake et al., Science 2015): 105x105 binary handwritten characters, 20 drawings each.
+
+``root`` holds subsets in the release layout, each as a zip file or an extracted folder:
+
+    <subset>.zip  or  <subset>/     containing  <subset>/<Alphabet>/characterNN/<drawer>_<nn>.png
+
+A class is one character of one alphabet. Default protocol: train on ``images_background_small1``
+(5 alphabets, 136 characters), test on ``images_background_small2``, alphabet-disjoint. The two
+small subsets of the public release both contain the Greek and Latin alphabets, with byte-identical
+images, so the alphabets of the training subset are removed from the test subset (test: Japanese
+(katakana), Sanskrit and Tagalog, 106 characters, 2,120 images); a run that tested on them would be
+scored on its own training images.
+
+All images (5,840) are decoded once, at the configured resolution, into memory: a CPU epoch then
+costs only the network. The test-time transform (grayscale, inverted so strokes are 1, resized)
+is the only preprocessing, in training too.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from harness.data.base import ArrayDataset, DMLData, EvalSet, remap_labels
+from harness.data.images import READ_ERRORS, resolve_root
+from harness.data.splits import carve_validation, check_disjoint
+from harness.data.transforms import build_eval_transform
+from harness.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SOURCE = "https://github.com/brendenlake/omniglot (python/images_background_small1.zip, images_background_small2.zip)"
+DEFAULT_TRANSFORM = {"size": 28, "resize": 28, "normalize": "none", "mode": "L", "invert": True}
+
+
+def load_omniglot(root, train_subset: str = "images_background_small1", test_subset: str = "images_background_small2",
+                  val_classes=None, val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
+                  on_corrupt: str = "fail") -> DMLData:
+    root = resolve_root(root)
+    transform = {**DEFAULT_TRANSFORM, **(transform or {})}
+    eval_tf = build_eval_transform(**transform)
+    train_items = list_subset(root, train_subset)
+    train_alphabets = {key.split("/")[0] for key, _ in train_items}
+    all_test = list_subset(root, test_subset)
+    test_items = [(k, f) for k, f in all_test if k.split("/")[0] not in train_alphabets]
+    dropped = sorted({k.split("/")[0] for k, _ in all_test} & train_alphabets)
+    if dropped:
+        log.info("omniglot: alphabets %s are in both %s and %s; tested on the other alphabets only",
+                 ", ".join(dropped), train_subset, test_subset)
+    if not test_items:
+        raise ConfigError(f"omniglot: every alphabet of {test_subset} is also in {train_subset}; "
+                          f"choose another dataset.test_subset")
+
+    keys = sorted({k for k, _ in train_items}) + sorted({k for k, _ in test_items})
+    class_id = {k: i for i, k in enumerate(keys)}
+    train_keys = sorted({class_id[k] for k, _ in train_items})
+    test_keys = sorted({class_id[k] for k, _ in test_items})
+    train_c, val_c = carve_validation(train_keys, val_classes, val_fraction, seed)
+    check_disjoint(train=train_c, val=val_c, test=test_keys)
+
+    x_train, y_train = decode_all(train_items, class_id, eval_tf, on_corrupt)
+    x_test, y_test = decode_all(test_items, class_id, eval_tf, on_corrupt)
+
+    def subset(x, y, classes, remap=False):
+        mask = np.isin(y, classes)
+        labels = remap_labels(y[mask])[0] if remap else y[mask]
+        return ArrayDataset(x[torch.from_numpy(mask)], labels)
+
+    return DMLData(
+        name="omniglot", train=subset(x_train, y_train, train_c, remap=True),
+        val=EvalSet(subset(x_train, y_train, val_c)) if val_c else None,
+        test=EvalSet(ArrayDataset(x_test, y_test)),
+        class_names={i: k for k, i in class_id.items()}, eval_transform=eval_tf,
+    )
+
+
+def list_subset(root: Path, subset: str) -> list:
+    """``[("Alphabet/characterNN", source), ...]`` for the PNGs of a subset, from its zip or its folder.
+
+    ``source`` is ``(zip path, member name)`` or a file path.
+    """
+    archive, folder = root / f"{subset}.zip", root / subset
+    items = []
+    if folder.is_dir():
+        base = folder / subset if (folder / subset).is_dir() else folder  # a zip extracted into its own name
+        items = [(f"{p.parent.parent.name}/{p.parent.name}", p) for p in sorted(base.glob("*/*/*.png"))]
+    elif archive.is_file():
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                names = sorted(n for n in zf.namelist() if n.lower().endswith(".png"))
+        except zipfile.BadZipFile as err:
+            raise DataError(f"{archive} is not a readable zip file ({err}); download it again from {SOURCE}") from None
+        for n in names:
+            parts = n.split("/")
+            if len(parts) >= 3:
+                items.append((f"{parts[-3]}/{parts[-2]}", (archive, n)))
+    if not items:
+        where = "does not exist" if not root.exists() else f"has neither {subset}.zip nor {subset}/ with PNG images"
+        raise DataError(f"Omniglot not found: {root} {where}. Expected there: {subset}.zip or {subset}/ laid out as "
+                        f"<Alphabet>/characterNN/*.png. Download it from {SOURCE} and set dataset.root "
+                        f"(or paths.data)")
+    return items
+
+
+def decode_all(items, class_id: dict, transform, on_corrupt: str) -> tuple:
+    """Decode and transform every image once: (N x C x H x W float tensor, class ids)."""
+    if on_corrupt not in ("fail", "skip"):
+        raise ConfigError(f"dataset.on_corrupt={on_corrupt!r} must be fail or skip")
+    images, labels, archives = [], [], {}
+    try:
+        for key, source in items:
+            try:
+                if isinstance(source, tuple):
+                    zf = archives.get(source[0]) or archives.setdefault(source[0], zipfile.ZipFile(source[0]))
+                    img = Image.open(io.BytesIO(zf.read(source[1])))
+                else:
+                    img = Image.open(source)
+                img.load()
+            except (*READ_ERRORS, zipfile.BadZipFile) as err:
+                where = f"{source[0]}!{source[1]}" if isinstance(source, tuple) else str(source)
+                if on_corrupt == "fail":
+                    raise DataError(f"corrupt or unreadable image {where} ({type(err).__name__}: {err}); "
+                                    f"replace the file or set dataset.on_corrupt=skip") from None
+                log.warning("corrupt image skipped: %s (%s: %s)", where, type(err).__name__, err)
+                continue
+            images.append(transform(img))
+            labels.append(class_id[key])
+    finally:
+        for zf in archives.values():
+            zf.close()
+    return torch.stack(images), np.asarray(labels, dtype=np.int64)

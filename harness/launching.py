@@ -1,0 +1,289 @@
+"""The launcher side of a sweep: which jobs to run, what happened to each, and the code they run.
+
+The Hydra launchers (``hydra/launcher=local | slurm | submitit_local``, in hydra_plugins/harness_launchers/)
+are thin; what they share lives here:
+
+    plan_jobs      compose every job's config before anything runs; a grid job whose run directory already
+                   holds a finished record is skipped, never submitted (re-running a sweep finishes it)
+    find_queued    a run that a SLURM job of an earlier command still runs (or waits to run) is not submitted
+                   again: typing the command while jobs are queued never runs a run twice
+    run_one        one job on its worker: Hydra's run_job, plus the traceback in <job dir>/error.txt if it fails
+    write_summary  <sweep dir>/summary.json: each job's status, run directory, error and log; failed jobs are
+                   also listed in the log with the path of their error
+    snapshot_code  a git clone of the submitted tree (commit + uncommitted changes) that SLURM jobs import,
+                   so editing the tree while jobs wait in the queue does not change them
+
+Training code never imports this module (nor submitit).
+"""
+
+from __future__ import annotations
+
+import copy
+import getpass
+import json
+import logging
+import math
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from harness import records
+
+log = logging.getLogger("harness.launching")
+
+SUMMARY = "summary.json"
+JOB_FILE = "slurm_job.json"  # in a run directory: the SLURM job submitted to run it
+GRID_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Job:
+    """One job of a sweep: its number, overrides and composed config (with its ``hydra`` node)."""
+
+    idx: int
+    overrides: list
+    config: DictConfig
+    run_dir: Optional[Path] = None  # the harness run this job is (grids); None for other task functions
+    finished: Optional[dict] = None  # its finished record: the job is skipped
+    queued: Optional[str] = None  # a SLURM job of an earlier command still runs it: not submitted again
+    log: Optional[str] = None  # where the job's output went (submitit's log file), if not the console
+    job_id: Optional[str] = None  # the scheduler's id
+    planned_at: float = field(default_factory=time.time)
+
+    @property
+    def label(self) -> str:
+        return " ".join(filter_overrides(self.overrides))
+
+
+# ----------------------------------------------------------------------------------------------- before launching
+def skips_finished(setting: Optional[bool], master_config: DictConfig) -> bool:
+    """Whether jobs are harness runs to skip when finished: ``skip_finished`` if set, else for grids only.
+
+    A grid (Hydra's basic sweeper) maps one job to one run. Other sweepers (the Optuna search) launch worker
+    jobs that are not runs, so the launcher must not judge them by a record.
+    """
+    if setting is not None:
+        return bool(setting)
+    return OmegaConf.select(master_config, "hydra.sweeper._target_") == GRID_SWEEPER
+
+
+def plan_jobs(hydra_context, master_config: DictConfig, job_overrides: Sequence[Sequence[str]],
+              initial_job_idx: int, skip_finished: bool) -> list:
+    """Compose each job's config now (a wrong override fails before any submission) and find finished runs."""
+    jobs = []
+    for i, overrides in enumerate(job_overrides):
+        config = hydra_context.config_loader.load_sweep_config(master_config, list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = config.hydra.job.num = initial_job_idx + i
+        job = Job(idx=initial_job_idx + i, overrides=list(overrides), config=config)
+        if skip_finished:
+            job.run_dir, rerun = run_dir_of(config)
+            record = records.read_record(job.run_dir)
+            if record and record.get("status") == "finished" and not rerun:
+                job.finished = record
+        jobs.append(job)
+    skipped = sum(j.finished is not None for j in jobs)
+    if skipped:
+        log.info("%d of %d runs are already finished: skipped, nothing submitted for them", skipped, len(jobs))
+    return jobs
+
+
+def run_dir_of(config: DictConfig) -> tuple:
+    """The run directory ``harness.run`` will use for this job (and its ``trainer.rerun``), computed as the job
+    will: on the config without its ``hydra`` node, while HydraConfig holds the job's config."""
+    hydra_config = HydraConfig.instance()
+    saved = hydra_config.cfg
+    hydra_config.set_config(copy.deepcopy(config))
+    try:
+        cfg = copy.deepcopy(config)
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+        return records.run_dir_for(cfg), bool(OmegaConf.select(cfg, "trainer.rerun", default=False))
+    finally:
+        hydra_config.cfg = saved
+
+
+def find_queued(jobs: list, active: dict) -> None:
+    """Mark the runs that a SLURM job submitted by an earlier command still runs or waits to run (``active``:
+    job id -> state), so that typing the command again while they are queued never runs a run twice."""
+    for job in jobs:
+        path = Path(job.run_dir) / JOB_FILE if job.run_dir else None
+        if job.finished or path is None or not path.exists():
+            continue
+        job_id = json.loads(path.read_text()).get("job_id")
+        if job_id in active:
+            job.queued, job.job_id = active[job_id], job_id
+    queued = [j for j in jobs if j.queued]
+    if queued:
+        log.info("%d runs are still queued or running as earlier jobs (%s): not submitted again", len(queued),
+                 ", ".join(j.job_id for j in queued))
+
+
+def active_slurm_jobs() -> dict:
+    """This user's SLURM jobs that are not over, one entry per array task: {job id: state}."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        log.warning("squeue failed (%s): runs queued by an earlier command may be submitted again", err)
+        return {}
+    return dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
+
+
+def mark_submitted(job: Job) -> None:
+    """Write ``<run dir>/slurm_job.json``: which job runs this run (read by ``find_queued``)."""
+    if job.run_dir:
+        records.atomic_write_json(Path(job.run_dir) / JOB_FILE, {"job_id": job.job_id, "log": job.log,
+                                                                 "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+# ----------------------------------------------------------------------------------------------- on the worker
+def run_one(hydra_context, task_function: Callable, config: DictConfig) -> JobReturn:
+    """Hydra's ``run_job`` for one job; a failure also leaves its traceback in ``<job dir>/error.txt``."""
+    ret = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
+                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    if ret.status == JobStatus.FAILED:
+        error = ret._return_value
+        path = Path(str(config.hydra.runtime.output_dir)) / "error.txt"
+        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        records.atomic_write_text(path, text)
+        log.error("job %s failed (%s: %s); traceback in %s", config.hydra.job.num, type(error).__name__, error, path)
+    return ret
+
+
+# ----------------------------------------------------------------------------------------------- after the jobs
+def skipped_return(job: Job) -> JobReturn:
+    """What a skipped job returns to the sweeper: its finished record's objective, as run.py would."""
+    record = job.finished
+    value = record.get(record.get("selection/metric", ""), math.nan)
+    ret = JobReturn(overrides=job.overrides, cfg=None, hydra_cfg=None, working_dir=str(job.run_dir),
+                    task_name=str(job.config.hydra.job.name), status=JobStatus.COMPLETED)
+    ret.return_value = value
+    return ret
+
+
+def queued_return(job: Job) -> JobReturn:
+    """A run left to the earlier job that runs it: no value yet (NaN)."""
+    ret = JobReturn(overrides=job.overrides, task_name=str(job.config.hydra.job.name), status=JobStatus.COMPLETED)
+    ret.return_value = math.nan
+    return ret
+
+
+def failed_return(job: Job, error: BaseException) -> JobReturn:
+    """A job that ended without a result (killed, out of time, lost): FAILED, with the scheduler's error."""
+    ret = JobReturn(overrides=job.overrides, task_name=str(job.config.hydra.job.name), status=JobStatus.FAILED)
+    ret.return_value = error
+    return ret
+
+
+def summary_row(job: Job, ret: JobReturn) -> dict:
+    """Status, run directory, error and where to read more, for one job."""
+    row = {"job": job.idx, "overrides": " ".join(job.overrides), "status": None,
+           "run_dir": str(job.run_dir) if job.run_dir else None, "error": None, "error_file": None,
+           "log": job.log, "job_id": job.job_id}
+    record = job.finished or (records.read_record(job.run_dir) if job.run_dir else None)
+    if job.finished:
+        row["status"] = "skipped"
+    elif job.queued:
+        row["status"] = "queued"
+    elif ret.status == JobStatus.FAILED:
+        row["status"] = "failed"
+        error = ret._return_value
+        row["error"] = f"{type(error).__name__}: {error}".strip()[:2000]
+    elif record is not None:
+        row["status"] = record.get("status")
+    else:
+        row["status"] = "completed"
+    if row["status"] == "failed":
+        # the run's own error.txt if this job wrote it (a failure in training), else the job's traceback
+        run_error = Path(job.run_dir) / "error.txt" if job.run_dir else None
+        job_error = Path(str(job.config.hydra.sweep.dir)) / str(job.config.hydra.sweep.subdir) / "error.txt"
+        if run_error is not None and run_error.exists() and run_error.stat().st_mtime >= job.planned_at:
+            row["error_file"] = str(run_error)
+        elif job_error.exists():
+            row["error_file"] = str(job_error)
+        else:  # the job left no traceback (killed, lost): its log says what the scheduler did
+            row["error_file"] = job.log
+    return row
+
+
+def write_summary(sweep_dir: Path, rows: list, extra: Optional[dict] = None) -> Path:
+    """``<sweep dir>/summary.json`` (atomic) and a few lines in the log: counts, then each failed job."""
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    path = Path(sweep_dir) / SUMMARY
+    records.atomic_write_json(path, {"counts": counts, **(extra or {}), "jobs": rows})
+    log.info("sweep summary: %s (%s)", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
+    for row in rows:
+        if row["status"] == "failed":
+            log.error("failed: #%d %s\n    %s\n    error: %s%s", row["job"], row["overrides"], row["error"],
+                      row["error_file"], f"\n    log:   {row['log']}" if row["log"] else "")
+    return path
+
+
+def read_summary(sweep_dir: Path) -> dict:
+    return json.loads((Path(sweep_dir) / SUMMARY).read_text())
+
+
+# ----------------------------------------------------------------------------------------------- code snapshot
+def snapshot_code(dest: Path, repo: Path = REPO) -> dict:
+    """Freeze the code jobs will import: a git clone of HEAD at ``dest`` plus the tree's uncommitted changes.
+
+    Jobs import ``harness`` from ``dest`` (see ``snapshot_env``), so edits made while they wait in the queue
+    do not reach them, and each record's ``git/commit`` / ``git/dirty`` (read by the run inside ``dest``)
+    name exactly what ran. Untracked files that git does not ignore are copied too. Needs git; without it,
+    or outside a checkout, returns ``{}`` and jobs run the live tree (the records then say so).
+    """
+    dest = Path(dest)
+
+    def git(*args, cwd=repo) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+    try:
+        head = git("rev-parse", "HEAD").strip()
+        changed = [p for p in git("diff", "--name-only", "-z", "--no-renames", "HEAD").split("\0") if p]
+        untracked = [p for p in git("ls-files", "-z", "--others", "--exclude-standard").split("\0") if p]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        git("clone", "--quiet", "--shared", "--no-checkout", str(repo), str(dest))
+        git("checkout", "--quiet", "--detach", head, cwd=dest)
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = err.stderr.strip() if isinstance(err, subprocess.CalledProcessError) else str(err)
+        log.warning("no code snapshot (%s): jobs will import the live tree %s", detail or err, repo)
+        shutil.rmtree(dest, ignore_errors=True)
+        return {}
+    for rel in changed + untracked:
+        src, dst = repo / rel, dest / rel
+        if src.is_symlink() or src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.is_symlink() or dst.is_file():
+                dst.unlink()
+            shutil.copy2(src, dst, follow_symlinks=False)
+        elif dst.is_symlink() or dst.exists():  # deleted in the tree
+            dst.unlink()
+    log.info("code snapshot for the jobs: %s (commit %s%s)", dest, head[:12],
+             ", with uncommitted changes" if changed else "")
+    return {"dir": str(dest), "commit": head, "dirty": bool(changed)}
+
+
+def snapshot_env(snapshot_dir: str) -> list:
+    """Shell lines that make a job's Python import from the snapshot (before the editable install's tree).
+
+    ``PYTHONSAFEPATH`` (Python >= 3.11) keeps the job's working directory (often the repository itself) off
+    ``sys.path``, so the working directory, and with it every relative path in the config, stays as it was.
+    """
+    return [f"export PYTHONPATH={snapshot_dir}${{PYTHONPATH:+:$PYTHONPATH}}", "export PYTHONSAFEPATH=1"]
+
+
+def snapshot_supported() -> bool:
+    return sys.version_info >= (3, 11)

@@ -1,0 +1,37 @@
+"""Reports on demand: ``python -m harness.search results/search/<study>`` rewrites best.yaml, trials.csv and
+the plots of a study (while it runs, too) and prints where it stands. The storage is found from the study
+directory's search.yaml (for storage=env, from the environment variable it names)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import optuna
+
+from harness.errors import HarnessError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.search", description=__doc__)
+    parser.add_argument("study_dir", help="the study directory, e.g. results/search/tune_eps")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from harness.search.driver import read_search
+    from harness.search.report import write_reports
+    from harness.search.study import open_storage
+
+    try:
+        search = read_search(args.study_dir)
+        study = optuna.load_study(study_name=search.study_name, storage=open_storage(search))
+        write_reports(study, search)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""One search worker: ask -> run -> tell, until the study holds its total of finished trials.
+
+The sweeper launches ``n_workers`` of these as jobs of the configured Hydra launcher (in-process, local
+processes, SLURM jobs). Each asks for its next trial as soon as its previous one ends (no batches), and all
+of them share the study's storage. A trial is one ordinary harness run:
+
+    overrides = the search's fixed overrides + one ``key=value`` per searched parameter
+    cfg       = the run's config composed from them, plus ``search: {study, trial}``
+    record    = harness.run(cfg, on_evaluate=<report to the trial; raise RunPruned when the pruner says so>)
+
+``search.trial`` enters the run directory's hash, so every trial has its own directory, never renumbered or
+overwritten; a trial retried after its worker died uses the number of the trial it carries on, so the retry
+resumes the dead run's last checkpoint. When the rest of the total is in flight elsewhere, a worker waits
+(polling) rather than leave: if another worker dies, its trial is failed by heartbeat and retried here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import warnings
+from copy import deepcopy
+from functools import partial
+
+import optuna
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict, read_write
+from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+
+from harness import records
+from harness.errors import RunPruned
+from harness.search.space import format_override, suggest
+from harness.search.study import Search, is_surplus, load_study, retry_root, tally
+
+log = logging.getLogger("harness.search")
+
+
+class SurplusTrial(Exception):
+    """Two workers asked for the study's last slot at once; the later trial is not run."""
+
+
+def work(job_cfg: DictConfig, *, search: Search, master_config: DictConfig, config_loader) -> dict:
+    """The Hydra task function of a worker job (``job_cfg`` is the job's own config; trials compose theirs)."""
+    worker = worker_number()
+    study = load_study(search, worker)
+    objective = partial(run_trial, search=search, master_config=master_config, config_loader=config_loader)
+    started = 0
+    while True:
+        fail_stale_trials(study)
+        counts = tally(study.get_trials(deepcopy=False))
+        if len(counts.done) >= search.n_trials:
+            break
+        if counts.waiting or counts.claimed < search.n_trials:
+            try:
+                study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
+            except (ValueError, UpdateFinishedTrialError) as err:  # our trial was failed while it ran
+                log.warning("worker %d: its trial was failed by another worker (no heartbeat for grace_period=%ss; "
+                            "raise it if this machine stalls that long): %s", worker, search.grace_period, err)
+            started += 1
+        else:  # the rest is running in other workers: wait, in case one of them dies
+            time.sleep(search.poll_interval)
+    log.info("worker %d: the study holds its %d trials; this worker ran %d", worker, search.n_trials, started)
+    return {"worker": worker, "trials_run": started}
+
+
+def run_trial(trial: optuna.Trial, *, search: Search, master_config: DictConfig, config_loader) -> float:
+    """The objective: one harness run with the trial's values; its selected validation metric."""
+    from harness.task import run
+
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    trials = trial.study.get_trials(deepcopy=False)
+    if is_surplus(trials, trial.number, search.n_trials):
+        trial.set_user_attr("surplus", True)
+        raise SurplusTrial(f"the study already holds {search.n_trials} trials")
+    frozen = next(t for t in trials if t.number == trial.number)  # a retry's history is in its system attrs
+    values = {key: suggest(trial, key, dist) for key, dist in search.space.items()}
+    overrides = list(search.fixed) + [format_override(key, value) for key, value in values.items()]
+    cfg = compose_trial(config_loader, master_config, overrides, search.study_name, retry_root(frozen))
+    trial.set_user_attr("run_dir", str(records.run_dir_for(cfg)))
+    log.info("trial %d: %s", trial.number, " ".join(overrides[len(search.fixed):]))
+    try:
+        record = run(cfg, on_evaluate=partial(report_epoch, trial, search.objective))
+    except Exception as err:  # NaN loss, bad config, crash: the trial is FAIL with this reason
+        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:2000])
+        raise
+    for key in search.record_keys:
+        if record.get(key) is not None:
+            trial.set_user_attr(key, record[key])
+    if record["status"] == "pruned":
+        raise optuna.TrialPruned(f"pruned at epoch {record['pruned_epoch']}")
+    value = record.get(search.objective)
+    if value is None or not math.isfinite(value):
+        reason = f"the record's {search.objective} is {value}"
+        trial.set_user_attr("fail_reason", reason)
+        raise ValueError(reason)
+    return float(value)
+
+
+def report_epoch(trial: optuna.Trial, metric: str, epoch: int, val_metrics: dict) -> None:
+    """The harness's on_evaluate hook: report the validation metric; stop the run if the pruner says so."""
+    trial.report(float(val_metrics[metric]), step=int(epoch))
+    if trial.should_prune():
+        raise RunPruned(epoch)
+
+
+def compose_trial(config_loader, master_config: DictConfig, overrides: list, study: str, number: int) -> DictConfig:
+    """The run config of one trial, composed like a launcher composes a job (groups may be searched too)."""
+    cfg = config_loader.load_sweep_config(master_config, list(overrides))
+    HydraConfig.instance().set_config(cfg)  # the run's record lists this trial's overrides
+    cfg = deepcopy(cfg)
+    with read_write(cfg), open_dict(cfg):
+        del cfg["hydra"]
+        cfg.search = {"study": study, "trial": number}  # part of the run directory's hash
+    return cfg
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def worker_number() -> int:
+    try:
+        return int(HydraConfig.get().job.num)
+    except (ValueError, TypeError):
+        return 0

@@ -1,0 +1,196 @@
+"""The launchers: ``local`` runs jobs here, one after another; ``slurm`` / ``submitit_local`` submit them with
+submitit (hydra-submitit-launcher's launcher, changed where a sweep of runs needs it).
+
+All three compose every job's config first, skip the runs of a grid whose record is finished (nothing is
+submitted for them), go on when a job fails, and write ``<sweep dir>/summary.json`` listing failed jobs with
+the path of their error. See harness/launching.py.
+
+SLURM jobs are checkpointable: on the pre-emption / time-out signal (``--signal=USR2@signal_delay_s``, which
+submitit adds), submitit calls ``checkpoint``, requeues the job (``scontrol requeue``, up to
+``max_num_timeout`` time-outs) and exits; the requeued job calls the same function again and ``harness.run``
+resumes from the run's last.pt (model, optimizer, scheduler, scaler, sampler position, every RNG state).
+"""
+
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, configure_log, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from harness import launching
+
+log = logging.getLogger("harness.launching")
+
+
+@dataclass
+class HarnessSlurmConf(SlurmQueueConf):
+    """hydra-submitit-launcher's SLURM settings (all sbatch options it knows) plus the harness's own."""
+
+    _target_: str = "hydra_plugins.harness_launchers.launchers.SlurmLauncher"
+    skip_finished: Optional[bool] = None  # null: skip finished runs of a grid (basic sweeper), never search workers
+    snapshot: bool = True  # jobs import a git snapshot of the submitted tree, not the live one
+
+
+@dataclass
+class HarnessSubmititLocalConf(LocalQueueConf):
+    """``hydra/launcher=submitit_local``: the jobs as parallel local processes through submitit (the code path
+    of slurm, no cluster needed). Replaces hydra-submitit-launcher's entry of that name."""
+
+    _target_: str = "hydra_plugins.harness_launchers.launchers.SubmititLocalLauncher"
+    timeout_min: int = 240
+    cpus_per_task: Optional[int] = 1
+    stderr_to_stdout: bool = True  # one log per job: <sweep dir>/.submitit/<job id>/<job id>_0_log.out
+    skip_finished: Optional[bool] = None
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(group="hydra/launcher", name="harness_slurm_schema", node=HarnessSlurmConf,
+                                 provider="harness")
+    ConfigStore.instance().store(group="hydra/launcher", name="submitit_local", node=HarnessSubmititLocalConf,
+                                 provider="harness")
+
+
+class RegisterLaunchers(SearchPathPlugin):
+    """Registers the configs again once Hydra has imported every plugin module: its scan may import
+    hydra-submitit-launcher's config after this module, and that would put back its own ``submitit_local``."""
+
+    def manipulate_search_path(self, search_path) -> None:
+        register_configs()
+
+
+register_configs()
+
+
+class LocalLauncher(Launcher):
+    """The jobs one after another in this process, like Hydra's basic launcher (the default)."""
+
+    def __init__(self, skip_finished: Optional[bool] = None) -> None:
+        self.skip_finished = skip_finished
+        self.config: Optional[DictConfig] = None
+        self.hydra_context = None
+        self.task_function = None
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        jobs = launching.plan_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx,
+                                   launching.skips_finished(self.skip_finished, self.config))
+        returns = []
+        for job in jobs:
+            if job.finished:
+                returns.append(launching.skipped_return(job))
+                continue
+            log.info("\t#%d : %s", job.idx, job.label)
+            returns.append(launching.run_one(self.hydra_context, self.task_function, job.config))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        launching.write_summary(sweep_dir, [launching.summary_row(j, r) for j, r in zip(jobs, returns)],
+                                {"launcher": "local"})
+        return returns
+
+
+class SubmititLauncher(BaseSubmititLauncher):
+    """Submits the jobs that are not finished as one job array and waits for each; a failed or lost job
+    becomes a FAILED return (with the scheduler's reason) instead of stopping the sweep."""
+
+    def __init__(self, skip_finished: Optional[bool] = None, snapshot: bool = False, **params: Any) -> None:
+        super().__init__(**params)
+        self.skip_finished = skip_finished
+        self.snapshot = snapshot
+        self.code: Optional[dict] = None  # the snapshot, made once per command (a search launches several times)
+
+    def __call__(self, config: DictConfig, singleton_state: dict) -> JobReturn:
+        """One job, on its node (again after each requeue). ``config`` was composed at submission."""
+        import submitit
+
+        import harness
+
+        Singleton.set_state(singleton_state)
+        setup_globals()
+        with read_write(config.hydra.job), open_dict(config.hydra.job):
+            config.hydra.job.id = submitit.JobEnvironment().job_id
+        print(f"job {config.hydra.job.id} (#{config.hydra.job.num}) runs the harness code in "
+              f"{Path(harness.__file__).parent}", flush=True)
+        return launching.run_one(self.hydra_context, self.task_function, config)
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        if self._EXECUTOR == "slurm" and shutil.which("sbatch") is None:
+            print("error: hydra/launcher=slurm needs SLURM's sbatch on this machine: run on the cluster's login node, "
+                  "or use hydra/launcher=local or submitit_local here", file=sys.stderr)
+            raise SystemExit(2)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        jobs = launching.plan_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx,
+                                   launching.skips_finished(self.skip_finished, self.config))
+        if self._EXECUTOR == "slurm":
+            launching.find_queued(jobs, launching.active_slurm_jobs())
+        todo = [j for j in jobs if not j.finished and not j.queued]
+        info = {"launcher": self.NAME}
+        returns = {}
+        if todo:
+            executor = self.make_executor(sweep_dir, info)
+            submitted = executor.map_array(self, [j.config for j in todo], [Singleton.get_state()] * len(todo))
+            for job, sub in zip(todo, submitted):
+                job.job_id, job.log = sub.job_id, str(sub.paths.stdout)
+                if self._EXECUTOR == "slurm":
+                    launching.mark_submitted(job)
+                log.info("\t#%d : %s  (job %s)", job.idx, job.label, sub.job_id)
+            log.info("submitted %d jobs to %s; waiting (logs in %s)", len(todo), self._EXECUTOR,
+                     Path(str(submitted[0].paths.folder)).parent)
+            for job, sub in zip(todo, submitted):
+                try:
+                    returns[job.idx] = sub.results()[0]
+                except Exception as err:  # killed, out of time too often, lost: no result from the job
+                    returns[job.idx] = launching.failed_return(job, err)
+        ordered = [launching.skipped_return(j) if j.finished else launching.queued_return(j) if j.queued
+                   else returns[j.idx] for j in jobs]
+        launching.write_summary(sweep_dir, [launching.summary_row(j, r) for j, r in zip(jobs, ordered)], info)
+        return ordered
+
+    def make_executor(self, sweep_dir: Path, info: dict):
+        """A submitit executor from this launcher's settings (as hydra-submitit-launcher builds it)."""
+        import submitit
+
+        params = dict(self.params)
+        init = {"folder": params.pop("submitit_folder")}
+        if "max_num_timeout" in params:
+            init[f"{self._EXECUTOR}_max_num_timeout"] = params.pop("max_num_timeout")
+        if self.snapshot and self.code is None:
+            self.code = self.snapshot_code(sweep_dir)
+        if self.code:
+            params["setup"] = [*(params.get("setup") or []), *launching.snapshot_env(self.code["dir"])]
+            info["code"] = self.code
+        executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        executor.update_parameters(**{k if k in base else f"{self._EXECUTOR}_{k}": v for k, v in params.items()})
+        return executor
+
+    def snapshot_code(self, sweep_dir: Path) -> dict:
+        if not launching.snapshot_supported():
+            log.warning("hydra.launcher.snapshot needs Python >= 3.11 (PYTHONSAFEPATH); jobs import the live tree "
+                        "(each record still names the commit it ran)")
+            return {}
+        return launching.snapshot_code(sweep_dir / ".code" / time.strftime("%Y%m%d-%H%M%S"))
+
+
+class SlurmLauncher(SubmititLauncher):
+    NAME = _EXECUTOR = "slurm"
+
+
+class SubmititLocalLauncher(SubmititLauncher):
+    NAME, _EXECUTOR = "submitit_local", "local"

@@ -1,0 +1,40 @@
+"""Hydra's entry point for the asynchronous Optuna search (the logic lives in harness/search/).
+
+Hydra only instantiates sweepers defined under the ``hydra_plugins`` package, so this thin class is here;
+select it with ``override /hydra/sweeper: optuna_async`` in a sweep file (conf/hydra/sweeper/optuna_async.yaml).
+Imports stay light: Hydra imports every plugin module at start-up, for every command.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, List
+
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf
+
+
+class OptunaAsyncSweeper(Sweeper):
+    """Launches ``n_workers`` long-lived worker jobs that ask -> run -> tell until the study holds ``n_trials``."""
+
+    def __init__(self, **spec: Any) -> None:
+        self.spec = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+                     for k, v in spec.items()}
+        self.hydra_context = None
+        self.config = None
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        # run.py's task function is not used: each launched job is a search worker (harness.search.worker.work)
+        # that runs many trials through harness.run with a pruning hook.
+        self.hydra_context = hydra_context
+        self.config = config
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from harness.errors import HarnessError
+        from harness.search.driver import run_search
+
+        try:
+            return run_search(self.spec, arguments, hydra_context=self.hydra_context, config=self.config)
+        except HarnessError as err:  # a user error: one line, exit code 2, nothing launched
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None

@@ -1,0 +1,67 @@
+"""`python -m harness.bench --quick` runs and writes valid JSON and a summary (timings are never asserted)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+FAST = ("evaluation", "coding_rate", "training_loop")  # the subprocess-heavy ones (sweep, tables) run in make bench
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, "-m", "harness.bench", "--quick", "--only", ",".join(FAST), "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    return proc, out
+
+
+def test_quick_bench_exits_cleanly_with_equal_values(bench):
+    proc, _ = bench
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]  # non-zero also when values differ
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_each_benchmark_writes_figures_with_ratios_machine_and_versions(bench, name):
+    _, out = bench
+    result = json.loads((out / f"{name}.json").read_text())
+    assert result["benchmark"] == name and result["quick"] is True and "error" not in result
+    assert result["machine"]["cores"] >= 1 and result["versions"]["torch"]
+    assert result["figures"]
+    for fig in result["figures"]:
+        assert fig["subject"] and fig["alternative"] and fig["subject"] != fig["alternative"]
+        for key in ("subject_s", "alternative_s", "ratio", "speedup"):
+            s = fig[key]
+            assert 0 < s["min"] <= s["median"] <= s["max"], (fig["name"], key, s)
+        assert fig["ratio"]["min"] == pytest.approx(1 / fig["speedup"]["max"], rel=1e-9)
+        if "goal" in fig:
+            assert isinstance(fig["meets_goal"], bool)
+
+
+def test_evaluation_values_equal_pml(bench):
+    _, out = bench
+    result = json.loads((out / "evaluation.json").read_text())
+    for check in result["checks"]:
+        assert check["equal_1e-6"], check
+        assert set(check["max_abs_diff"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "r_precision", "map@r", "nmi"}
+    assert all("peak_rss_mib" in m or "peak_traced_mib" in m for mem in result["memory"].values() for m in mem.values())
+
+
+def test_summary_lists_every_benchmark_and_figure(bench):
+    proc, out = bench
+    summary = (out / "README.md").read_text()
+    assert summary in proc.stdout  # printed too
+    for name in FAST:
+        result = json.loads((out / f"{name}.json").read_text())
+        assert f"## {name} (quick)" in summary
+        assert all(fig["name"] in summary for fig in result["figures"])
+
+
+def test_unknown_benchmark_is_one_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness.bench", "--only", "nonsense", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown benchmark nonsense" in proc.stderr
+    assert not list(tmp_path.iterdir())

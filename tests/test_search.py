@@ -1,0 +1,324 @@
+"""The Optuna search (harness/search): search space, trial accounting, heartbeat, and real studies on digits.
+
+The integration tests run the real command, ``python run.py -m sweep=tune_eps ...``, against a real SQLite
+study, with tiny runs (2 epochs of 2 batches, no NMI); ``submitit_local`` gives real parallel worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from harness import records
+from harness.errors import ConfigError
+from harness.search.driver import read_search
+from harness.search.space import format_override, parse_override, parse_search_space, split_overrides
+from harness.search.study import (JournalHeartbeatStorage, Search, build_sampler, counted, is_surplus, open_storage,
+                                  retry_root, tally)
+from conftest import CONF, REPO
+from slurm_cluster import LocalSlurm, cannot_start_reason
+
+TINY = ["trainer.epochs=2", "sampler.batches_per_epoch=2", "eval.nmi=false", "eval.raw_baseline=false",
+        "trainer.progress=false", "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=5",
+        "hydra.sweeper.poll_interval=0.5"]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def search_sweeps() -> list:
+    """Every sweep file that is an Optuna search (uses the optuna_async sweeper)."""
+    return sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml") if "optuna_async" in p.read_text())
+
+
+def run_search(results: Path, *overrides, launcher: str = "local", timeout: int = 600,
+               env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}", f"hydra/launcher={launcher}",
+           *TINY, *overrides]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def load(results: Path, name: str = "tune_eps") -> optuna.Study:
+    """The study as the search left it, through its study directory (any storage kind)."""
+    search = read_search(results / "search" / name)
+    return optuna.load_study(study_name=search.study_name, storage=open_storage(search))
+
+
+def check_ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------- search space
+def test_hydra_sweep_syntax_becomes_optuna_distributions():
+    space, fixed = parse_search_space({
+        "a": "interval(0.01, 2.0)", "b": "tag(log, interval(1e-4, 1e-1))", "c": "int(interval(16, 256))",
+        "d": "tag(log, int(interval(1, 64)))", "e": "range(1, 10, 3)", "f": "range(0.1, 1.0, 0.2)",
+        "g": "choice(x, 'y z', 3, 0.5, true)", "loss": "multi_similarity,proxy_anchor", "trainer.epochs": 7,
+    })
+    assert space["a"] == FloatDistribution(0.01, 2.0)
+    assert space["b"] == FloatDistribution(1e-4, 1e-1, log=True)
+    assert space["c"] == IntDistribution(16, 256)
+    assert space["d"] == IntDistribution(1, 64, log=True)
+    assert space["e"] == IntDistribution(1, 7, step=3)  # Hydra's range excludes its stop: 1, 4, 7
+    assert space["f"].low == pytest.approx(0.1) and space["f"].high == pytest.approx(0.9) and space["f"].step == 0.2
+    assert space["g"] == CategoricalDistribution(["x", "y z", 3, 0.5, True])
+    assert space["loss"] == CategoricalDistribution(["multi_similarity", "proxy_anchor"])
+    assert fixed == ["trainer.epochs=7"]
+    space, fixed = split_overrides(["+regularizer.x.gam1=interval(0, 1)", "seed=3"])
+    assert list(space) == ["+regularizer.x.gam1"] and fixed == ["seed=3"]
+
+
+@pytest.mark.parametrize("bad", ["a=tag(lin, interval(0, 1))", "a=tag(log, interval(0, 1))", "a=interval(2, 1)",
+                                 "a=tag(log, choice(1, 2))", "a=range(5, 1)", "a=choice([1, 2], [3])",
+                                 "a=interval(0, 1"])
+def test_bad_search_parameters_are_one_line_config_errors(bad):
+    with pytest.raises(ConfigError) as err:
+        split_overrides([bad])
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("value", [0.123456789012345, 1e-30, 7, True, False, "proxy_anchor", "it's a,b", "1e-3"])
+def test_trial_values_round_trip_through_overrides(value):
+    parsed = parse_override(format_override("k", value)).value()
+    assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize("name", search_sweeps())
+def test_every_search_sweep_composes_and_names_real_keys(name):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"sweep={name}"], return_hydra_config=True)
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=False)
+    assert sweeper["_target_"].endswith("OptunaAsyncSweeper") and sweeper["study_name"] == name
+    space, _ = parse_search_space(sweeper["params"])
+    assert space
+    for key in space:
+        assert key.startswith("+") or OmegaConf.select(cfg, key, default=None) is not None, key
+
+
+# ----------------------------------------------------------------------------------------------- accounting
+def make_search(tmp_path, storage="sqlite", **kw) -> Search:
+    return Search(study_name="s", study_dir=str(tmp_path / "s"), objective="val/map@r", direction="maximize",
+                  space={"x": FloatDistribution(0, 1)}, fixed=[], storage=storage, **kw)
+
+
+def test_a_study_counts_finished_trials_but_not_retried_or_surplus_ones(tmp_path):
+    search = make_search(tmp_path, n_trials=4)
+    study = optuna.create_study(study_name="s", storage=open_storage(search))
+    dist = {"x": FloatDistribution(0, 1)}
+
+    def add(state, value=None, system=None, user=None):
+        study.add_trial(optuna.create_trial(state=state, value=value, params={"x": 0.5}, distributions=dist,
+                                            system_attrs=system or {}, user_attrs=user or {}))
+
+    add(TrialState.COMPLETE, 0.5)                                              # 0
+    add(TrialState.FAIL)                                                       # 1: worker died, retried by 3
+    add(TrialState.PRUNED, 0.1)                                                # 2
+    add(TrialState.WAITING, system={"failed_trial": 1, "retry_history": [1]})  # 3: the retry of 1
+    add(TrialState.FAIL, user={"fail_reason": "NonFiniteLossError: nan"})      # 4
+    add(TrialState.FAIL, user={"surplus": True})                               # 5
+    trials = study.get_trials()
+    counts = tally(trials)
+    assert [t.number for t in counts.done] == [0, 2, 4]
+    assert [t.number for t in counts.waiting] == [3] and counts.claimed == 4
+    assert sorted(t.number for t in counts.ignored) == [1, 5]
+    assert retry_root(trials[3]) == 1 and retry_root(trials[0]) == 0
+    # trial 5 came after 4 counted trials (0, 2, 3, 4): a fifth would exceed the total of 4
+    assert not is_surplus(trials, 4, 4) and is_surplus(trials, 6, 4)
+    assert [t.number for t in counted(trials)] == [0, 2, 3, 4]
+
+
+def test_workers_and_resumed_commands_do_not_replay_one_random_sequence():
+    spec = {"_target_": "optuna.samplers.RandomSampler", "seed": 0}
+
+    def first_point(worker: int, existing: int) -> float:
+        study = optuna.create_study(sampler=build_sampler(spec, worker, existing))
+        return study.ask({"x": FloatDistribution(0, 1)}).params["x"]
+
+    assert first_point(0, 0) == first_point(0, 0)  # reproducible
+    assert len({first_point(0, 0), first_point(1, 0), first_point(0, 4)}) == 3  # another worker, a later command
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_journal_storage_heartbeat_fails_and_retries_a_silent_trial(tmp_path):
+    search = make_search(tmp_path, storage="journal", heartbeat_interval=1, grace_period=2, max_retry=1)
+    storage = open_storage(search)
+    assert isinstance(storage, JournalHeartbeatStorage)
+    study = optuna.create_study(study_name="s", storage=storage)
+    alive, dead = study.ask({"x": FloatDistribution(0, 1)}), study.ask({"x": FloatDistribution(0, 1)})
+    storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)
+    storage.record_heartbeat(alive._trial_id)  # only this one still beats
+    optuna.storages.fail_stale_trials(study)
+    trials = optuna.load_study(study_name="s", storage=open_storage(search)).get_trials()  # a fresh reader
+    assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
+    assert trials[2].params == trials[1].params and retry_root(trials[2]) == dead.number
+
+
+# ----------------------------------------------------------------------------------------------- real studies
+@pytest.mark.slow
+def test_two_workers_reach_the_total_exactly_resume_adds_none_and_a_larger_total_adds_the_rest(results):
+    proc = run_search(results, "hydra.sweeper.n_trials=8", "hydra.sweeper.sampler.seed=1", launcher="submitit_local")
+    check_ok(proc)
+    trials = load(results).get_trials()
+    assert [t.number for t in trials] == list(range(8))  # no duplicate numbers, no surplus
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took trials
+    assert len({tuple(t.params.values()) for t in trials}) == 8  # parallel suggestions did not collapse
+    run_dirs = [Path(t.user_attrs["run_dir"]) for t in trials]
+    assert len(set(run_dirs)) == 8
+    for t, run_dir in zip(trials, run_dirs):
+        record = records.read_record(run_dir)
+        assert record["status"] == "finished" and record["config/search.trial"] == t.number
+        assert record[record["selection/metric"]] == pytest.approx(t.value)
+        assert record["config/regularizer.antico_pair.eps"] == pytest.approx(t.params["regularizer.antico_pair.eps"])
+    study_dir = results / "search" / "tune_eps"
+    for name in ("best.yaml", "trials.csv", "search.yaml", "history.png", "regularizer.antico_pair.eps.png"):
+        assert (study_dir / name).exists(), name
+    assert "postgresql" not in (study_dir / "search.yaml").read_text()
+    stamps = {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs}
+
+    check_ok(run_search(results, "hydra.sweeper.n_trials=8", "hydra.sweeper.sampler.seed=1", launcher="submitit_local"))
+    assert len(load(results).get_trials()) == 8  # the same command again adds nothing, rewrites nothing
+    assert {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs} == stamps
+
+    check_ok(run_search(results, "hydra.sweeper.n_trials=10", "hydra.sweeper.sampler.seed=1", launcher="submitit_local"))
+    after = load(results).get_trials()
+    assert [t.number for t in after] == list(range(10)) and all(t.state == TrialState.COMPLETE for t in after)
+    assert [(t.params, t.value) for t in after[:8]] == [(t.params, t.value) for t in trials]
+    assert {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs} == stamps  # earlier runs untouched
+    assert len({t.user_attrs["run_dir"] for t in after}) == 10
+
+    (study_dir / "trials.csv").unlink()
+    from harness.search.__main__ import main
+
+    assert main([str(study_dir)]) == 0 and len((study_dir / "trials.csv").read_text().splitlines()) == 11
+
+
+@pytest.mark.slow
+def test_a_killed_worker_trial_is_failed_by_heartbeat_retried_and_resumed(results):
+    cmd = [sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}",
+           "hydra/launcher=submitit_local", *TINY, "trainer.epochs=6", "hydra.sweeper.n_trials=4"]
+    driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        victim = None
+        deadline = time.time() + 300
+        while victim is None and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.2)
+            try:
+                running = load(results).get_trials(states=(TrialState.RUNNING,))
+            except Exception:  # the study is not created yet
+                continue
+            # two reported epochs: epoch 1's checkpoint is on disk, so the retry resumes rather than restarts
+            victim = next((t for t in running if len(t.intermediate_values) >= 2), None)
+        assert victim is not None, "no trial reached its second epoch"
+        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        out, _ = driver.communicate(timeout=400)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 0, out[-4000:]
+    trials = load(results).get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert len(tally(trials).done) == 4 and len(counted(trials)) == 4
+    assert trials[victim.number].state == TrialState.FAIL
+    retry = next(t for t in trials if t.system_attrs.get("retry_history") == [victim.number])
+    assert retry.state == TrialState.COMPLETE and retry.params == victim.params
+    assert retry.user_attrs["run_dir"] == victim.user_attrs["run_dir"]  # the same run directory ...
+    assert min(retry.intermediate_values) > 1  # ... resumed from its checkpoint, not started again
+    assert records.read_record(retry.user_attrs["run_dir"])["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_an_aggressive_pruner_prunes_and_the_records_say_so(results):
+    check_ok(run_search(results, "trainer.epochs=3", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_workers=1",
+                        "hydra.sweeper.sampler.seed=0", "hydra.sweeper.pruner.n_startup_trials=1",
+                        "hydra.sweeper.pruner.n_warmup_steps=0", "hydra.sweeper.storage=journal"))
+    assert (results / "search" / "tune_eps" / "study.journal").exists()
+    trials = load(results).get_trials()
+    assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned and len(pruned) < 6
+    for t in pruned:
+        record = records.read_record(t.user_attrs["run_dir"])
+        assert record["status"] == "pruned" and record["pruned_epoch"] == max(t.intermediate_values) < 3
+        assert "test/map@r" not in record
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert records.read_record(t.user_attrs["run_dir"])["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_a_nan_trial_is_fail_with_its_reason_and_the_study_finishes(results, tmp_path, monkeypatch):
+    # the storage URL comes from the environment (a database server on a cluster; a SQLite URL here)
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("HARNESS_OPTUNA_STORAGE", url)
+    # eps and weight fixed: the space is the learning rate only, and the brute-force sampler runs both values
+    proc = run_search(results, "regularizer.antico_pair.eps=0.5", "regularizer.antico_pair.weight=0.1",
+                      "optimizer.lr=choice(0.001, 1e30)", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_workers=1",
+                      "~hydra.sweeper.sampler", "+hydra.sweeper.sampler={_target_: optuna.samplers.BruteForceSampler}",
+                      "hydra.sweeper.storage=env")
+    check_ok(proc)
+    assert (tmp_path / "elsewhere.db").exists() and not (results / "search" / "tune_eps" / "study.db").exists()
+    written = [p for p in results.rglob("*") if p.suffix in (".yaml", ".json", ".csv", ".txt", ".log")]
+    assert written and not [p for p in written if "elsewhere.db" in p.read_text(errors="replace")]
+    trials = {t.params["optimizer.lr"]: t for t in load(results).get_trials()}
+    assert set(trials) == {0.001, 1e30}
+    assert trials[0.001].state == TrialState.COMPLETE
+    failed = trials[1e30]
+    assert failed.state == TrialState.FAIL and failed.user_attrs["fail_reason"].startswith("NonFiniteLossError")
+    record = records.read_record(failed.user_attrs["run_dir"])
+    assert record["status"] == "failed" and "NonFiniteLossError" in record["error"]
+    assert "FAIL" in (results / "search" / "tune_eps" / "trials.csv").read_text()
+
+
+@pytest.mark.slow
+def test_a_wrong_search_key_is_one_line_and_launches_nothing(results):
+    proc = run_search(results, "regularizer.antico_pair.epz=tag(log, interval(0.01, 1.0))")
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: a trial's config does not compose") and "+regularizer.antico_pair.epz" in line
+    assert not (results / "search" / "tune_eps" / "study.db").exists()
+    assert not (results / "runs").exists()
+
+
+# ----------------------------------------------------------------------------------------------- SLURM
+@pytest.fixture(scope="module")
+def local_slurm():
+    """A one-node SLURM cluster on localhost for this module only (tests/slurm_cluster.py), stopped after it."""
+    reason = cannot_start_reason()
+    if reason:
+        pytest.skip(f"no local SLURM cluster: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="harness-slurm-"))  # short: munge's socket path must fit in 108 bytes
+    cluster = LocalSlurm(root)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.client(["scancel", "--user", str(os.getuid())], check=False)
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_two_worker_study_completes_on_slurm(results, local_slurm):
+    env = dict(os.environ, **local_slurm.env)
+    proc = run_search(results, "hydra.sweeper.n_trials=4", "hydra.launcher.gpus_per_node=null",
+                      "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null", launcher="slurm", env=env)
+    check_ok(proc)
+    trials = load(results).get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # two SLURM jobs shared the study
+    summaries = list((results / "search" / "tune_eps" / "jobs").glob("*/summary.json"))
+    assert summaries and "slurm" in summaries[0].read_text()
