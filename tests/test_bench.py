@@ -5,8 +5,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from hydra.utils import instantiate
 
-from conftest import REPO
+from conftest import REPO, tiny
+from harness.data.base import ArrayDataset, InMemoryLoader, collate_batch
+from harness.data.samplers import MPerClassBatchSampler
+from harness.task import build_loader, complete_config
 
 FAST = ("evaluation", "coding_rate", "training_loop")  # the subprocess-heavy ones (sweep, tables) run in make bench
 
@@ -65,3 +70,24 @@ def test_unknown_benchmark_is_one_clear_error(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown benchmark nonsense" in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_in_memory_loader_yields_the_dataloaders_batches():
+    """The training loader of in-memory splits (built for the training-loop benchmark's 5% goal) changes no batch."""
+    cfg = tiny()
+    data = instantiate(cfg.dataset, _convert_="all")
+    cfg = complete_config(cfg, data)
+    assert isinstance(data.train, ArrayDataset)
+    sampler = MPerClassBatchSampler(data.train.labels, m=cfg.sampler.m, batch_size=cfg.sampler.batch_size,
+                                    batches_per_epoch=37, seed=3)  # 37: chunks of 16 batches and a remainder
+    ours = build_loader(data.train, sampler, cfg, torch.device("cpu"))
+    reference = torch.utils.data.DataLoader(data.train, batch_sampler=sampler, collate_fn=collate_batch)
+    assert isinstance(ours, InMemoryLoader) and len(ours) == 37
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        got = list(ours)
+        sampler.set_epoch(epoch)
+        expected = list(reference)
+        assert len(got) == len(expected) == 37
+        for (x, y), (xr, yr) in zip(got, expected):
+            assert torch.equal(x, xr) and torch.equal(y, yr) and y.dtype == yr.dtype == torch.int64

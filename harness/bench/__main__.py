@@ -110,7 +110,7 @@ def summarize(out: Path) -> str:
         if r.get("error"):
             lines += [f"**failed**: {r['error']}", ""]
         if r.get("figures"):
-            header = ["figure", "subject", "alternative", "subject", "alternative", "ratio", "goal"]
+            header = ["figure", "subject", "alternative", "subject time", "alternative time", "median (min-max)", "goal"]
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             lines += ["| " + " | ".join(format_figure(f)) + " |" for f in r["figures"]]
             lines.append("")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -120,10 +121,14 @@ def slurm_grid(grid: list, epochs: int, work: Path) -> tuple:
     root = Path(tempfile.mkdtemp(prefix="bench-slurm-"))  # short: munge's socket path must fit in 108 bytes
     cluster = LocalSlurm(root)
     try:
-        cluster.start()
+        try:
+            cluster.start()
+        except RuntimeError as exc:
+            return None, f"the local cluster did not start: {str(exc).splitlines()[0]}"
         return run_grid(grid, epochs, work, SLURM_OVERRIDES, clean_env(**cluster.env)), None
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def run(quick: bool = False, full: bool = False) -> dict:
