@@ -16,6 +16,9 @@ Queries with no same-class item to retrieve (R = 0) are excluded from every metr
 
 from __future__ import annotations
 
+import functools
+import logging
+
 import faiss
 import numpy as np
 
@@ -43,7 +46,22 @@ def maybe_to_gpu(index):
     if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
         res = faiss.StandardGpuResources()
         return faiss.index_cpu_to_gpu(res, 0, index)
+    note_cpu_fallback()
     return index
+
+
+@functools.cache
+def note_cpu_fallback() -> None:
+    """Say once per process when a GPU is present but faiss searches on the CPU."""
+    try:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    except ImportError:
+        gpu = False
+    if gpu:
+        logging.getLogger("harness").info(
+            "faiss has no GPU support here: exact searches run on the CPU (pip install -e '.[gpu]' for faiss-gpu)")
 
 
 def search_neighbours(query, k: int, gallery=None, metric: str = "ip") -> np.ndarray:
