@@ -182,16 +182,17 @@ def train_and_evaluate(cfg, run_dir, data, model, base_loss, regularizers, optim
     ckpt.load_module_states(modules, best["modules"])
     test_emb, test_labels = embed_split(model, data.test, cfg, device, amp)
     val_emb, val_labels = embed_split(model, data.val, cfg, device, amp)
-    train_emb, _ = embed_dataset(model, data.train, device, int(cfg.eval.batch_size), amp, int(cfg.trainer.num_workers))
     result = {
         "selected_epoch": state["best_epoch"],
         **state["best_val"],
         **prefixed("test", score(test_emb, test_labels, data.test, cfg)),
-        "test/utilization": utilization(test_emb[0], train_emb),  # Metrix's measure: mean test-to-nearest-train distance
         **prefixed("diag/val", collapse_diagnostics(val_emb[0], val_labels[0])),
         **prefixed("diag/test", collapse_diagnostics(test_emb[0], test_labels[0])),
         **init,
     }
+    if cfg.eval.get("utilization", True):  # Metrix's measure: mean test-to-nearest-train distance (one pass over train)
+        train_emb, _ = embed_dataset(model, data.train, device, int(cfg.eval.batch_size), amp, int(cfg.trainer.num_workers))
+        result["test/utilization"] = utilization(test_emb[0], train_emb)
     if data.vector_inputs and cfg.eval.raw_baseline:
         result.update(prefixed("raw/val", score(*raw_inputs(data.val), data.val, cfg)))
         result.update(prefixed("raw/test", score(*raw_inputs(data.test), data.test, cfg)))
