@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,28 @@ def results(tmp_path) -> Path:
 def _no_stray_results(monkeypatch, tmp_path):
     # a test that forgets to pass its results dir still never writes into the repository's results/
     monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results-env"))
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """One one-node SLURM cluster on localhost for the whole session (tests/slurm_cluster.py), stopped after it."""
+    from slurm_cluster import LocalSlurm, cannot_start_reason
+
+    reason = cannot_start_reason()
+    if reason:
+        pytest.skip(f"no local SLURM cluster: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="harness-slurm-"))  # short: munge's socket path must fit in 108 bytes
+    cluster = LocalSlurm(root)
+    saved = os.environ.get("SLURM_CONF")
+    try:
+        cluster.start()
+        os.environ.update(cluster.env)  # scancel / scontrol from the tests
+        yield cluster
+    finally:
+        cluster.client(["scancel", "--user", str(os.getuid())], check=False)
+        cluster.stop()
+        if saved is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = saved
+        shutil.rmtree(root, ignore_errors=True)

@@ -7,11 +7,9 @@ study, with tiny runs (2 epochs of 2 batches, no NMI); ``submitit_local`` gives 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,6 @@ from harness.search.space import format_override, parse_override, parse_search_s
 from harness.search.study import (JournalHeartbeatStorage, Search, build_sampler, counted, is_surplus, open_storage,
                                   retry_root, tally)
 from conftest import CONF, REPO
-from slurm_cluster import LocalSlurm, cannot_start_reason
 
 TINY = ["trainer.epochs=2", "sampler.batches_per_epoch=2", "eval.nmi=false", "eval.raw_baseline=false",
         "trainer.progress=false", "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=5",
@@ -293,27 +290,10 @@ def test_a_wrong_search_key_is_one_line_and_launches_nothing(results):
 
 
 # ----------------------------------------------------------------------------------------------- SLURM
-@pytest.fixture(scope="module")
-def local_slurm():
-    """A one-node SLURM cluster on localhost for this module only (tests/slurm_cluster.py), stopped after it."""
-    reason = cannot_start_reason()
-    if reason:
-        pytest.skip(f"no local SLURM cluster: {reason}")
-    root = Path(tempfile.mkdtemp(prefix="harness-slurm-"))  # short: munge's socket path must fit in 108 bytes
-    cluster = LocalSlurm(root)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.client(["scancel", "--user", str(os.getuid())], check=False)
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.slow
 @pytest.mark.slurm
-def test_a_two_worker_study_completes_on_slurm(results, local_slurm):
-    env = dict(os.environ, **local_slurm.env)
+def test_a_two_worker_study_completes_on_slurm(results, slurm):
+    env = dict(os.environ, **slurm.env)
     proc = run_search(results, "hydra.sweeper.n_trials=4", "hydra.launcher.gpus_per_node=null",
                       "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null", launcher="slurm", env=env)
     check_ok(proc)

@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +21,6 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, tiny
-from slurm_cluster import LocalSlurm, cannot_start_reason
 
 import harness
 from harness import checkpoint as ckpt
@@ -192,27 +189,6 @@ SWEEPS = {
     "time_limit": ["trainer.epochs=100000", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15",
                    "hydra.launcher.max_num_timeout=1"],
 }
-
-
-@pytest.fixture(scope="session")
-def slurm():
-    reason = cannot_start_reason()
-    if reason:
-        pytest.skip(f"no local SLURM cluster: {reason}")
-    root = Path(tempfile.mkdtemp(prefix="harness-slurm-"))  # short: munge's socket path must fit in 108 bytes
-    cluster = LocalSlurm(root)
-    saved = os.environ.get("SLURM_CONF")
-    try:
-        cluster.start()
-        os.environ.update(cluster.env)  # scancel / scontrol from the tests
-        yield cluster
-    finally:
-        cluster.stop()
-        if saved is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = saved
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
