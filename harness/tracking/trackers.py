@@ -1,0 +1,95 @@
+"""The selected trackers as one: every call fans out to each of them, in one place that
+
+* keeps going when a tracker fails (server down, no network): one warning naming it, then the run goes on
+  without it; ``epochs.jsonl`` and ``record.json`` stay the source of truth;
+* logs each step once across restarts: ``<run dir>/trackers.json`` holds the last epoch each tracker has
+  taken. A resumed run re-trains the epochs after its checkpoint; rows a tracker already has are not sent
+  again, and rows it missed (it failed, or was added on resume) are sent from ``epochs.jsonl`` at start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from harness import records
+from harness.tracking.base import Tracker
+
+log = logging.getLogger("harness.tracking")
+MARKS = "trackers.json"
+
+
+class Trackers:
+    def __init__(self, trackers: dict):
+        self.trackers: dict[str, Tracker] = dict(trackers)
+        self.failed: set = set()
+        self.marks: dict = {}
+        self.run_dir: Path | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.trackers)
+
+    def start(self, run_dir: Path, config: dict, tags: dict, resumed_from_epoch: int | None) -> None:
+        self.run_dir = Path(run_dir)
+        self.marks = read_marks(self.run_dir)
+        for name, tracker in self.trackers.items():
+            self._call(name, "start", tracker.start, self.run_dir, config, tags, resumed_from_epoch)
+        if resumed_from_epoch is not None:  # rows a tracker has not taken yet (it failed, or is new on resume)
+            for row in records.read_epochs(self.run_dir):
+                if row["epoch"] <= resumed_from_epoch:
+                    self.log_epoch(row)
+
+    def log_epoch(self, row: dict) -> None:
+        step, sent = int(row["epoch"]), False
+        for name, tracker in self.trackers.items():
+            if step > self.marks.get(name, -1) and self._call(name, "log_epoch", tracker.log_epoch, row):
+                self.marks[name] = step
+                sent = True
+        if sent:
+            records.atomic_write_text(self.run_dir / MARKS, json.dumps(self.marks, sort_keys=True) + "\n")
+
+    def log_record(self, record: dict) -> None:
+        for name, tracker in self.trackers.items():
+            self._call(name, "log_record", tracker.log_record, record)
+
+    def log_images(self, paths, step: int) -> None:
+        paths = [Path(p) for p in paths]
+        if paths:
+            for name, tracker in self.trackers.items():
+                self._call(name, "log_images", tracker.log_images, paths, int(step))
+
+    def finish(self, status: str) -> None:
+        for name, tracker in self.trackers.items():
+            self._call(name, "finish", tracker.finish, status)
+
+    def _call(self, name: str, what: str, fn, *args) -> bool:
+        if name in self.failed:
+            return False
+        try:
+            fn(*args)
+            return True
+        except Exception as err:  # a tracker never stops the run
+            self.failed.add(name)
+            log.warning("tracker %s failed in %s (%s: %s); the run goes on without it (epochs.jsonl and "
+                        "record.json hold everything)", name, what, type(err).__name__, str(err).splitlines()[0]
+                        if str(err) else "")
+            if what != "finish":
+                try:
+                    self.trackers[name].finish("failed")
+                except Exception:
+                    pass
+            return False
+
+
+def read_marks(run_dir: Path) -> dict:
+    try:
+        marks = json.loads((Path(run_dir) / MARKS).read_text())
+        return {str(k): int(v) for k, v in marks.items()} if isinstance(marks, dict) else {}
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def build_trackers(nodes, instantiate) -> Trackers:
+    """The trackers of a ``logger`` config node (``{name: {_target_: ...}}``; empty or None: none)."""
+    return Trackers({str(name): instantiate(node) for name, node in (nodes or {}).items()})

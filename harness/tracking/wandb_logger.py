@@ -1,0 +1,53 @@
+"""Weights & Biases: offline by default, so runs on clusters without network lose nothing.
+
+``mode: null`` takes ``$WANDB_MODE`` and else ``offline``: the run is written to ``<run dir>/wandb/offline-run-*``
+and uploaded later with ``wandb sync <run dir>/wandb/offline-run-*`` (the files of a resumed run are synced
+into one run, in order). The W&B run id is derived from the run directory, so a resumed or requeued run
+continues the same W&B run; the group is the sweep (or Optuna study), and the tags name the sweep, study,
+trial, seed and git commit. History rows are the epochs.jsonl rows with the epoch as step; the record's
+results go into the run summary; pictures are logged as images. The API key comes from the environment only
+(``WANDB_API_KEY`` or ``wandb login``), never from the config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.tracking.base import Tracker, metrics_of, record_results, require, run_key
+
+
+class WandbLogger(Tracker):
+    name = "wandb"
+
+    def __init__(self, project: str = "dml-harness", entity: str | None = None, mode: str | None = None,
+                 group: str | None = None):
+        require("wandb", "wandb", self.name)
+        self.project, self.entity, self.mode, self.group = project, entity, mode, group
+        self.run = None
+
+    def start(self, run_dir, config, tags, resumed_from_epoch):
+        import wandb
+
+        run_dir = Path(run_dir)
+        self.run = wandb.init(
+            project=self.project, entity=self.entity, id=run_key(run_dir), resume="allow", name=run_dir.name,
+            dir=str(run_dir), mode=self.mode or os.environ.get("WANDB_MODE") or "offline", config=config,
+            group=self.group or tags.get("sweep") or tags.get("study"), tags=[f"{k}={v}"[:64] for k, v in tags.items()],
+            reinit="finish_previous", settings=wandb.Settings(console="off", silent=True))
+
+    def log_epoch(self, row):
+        self.run.log(metrics_of(row), step=int(row["epoch"]))
+
+    def log_record(self, record):
+        self.run.summary.update({**record_results(record, step_logged=False), "status": record.get("status")})
+
+    def log_images(self, paths, step):
+        import wandb
+
+        self.run.log({f"pictures/{Path(p).stem}": wandb.Image(str(p)) for p in paths}, step=max(int(step), self.run.step))
+
+    def finish(self, status):
+        if self.run is not None:
+            self.run.finish(exit_code=1 if status == "failed" else 0)
+            self.run = None
