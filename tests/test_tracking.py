@@ -148,7 +148,7 @@ def test_each_tracker_receives_the_rows_record_config_and_pictures(name, run_cop
 def test_a_restarted_run_sends_each_step_once_and_fills_what_a_tracker_missed(run_copy):
     """Attempt 1 sent epochs 0-3 but its last checkpoint was epoch 2: attempt 2 (resumed from 2) trains epoch 3
     again and sends it again; every tracker keeps one value per step. A tracker added on resume (csv) receives
-    the earlier rows from epochs.jsonl."""
+    the earlier rows from epochs.jsonl when the first new row arrives."""
     rows = records.read_epochs(run_copy)
     first, config = trackers_for(["tensorboard", "wandb", "mlflow"], run_copy)
     first.start(run_copy, config, {}, None)

@@ -4,7 +4,8 @@
   without it; ``epochs.jsonl`` and ``record.json`` stay the source of truth;
 * logs each step once across restarts: ``<run dir>/trackers.json`` holds the last epoch each tracker has
   taken. A resumed run re-trains the epochs after its checkpoint; rows a tracker already has are not sent
-  again, and rows it missed (it failed, or was added on resume) are sent from ``epochs.jsonl`` at start.
+  again, and rows it lacks (it failed last time, or is new on resume) are sent from ``epochs.jsonl`` when
+  the first new row arrives (the loop has then cut the file back to its checkpoint) or at the record.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Trackers:
         self.failed: set = set()
         self.marks: dict = {}
         self.run_dir: Path | None = None
+        self.caught_up = False
 
     def __bool__(self) -> bool:
         return bool(self.trackers)
@@ -33,15 +35,21 @@ class Trackers:
     def start(self, run_dir: Path, config: dict, tags: dict, resumed_from_epoch: int | None) -> None:
         self.run_dir = Path(run_dir)
         self.marks = read_marks(self.run_dir)
+        self.caught_up = False
         for name, tracker in self.trackers.items():
             self._call(name, "start", tracker.start, self.run_dir, config, tags, resumed_from_epoch)
-        if resumed_from_epoch is not None:  # rows a tracker has not taken yet (it failed, or is new on resume)
-            for row in records.read_epochs(self.run_dir):
-                if row["epoch"] <= resumed_from_epoch:
-                    self.log_epoch(row)
+
+    def catch_up(self, before: int | None = None) -> None:
+        """Send the rows of epochs.jsonl (before epoch ``before``) that a tracker has not taken yet."""
+        self.caught_up = True
+        for row in records.read_epochs(self.run_dir):
+            if before is None or row["epoch"] < before:
+                self.log_epoch(row)
 
     def log_epoch(self, row: dict) -> None:
         step, sent = int(row["epoch"]), False
+        if not self.caught_up:
+            self.catch_up(before=step)
         for name, tracker in self.trackers.items():
             if step > self.marks.get(name, -1) and self._call(name, "log_epoch", tracker.log_epoch, row):
                 self.marks[name] = step
@@ -50,6 +58,8 @@ class Trackers:
             records.atomic_write_text(self.run_dir / MARKS, json.dumps(self.marks, sort_keys=True) + "\n")
 
     def log_record(self, record: dict) -> None:
+        if not self.caught_up:
+            self.catch_up()
         for name, tracker in self.trackers.items():
             self._call(name, "log_record", tracker.log_record, record)
 
