@@ -3,7 +3,8 @@
 An adapter (one per file in this package, selected by ``conf/logger/*.yaml``) wraps one tracker's own client.
 The run calls, in this order::
 
-    start(run_dir, config, tags, resumed_from_epoch)  # config: the resolved, redacted config as a dict
+    start(run_dir, config, tags, resumed_from_epoch)  # config: the resolved, redacted config as a dict;
+                                                       # returns the last step it verifiably holds, or None
     log_epoch(row)                                     # exactly an epochs.jsonl row; its step is row["epoch"]
     log_record(record)                                 # record.json at the end (test metrics, diagnostics)
     log_images(paths, step)                            # the run's pictures (PNG paths)
@@ -33,7 +34,9 @@ class Tracker:
 
     name = "tracker"
 
-    def start(self, run_dir: Path, config: dict, tags: dict, resumed_from_epoch: int | None) -> None:
+    def start(self, run_dir: Path, config: dict, tags: dict, resumed_from_epoch: int | None) -> int | None:
+        """Open (or reopen) the tracker run of ``run_dir``. Return the last step the tracker is known to hold when
+        it can tell (e.g. from its own files), else None: then Trackers' record of what was sent decides."""
         raise NotImplementedError
 
     def log_epoch(self, row: dict) -> None:

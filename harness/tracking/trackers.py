@@ -37,7 +37,9 @@ class Trackers:
         self.marks = read_marks(self.run_dir)
         self.caught_up = False
         for name, tracker in self.trackers.items():
-            self._call(name, "start", tracker.start, self.run_dir, config, tags, resumed_from_epoch)
+            ok, held = self._call(name, "start", tracker.start, self.run_dir, config, tags, resumed_from_epoch)
+            if ok and held is not None:  # the tracker's own account of what it holds wins
+                self.marks[name] = int(held)
 
     def catch_up(self, before: int | None = None) -> None:
         """Send the rows of epochs.jsonl (before epoch ``before``) that a tracker has not taken yet."""
@@ -51,7 +53,7 @@ class Trackers:
         if not self.caught_up:
             self.catch_up(before=step)
         for name, tracker in self.trackers.items():
-            if step > self.marks.get(name, -1) and self._call(name, "log_epoch", tracker.log_epoch, row):
+            if step > self.marks.get(name, -1) and self._call(name, "log_epoch", tracker.log_epoch, row)[0]:
                 self.marks[name] = step
                 sent = True
         if sent:
@@ -73,12 +75,12 @@ class Trackers:
         for name, tracker in self.trackers.items():
             self._call(name, "finish", tracker.finish, status)
 
-    def _call(self, name: str, what: str, fn, *args) -> bool:
+    def _call(self, name: str, what: str, fn, *args) -> tuple:
+        """(True, ``fn(*args)``), or (False, None) when the tracker failed, now or earlier in the run."""
         if name in self.failed:
-            return False
+            return False, None
         try:
-            fn(*args)
-            return True
+            return True, fn(*args)
         except Exception as err:  # a tracker never stops the run
             self.failed.add(name)
             log.warning("tracker %s failed in %s (%s: %s); the run goes on without it (epochs.jsonl and "
@@ -89,7 +91,7 @@ class Trackers:
                     self.trackers[name].finish("failed")
                 except Exception:
                     pass
-            return False
+            return False, None
 
 
 def read_marks(run_dir: Path) -> dict:

@@ -3,7 +3,8 @@
 ``mode: null`` takes ``$WANDB_MODE`` and else ``offline``: the run is written to ``<run dir>/wandb/offline-run-*``
 and uploaded later with ``wandb sync <run dir>/wandb/offline-run-*`` (the files of a resumed run are synced
 into one run, in order). The W&B run id is derived from the run directory, so a resumed or requeued run
-continues the same W&B run; the group is the sweep (or Optuna study), and the tags name the sweep, study,
+continues the same W&B run (an attempt killed before wandb-core flushed its buffer loses rows from its
+offline file: the next attempt reads what the earlier files hold and sends the rest again); the group is the sweep (or Optuna study), and the tags name the sweep, study,
 trial, seed and git commit. History rows are the epochs.jsonl rows with the epoch as step; the record's
 results go into the run summary; pictures are logged as images. The API key comes from the environment only
 (``WANDB_API_KEY`` or ``wandb login``), never from the config.
@@ -35,9 +36,17 @@ class WandbLogger(Tracker):
             dir=str(run_dir), mode=self.mode or os.environ.get("WANDB_MODE") or "offline", config=config,
             group=self.group or tags.get("sweep") or tags.get("study"), tags=[f"{k}={v}"[:64] for k, v in tags.items()],
             reinit="finish_previous", settings=wandb.Settings(console="off", silent=True))
+        if self.run.offline:  # the steps earlier attempts' files really hold (a killed process loses its buffer)
+            from harness.tracking.wandb_file import last_step, offline_runs
+
+            mine = Path(self.run.dir).parent
+            return last_step([f for f in offline_runs(run_dir, run_key(run_dir)) if f.parent != mine])
+        if self.run.resumed:  # online: the server's next step
+            return int(self.run.step) - 1
+        return None
 
     def log_epoch(self, row):
-        self.run.log(metrics_of(row), step=int(row["epoch"]))
+        self.run.log(metrics_of(row), step=int(row["epoch"]), commit=True)
 
     def log_record(self, record):
         self.run.summary.update({**record_results(record, step_logged=False), "status": record.get("status")})
@@ -49,5 +58,8 @@ class WandbLogger(Tracker):
 
     def finish(self, status):
         if self.run is not None:
+            import wandb
+
             self.run.finish(exit_code=1 if status == "failed" else 0)
             self.run = None
+            wandb.teardown()  # waits for wandb-core to write the run file: run.finish() alone may return before

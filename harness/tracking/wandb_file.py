@@ -1,9 +1,15 @@
 """Read a W&B offline run file (``run-<id>.wandb``) back into wandb's own protobuf records.
 
+The W&B adapter asks it which steps an earlier attempt's file really holds: wandb-core writes the file from
+a buffer (every ``x_transaction_log_flush_interval`` seconds, 15 by default), so a process killed before a
+flush leaves less on disk than it logged, and a resumed run must send those rows again. The tests read runs
+back with it too.
+
 wandb >= 0.20 no longer ships a Python reader (wandb-core writes the file); the format is wandb's LevelDB-style
 log: a 7-byte header (":W&B", magic 0xBEE1, version), then 32 KiB blocks of chunks, each with a CRC-32 of its
-type byte and data, a 16-bit length and a type (full, first, middle, last). The chunks are checked and joined,
-and each record is parsed with ``wandb.proto.wandb_internal_pb2.Record``.
+type byte and data, a 16-bit length and a type (full, first, middle, last). The chunks are checked and joined
+(a torn tail, where the writer died, ends the read), and each record is parsed with
+``wandb.proto.wandb_internal_pb2.Record``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 def raw_records(path: Path):
     data = Path(path).read_bytes()
+    if len(data) < 7:
+        return
     ident, magic, _version = struct.unpack("<4sHB", data[:7])
     if ident != b":W&B" or magic != 0xBEE1:
         raise ValueError(f"{path} is not a W&B run file")
@@ -30,8 +38,8 @@ def raw_records(path: Path):
             pos += left
             continue
         chunk = data[pos + 7 : pos + 7 + length]
-        if zlib.crc32(chunk, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF != crc:
-            raise ValueError(f"{path}: bad checksum at byte {pos}")
+        if len(chunk) < length or zlib.crc32(chunk, zlib.crc32(bytes([kind]))) & 0xFFFFFFFF != crc:
+            return  # a torn tail: the writer died here
         pos += 7 + length
         if kind == FULL:
             yield chunk
@@ -65,6 +73,12 @@ def read_run(run_file: Path) -> dict:
     return out
 
 
-def offline_runs(run_dir: Path) -> list:
+def offline_runs(run_dir: Path, run_id: str = "*") -> list:
     """Every offline run file under ``<run dir>/wandb/``, oldest first (a resumed run adds one)."""
-    return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+    return sorted(Path(run_dir).glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb"))
+
+
+def last_step(files) -> int:
+    """The last history step the files hold (-1: none)."""
+    steps = [int(row["_step"]) for f in files for row in read_run(f)["history"] if "_step" in row]
+    return max(steps, default=-1)
