@@ -24,6 +24,10 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.eval_every={cfg.trainer.eval_every} must be >= 1")
     check_embed_dim(cfg.head.embed_dim)
     selection_of(cfg)
+    if cfg.eval.get("pictures", "auto") not in ("auto", True, False):
+        raise ConfigError(f"eval.pictures={cfg.eval.pictures} must be auto (image datasets), true or false")
+    if cfg.eval.get("picture_map", "umap") not in ("umap", "pca"):
+        raise ConfigError(f"eval.picture_map={cfg.eval.picture_map} must be umap or pca")
 
 
 @dataclass(frozen=True)

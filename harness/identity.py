@@ -5,8 +5,9 @@ A run directory is a deterministic function of the run's config and seed (never 
     results/runs/<dataset>/<loss>__<regularizers>__<backbone>__<hash8>__seed<N>/
 
 The hash covers the resolved config except the keys below, which do not change a run's numbers (paths,
-progress bars, thread and loader-process counts, published numbers, the ``rerun`` switch). Two commands
-that would train the same numbers share a directory, so re-running a finished config is a no-op.
+progress bars, thread and loader-process counts, published numbers, the ``rerun`` switch, experiment trackers,
+pictures). Two commands that would train the same numbers share a directory, so re-running a finished config
+is a no-op.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 NON_SEMANTIC_KEYS = ("paths", "dataset.root", "published", "trainer.progress", "trainer.rerun", "trainer.num_workers",
-                     "trainer.num_threads", "hydra")
+                     "trainer.num_threads", "hydra", "logger", "eval.pictures", "eval.picture_map")
 
 
 def semantic_config(cfg: DictConfig) -> dict:

@@ -19,13 +19,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness import identity, records
-from harness.build import build
+from harness.build import build, instantiate
 from harness.config import selection_of, validate_config
 from harness.console import format_summary, logging_to
 from harness.errors import RunPruned
 from harness.fit import Plan, fit
+from harness.inspect import pictures_at_end, pictures_wanted
 from harness.io import atomic_write_json, atomic_write_text, remove_orphans
-from harness.provenance import provenance, task_overrides
+from harness.provenance import git_state, provenance, task_overrides
+from harness.tracking import build_trackers, run_tags
 
 log = logging.getLogger("harness")
 
@@ -48,27 +50,34 @@ def run(cfg: DictConfig, on_evaluate=None) -> dict:
         torch.set_num_threads(int(cfg.trainer.num_threads))
     parts = build(cfg)
     cfg = parts.cfg
+    trackers = build_trackers(cfg.get("logger"), instantiate)  # logger=[tensorboard,wandb]: none by default
 
     # Everything is built: from here on, a failure leaves a record with status "failed", never "finished".
     with logging_to(run_dir / "run.log"):
-        open_run_dir(run_dir, cfg)
+        config = open_run_dir(run_dir, cfg)
+        trackers.start(run_dir, config, run_tags(config, task_overrides(), git_state()["git/commit"]))
         try:
-            result = fit(parts, plan, run_dir, on_evaluate)
+            result = fit(parts, plan, run_dir, on_evaluate, on_epoch=trackers.log_epoch)
         except RunPruned as pruned:
             log.info("pruned at epoch %d: %s", pruned.epoch, run_dir)
-            return close_record(cfg, run_dir, started, parts.device, "pruned", {"pruned_epoch": pruned.epoch})
+            record = close_record(cfg, run_dir, started, parts.device, "pruned", {"pruned_epoch": pruned.epoch})
+            trackers.close(record)
+            return record
         except BaseException as exc:  # KeyboardInterrupt too: the record must not look finished
             atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-            close_record(cfg, run_dir, started, parts.device, "failed",
-                         {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")})
+            trackers.close(close_record(cfg, run_dir, started, parts.device, "failed",
+                                        {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")}))
             raise
-    record = close_record(cfg, run_dir, started, parts.device, "finished", result)
+        record = close_record(cfg, run_dir, started, parts.device, "finished", result)
+        draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
+        trackers.close(record, pictures_at_end(run_dir, parts.device, cfg.eval.get("picture_map", "umap")) if draw else ())
     log.info("%s", format_summary(record))
     return record
 
 
-def open_run_dir(run_dir: Path, cfg: DictConfig) -> None:
-    """Start an attempt: clear the last attempt's outcome and temporary files, write the config and overrides."""
+def open_run_dir(run_dir: Path, cfg: DictConfig) -> dict:
+    """Start an attempt: clear the last attempt's outcome and temporary files, write the config and overrides;
+    return the config as written (resolved, secrets redacted)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for folder in (run_dir, run_dir / "checkpoints"):
         for orphan in remove_orphans(folder):
@@ -78,6 +87,7 @@ def open_run_dir(run_dir: Path, cfg: DictConfig) -> None:
     resolved = records.redact(OmegaConf.to_container(cfg, resolve=True))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
     atomic_write_text(run_dir / "overrides.txt", "\n".join(task_overrides()) + "\n")
+    return resolved
 
 
 def close_record(cfg: DictConfig, run_dir: Path, started: float, device, status: str, extra: dict) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import logging
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -324,7 +325,7 @@ def test_one_epoch_resnet18_on_a_cub_tree(tmp_path, results):
     cfg = compose_cfg(["dataset=cub200", f"dataset.root={root}", *SMALL, "dataset.val_fraction=0.34",
                        "backbone=resnet18", "head.embed_dim=32", "head.pooling=double", "sampler.m=3",
                        "sampler.batch_size=12", "trainer.epochs=1", "trainer.progress=false",
-                       "eval.batch_size=16"], results)
+                       "eval.batch_size=16", "eval.picture_map=pca"], results)
     record = run(cfg)
     assert record["status"] == "finished" and record["backbone"] == "resnet18" and record["dataset"] == "cub200"
     assert record["config/dataset.transform.normalize"] == "resnet18"
@@ -339,6 +340,9 @@ def test_one_epoch_resnet18_on_a_cub_tree(tmp_path, results):
     loaded = load_run(record["run_dir"])
     img = sorted((root / "images").rglob("*.jpg"))[0]
     assert loaded.embed([str(img)]).shape == (1, 32)
+    # an image dataset draws its pictures at the end (eval.pictures=auto), thumbnails read from the image files
+    pictures = Path(record["run_dir"]) / "pictures"
+    assert sorted(p.name for p in pictures.iterdir()) == ["embedding_map.png", "retrieval_grid.png", "spectrum.png"]
 
 
 # ----------------------------------------------------------------------------------------------- paper presets

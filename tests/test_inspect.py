@@ -84,20 +84,44 @@ def test_thumbnails_of_vectors_tensors_and_image_files(tmp_path):
     assert image.shape == (64, 64, 3) and cmap is None and tuple(image[32, 32]) == (10, 200, 30)
 
 
-def test_cli_writes_into_the_run_directory_and_refuses_a_non_run(runs, tmp_path):
+def test_cli_writes_into_the_run_directory_and_refuses_a_non_run(runs, tmp_path, capsys):
+    from harness.inspect.__main__ import main
+
     cmd = [sys.executable, "-m", "harness.inspect", str(runs["seed1"]), "--only", "retrieval_grid", "--map", "pca"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (runs["seed1"] / "pictures" / "retrieval_grid.png").is_file()
-    bad = subprocess.run([sys.executable, "-m", "harness.inspect", str(tmp_path)], cwd=REPO, capture_output=True,
-                         text=True, timeout=300)
-    assert bad.returncode == 2 and "not a run directory" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a run directory" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
 def test_the_umap_map_of_a_run(runs, tmp_path):
     """The real UMAP (umap-learn, numba-compiled on first use: ~25 s), on a bounded sample of 150 points."""
-    pytest.importorskip("umap", reason="umap-learn is in the test extras")
     [path] = make_pictures(runs["none"], out=tmp_path, only=["embedding_map"], map_method="umap", max_points=150)
     with Image.open(path) as img:
         assert img.size[0] > img.size[1] >= 300
+
+
+def test_a_run_draws_its_pictures_at_the_end_and_hands_them_to_the_trackers(tmp_path, runs):
+    import harness
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert not (runs["antico"] / "pictures").exists()  # eval.pictures=auto: not for a vector dataset
+    cfg = tiny(["logger=tensorboard", "eval.pictures=true", "eval.picture_map=pca"], tmp_path / "results", epochs=2)
+    record = harness.run(cfg)
+    run_dir = Path(record["run_dir"])
+    assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == sorted(f"{p}.png" for p in PICTURES)
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert sorted(events.Tags()["images"]) == sorted(f"pictures/{p}" for p in PICTURES)
+    assert [e.step for e in events.Images("pictures/spectrum")] == [2]
+
+
+def test_a_bad_pictures_setting_is_one_line_naming_the_fix(tmp_path):
+    import harness
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.pictures=sometimes must be auto"):
+        harness.run(tiny(["eval.pictures=sometimes"], tmp_path / "results"))

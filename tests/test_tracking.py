@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import compose_cfg, group_options, tiny
+from conftest import REPO, compose_cfg, group_options, tiny
 from harness import records
 from harness.errors import ConfigError
 from harness.tracking import Trackers, build_trackers, run_key, run_tags
+from harness.tracking.trackers import read_marks
 from harness.tracking.wandb_file import offline_runs, read_run
 
 TRACKERS = [name for name in group_options("logger") if name != "none"]
@@ -43,7 +45,7 @@ def run_copy(finished_run, tmp_path, monkeypatch) -> Path:
 
 
 def trackers_for(names, run_dir: Path) -> tuple[Trackers, dict]:
-    cfg = compose_cfg([f"+logger=[{','.join(names)}]"], results=run_dir.parents[2])
+    cfg = compose_cfg([f"logger=[{','.join(names)}]"], results=run_dir.parents[2])
     config = records.redact(OmegaConf.to_container(cfg, resolve=True))
     return build_trackers(cfg.logger, instantiate), config
 
@@ -203,14 +205,14 @@ def test_a_failing_tracker_warns_once_and_the_others_go_on(run_copy, monkeypatch
                                              ("mlflow", "mlflow", "pip install mlflow-skinny")])
 def test_a_missing_client_is_one_line_naming_pip_install(name, module, pip, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed: the import system finds nothing
-    cfg = compose_cfg([f"+logger={name}"])
+    cfg = compose_cfg([f"logger={name}"])
     with pytest.raises(ConfigError, match=pip) as err:
         build_trackers(cfg.logger, instantiate_unwrapped)
     assert "\n" not in str(err.value)
 
 
 def instantiate_unwrapped(node):
-    from harness.task import instantiate as harness_instantiate
+    from harness.build import instantiate as harness_instantiate
 
     return harness_instantiate(node)
 
@@ -226,3 +228,42 @@ def test_the_tracker_run_id_follows_the_run_directory(tmp_path):
     a, b = tmp_path / "runs" / "digits" / "x__seed0", tmp_path / "runs" / "digits" / "x__seed1"
     assert run_key(a) == run_key(tmp_path / "runs" / "digits" / ".." / "digits" / "x__seed0")
     assert run_key(a) != run_key(b) and len(run_key(a)) == 16
+
+
+@pytest.mark.slow
+def test_a_killed_and_resumed_run_is_one_tracker_run_with_each_step_once(tmp_path, monkeypatch):
+    """The run dies by SIGKILL while writing epoch 3's checkpoint, after epoch 3 went to the trackers; the same
+    command resumes from epoch 2 and trains epoch 3 again. Each tracker holds one run with every step once."""
+    from test_slurm import KILL_WHILE_SAVING, checkpointed_epoch
+
+    import harness
+    from harness import identity
+
+    for name in ("WANDB_MODE", "MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    results, logger = tmp_path / "results", "logger=[tensorboard,wandb,mlflow,csv]"
+    child = subprocess.run([sys.executable, "-c", KILL_WHILE_SAVING.format(kill_at=3), logger, "trainer.epochs=4",
+                            f"paths.results={results}", "trainer.progress=false"], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert child.returncode == -9, child.stderr[-2000:]
+    cfg = tiny([logger], results, epochs=4)
+    run_dir = identity.run_dir_for(cfg)
+    assert checkpointed_epoch(run_dir) == 2 and read_marks(run_dir)["tensorboard"] == 3
+
+    record = harness.run(cfg)
+    assert record["attempts"] == 2 and record["status"] == "finished"
+    epochs = [1, 2, 3, 4]
+    scalars, _ = tensorboard_scalars(run_dir)
+    assert [s for s, _ in scalars["train/loss"]] == epochs
+    client, runs = mlflow_run(run_dir)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")] == epochs
+    files = offline_runs(run_dir)
+    assert len(files) == 2 and {f.name for f in files} == {f"run-{run_key(run_dir)}.wandb"}  # `wandb sync`: one run
+    assert [h["_step"] for f in files for h in read_run(f)["history"] if "train/loss" in h] == epochs
+    rows = records.read_epochs(run_dir)
+    assert [r["epoch"] for r in rows] == [0, *epochs]
+    import pandas as pd
+
+    assert pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist() == \
+        pytest.approx([r["train/loss"] for r in rows[1:]])

@@ -12,9 +12,27 @@ seeded as the run seeded it. Runs with ``eval.pictures=true`` draw them at the e
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 PICTURES = ("retrieval_grid", "embedding_map", "spectrum")
+log = logging.getLogger("harness.inspect")
+
+
+def pictures_wanted(setting, vector_inputs: bool) -> bool:
+    """``eval.pictures``: auto draws them for image datasets (a vector dataset such as digits trains in seconds
+    on a CPU, where a UMAP map would double the run), true / false for every dataset."""
+    return (not vector_inputs) if setting == "auto" else bool(setting)
+
+
+def pictures_at_end(run_dir, device, map_method: str = "umap") -> list:
+    """The pictures of a run that has just finished; failing to draw them costs one warning, never the run."""
+    try:
+        return make_pictures(run_dir, device=str(device), map_method=map_method)
+    except Exception as err:
+        log.warning("pictures not drawn (%s: %s); draw them later with python -m harness.inspect %s",
+                    type(err).__name__, str(err).splitlines()[0] if str(err) else "", run_dir)
+        return []
 
 
 def make_pictures(run_dir, out=None, device: str = "cpu", only=PICTURES, map_method: str = "umap", k: int = 8,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from harness import records
+from harness import identity
 from harness.evaluation.diagnostics import coding_rate_of, normalize_rows
 from harness.inspect.style import new_figure, save
 
@@ -28,7 +28,7 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
     cfg = OmegaConf.load(run_dir / "config.yaml")
 
     def without_regularizer(c):
-        return {k: v for k, v in records.semantic_config(c).items() if k != "regularizer"}, c.get("seed")
+        return {k: v for k, v in identity.semantic_config(c).items() if k != "regularizer"}, c.get("seed")
 
     mine = without_regularizer(cfg)
     found = []
@@ -36,7 +36,7 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
         if other == run_dir or not (other / "config.yaml").exists() or not (other / "checkpoints" / "best.pt").exists():
             continue
         other_cfg = OmegaConf.load(other / "config.yaml")
-        if records.group_choice(other_cfg, "regularizer") == records.group_choice(cfg, "regularizer"):
+        if identity.group_choice(other_cfg, "regularizer") == identity.group_choice(cfg, "regularizer"):
             continue
         if without_regularizer(other_cfg) == mine:
             found.append(other)
@@ -44,19 +44,17 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
 
 
 def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True) -> Path:
-    from harness.inspect.loading import embed
     from harness.reload import load_run
 
-    own = records.group_choice(inspection.config, "regularizer")
+    own = identity.group_choice(inspection.config, "regularizer")
     curves = []
     if inspection.untrained is not None:
         curves.append(("untrained (epoch 0)", inspection.untrained.query, dict(color="0.55", linestyle="--")))
     curves.append((f"trained, regularizer={own}", inspection.trained.query, dict(color="C0", linewidth=2.2)))
     for i, other in enumerate(regularizer_siblings(inspection.run_dir) if siblings else []):
         run = load_run(other, device=device)
-        name = records.group_choice(run.cfg, "regularizer")
-        curves.append((f"trained, regularizer={name}", embed(run.model, inspection, run.device,
-                                                               int(run.cfg.eval.batch_size)).query,
+        name = identity.group_choice(run.cfg, "regularizer")
+        curves.append((f"trained, regularizer={name}", inspection.embed(run.model).query,
                        dict(color=f"C{i + 1}", linewidth=1.6)))
 
     fig = new_figure(5.2, 3.6)

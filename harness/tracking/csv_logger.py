@@ -10,7 +10,7 @@ import csv
 import io
 from pathlib import Path
 
-from harness import records
+from harness.io import atomic_write_text
 from harness.tracking.base import Tracker, record_results
 
 
@@ -55,4 +55,4 @@ def write_rows(path: Path, rows: list) -> None:
     writer = csv.DictWriter(out, fieldnames=columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    records.atomic_write_text(path, out.getvalue())
+    atomic_write_text(path, out.getvalue())

@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 
 from harness import records
+from harness.checkpoint import LAST
+from harness.io import atomic_write_text
 from harness.tracking.base import Tracker
 
 log = logging.getLogger("harness.tracking")
@@ -32,8 +34,16 @@ class Trackers:
     def __bool__(self) -> bool:
         return bool(self.trackers)
 
-    def start(self, run_dir: Path, config: dict, tags: dict, resumed_from_epoch: int | None) -> None:
+    def start(self, run_dir: Path, config: dict, tags: dict, resumed_from_epoch="auto") -> None:
+        """Open every tracker's run. ``resumed_from_epoch="auto"``: what the run directory says, the last epoch of
+        epochs.jsonl when a checkpoint is there to resume from, else None (a fresh start)."""
+        if not self.trackers:
+            return
         self.run_dir = Path(run_dir)
+        if resumed_from_epoch == "auto":
+            resumed_from_epoch = None
+            if (self.run_dir / "checkpoints" / LAST).exists():
+                resumed_from_epoch = max((r["epoch"] for r in records.read_epochs(self.run_dir)), default=None)
         self.marks = read_marks(self.run_dir)
         self.caught_up = False
         for name, tracker in self.trackers.items():
@@ -49,6 +59,8 @@ class Trackers:
                 self.log_epoch(row)
 
     def log_epoch(self, row: dict) -> None:
+        if not self.trackers:
+            return
         step, sent = int(row["epoch"]), False
         if not self.caught_up:
             self.catch_up(before=step)
@@ -57,9 +69,11 @@ class Trackers:
                 self.marks[name] = step
                 sent = True
         if sent:
-            records.atomic_write_text(self.run_dir / MARKS, json.dumps(self.marks, sort_keys=True) + "\n")
+            atomic_write_text(self.run_dir / MARKS, json.dumps(self.marks, sort_keys=True) + "\n")
 
     def log_record(self, record: dict) -> None:
+        if not self.trackers:
+            return
         if not self.caught_up:
             self.catch_up()
         for name, tracker in self.trackers.items():
@@ -70,6 +84,12 @@ class Trackers:
         if paths:
             for name, tracker in self.trackers.items():
                 self._call(name, "log_images", tracker.log_images, paths, int(step))
+
+    def close(self, record: dict, pictures=()) -> None:
+        """The end of a run: its record, its pictures (at its last epoch), and its status."""
+        self.log_record(record)
+        self.log_images(pictures, step=int(record.get("epochs") or 0))
+        self.finish(str(record.get("status")))
 
     def finish(self, status: str) -> None:
         for name, tracker in self.trackers.items():
