@@ -3,11 +3,12 @@
 ``mode: null`` takes ``$WANDB_MODE`` and else ``offline``: the run is written to ``<run dir>/wandb/offline-run-*``
 and uploaded later with ``wandb sync <run dir>/wandb/offline-run-*`` (the files of a resumed run are synced
 into one run, in order). The W&B run id is derived from the run directory, so a resumed or requeued run
-continues the same W&B run (an attempt killed before wandb-core flushed its buffer loses rows from its
-offline file: the next attempt reads what the earlier files hold and sends the rest again); the group is the sweep (or Optuna study), and the tags name the sweep, study,
-trial, seed and git commit. History rows are the epochs.jsonl rows with the epoch as step; the record's
-results go into the run summary; pictures are logged as images. The API key comes from the environment only
-(``WANDB_API_KEY`` or ``wandb login``), never from the config.
+continues the same W&B run. An attempt killed before wandb-core flushed its buffer loses rows from its offline
+file: the next attempt reads what the earlier files hold (``wandb_file``) and sends the rest again. The group
+is the sweep (or the Optuna study); the tags name the sweep, study, trial, seed and git commit. History rows
+are the epochs.jsonl rows with the epoch as step; the record's results go into the run summary; pictures are
+logged as images (at the step after the last epoch: W&B steps only go forward). The API key comes from the
+environment only (``WANDB_API_KEY`` or ``wandb login``), never from the config.
 """
 
 from __future__ import annotations
