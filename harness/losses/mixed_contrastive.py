@@ -7,7 +7,7 @@ y = lambda [class(x) = class(a)] + (1 - lambda) [class(x') = class(a)]),
 
     pos(a, m) = y(a, m)       * [d(a, m) - pos_margin]_+
     neg(a, m) = (1 - y(a, m)) * [neg_margin - d(a, m)]_+
-    L = sum pos / #{pos > 0}  +  sum neg / #{neg > 0}
+    L = sum pos / #{pos > 0}  +  sum neg / #{neg > 0}   (a pair occurring c times counts c times)
 
 with d the Euclidean distance of the L2-normalised vectors. Both terms are averaged over their
 non-zero entries, as pytorch-metric-learning's ``ContrastiveLoss`` (``AvgNonZeroReducer``) does: with
@@ -28,16 +28,20 @@ class MixedContrastive(nn.Module):
         self.neg_margin = float(neg_margin)
 
     def forward(self, anchors: torch.Tensor, examples: torch.Tensor, y: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``anchors`` (n, d), ``examples`` (k, d), ``y`` (n, k) soft positivity; ``mask`` (n, k) bool
-        keeps the anchor-example pairs that exist (default: all)."""
+                mask: torch.Tensor | None = None, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """``anchors`` (n, d), ``examples`` (k, d), ``y`` (n, k) soft positivity; ``mask`` (n, k) bool keeps the
+        anchor-example pairs that exist (default: all); ``counts`` (n, k) instead says how many times each
+        pair occurs (0: not at all), as if the pair were repeated in the lists being averaged."""
         d = torch.cdist(F.normalize(anchors, dim=1), F.normalize(examples, dim=1))
-        keep = torch.ones_like(y, dtype=torch.bool) if mask is None else mask
-        pos = torch.where(keep, y * F.relu(d - self.pos_margin), 0.0)
-        neg = torch.where(keep, (1 - y) * F.relu(self.neg_margin - d), 0.0)
-        return average_non_zero(pos) + average_non_zero(neg)
+        if counts is None:
+            counts = torch.ones_like(y) if mask is None else mask.to(y.dtype)
+        pos = y * F.relu(d - self.pos_margin)
+        neg = (1 - y) * F.relu(self.neg_margin - d)
+        return average_non_zero(pos, counts) + average_non_zero(neg, counts)
 
 
-def average_non_zero(losses: torch.Tensor) -> torch.Tensor:
-    count = (losses > 0).sum()
-    return losses.sum() / count.clamp_min(1)
+def average_non_zero(losses: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """sum(counts * losses) / #{entries > 0, each counted ``counts`` times} (0 when none is > 0)."""
+    kept = counts > 0
+    losses = torch.where(kept, losses, 0.0)  # no 0 * inf or 0 * nan from pairs that do not exist
+    return (counts * losses).sum() / (counts * (losses > 0)).sum().clamp_min(1)
