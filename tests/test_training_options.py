@@ -190,3 +190,95 @@ def test_random_batches_are_a_seeded_permutation_dropping_the_last():
     assert len(list(longer)) == 20
     with pytest.raises(ConfigError, match="batch_size"):
         RandomBatchSampler(LABELS, batch_size=500)
+
+
+# ------------------------------------------------------------------------------------- through the run's own build
+def build_preset(preset: str, *overrides):
+    """A paper preset's optimizer and model, built by harness.build on a small fake split (ResNet-18 stands in
+    for the pretrained ResNet-50, no download)."""
+    from harness.build import build_model, build_optimizer, build_regularizers, instantiate
+    from harness.config import complete_config
+    from harness.data.base import ArrayDataset, DMLData, EvalSet
+    from conftest import compose_cfg
+
+    cfg = compose_cfg([f"experiment={preset}", "backbone.model_name=resnet18", "backbone.pretrained=false",
+                       *overrides])
+    fake = ArrayDataset(torch.zeros(20, 3, 8, 8), np.repeat(np.arange(10), 2))
+    cfg = complete_config(cfg, DMLData("fake", fake, EvalSet(fake), EvalSet(fake)))
+    model = build_model(cfg)
+    loss = instantiate(cfg.loss)
+    regularizers = build_regularizers(cfg.get("regularizer"), loss)
+    return cfg, model, loss, build_optimizer(cfg.optimizer, model, loss, regularizers, cfg.lr_mult)
+
+
+@pytest.mark.parametrize("preset", ["cub_nir", "cub_antico", "cub_metrix"])
+def test_presets_weight_decay_per_group_and_coupled_l2(preset):
+    cfg, model, loss, optimizer = build_preset(preset)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert type(optimizer) is torch.optim.Adam  # coupled L2: Adam adds wd * w to the gradient (AdamW decouples)
+    wd = float(cfg.optimizer.weight_decay)
+    assert groups["backbone"]["weight_decay"] == groups["head"]["weight_decay"] == wd
+    if preset != "cub_metrix":
+        assert groups["loss"]["weight_decay"] == 0.0 and groups["loss"]["lr"] == pytest.approx(wd and cfg.optimizer.lr * cfg.loss.lr_mult)
+        assert loss.proxies.std().item() == pytest.approx(0.125, rel=0.2)   # randn / 8 (80 numbers at this size)
+    if preset == "cub_nir":
+        assert groups["nir"]["weight_decay"] == 0.0 and groups["nir"]["lr"] == pytest.approx(1e-5 * 50)
+    if preset == "cub_metrix":
+        assert torch.count_nonzero(model.head.bias) == 0  # kaiming_normal_fan_out head
+    bn = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bn and all(isinstance(m, EvalStatsBatchNorm2d) for m in bn)
+
+
+def test_adamw_decouples_and_adam_couples_the_decay():
+    """One step from a zero gradient: Adam's coupled L2 moves the weight by lr (the normalised wd * w), AdamW by lr * wd * w."""
+    for cls, expected in ((torch.optim.Adam, 1.0 - 0.1), (torch.optim.AdamW, 1.0 - 0.1 * 0.5 * 1.0)):
+        w = torch.nn.Parameter(torch.ones(1))
+        opt = cls([{"params": [w], "weight_decay": 0.5}], lr=0.1)
+        w.grad = torch.zeros(1)
+        opt.step()
+        assert w.item() == pytest.approx(expected, rel=1e-4), cls.__name__
+
+
+def test_gradient_clipping_by_value_and_by_norm():
+    from harness.training import clip_gradients
+
+    def grads():
+        p = torch.nn.Parameter(torch.zeros(3))
+        p.grad = torch.tensor([30.0, -0.5, -40.0])
+        return p
+    p = grads()
+    clip_gradients([p], 10.0, "value")
+    assert p.grad.tolist() == [10.0, -0.5, -10.0]
+    p = grads()
+    clip_gradients([p], 10.0, "norm")
+    assert p.grad.norm().item() == pytest.approx(10.0, rel=1e-5) and p.grad[1] < 0
+
+
+def test_bad_clip_settings_fail_before_the_run():
+    from harness.config import validate_config
+    from conftest import compose_cfg
+
+    with pytest.raises(ConfigError, match="grad_clip_mode=elementwise"):
+        validate_config(compose_cfg(["trainer.grad_clip=1", "trainer.grad_clip_mode=elementwise"]))
+    with pytest.raises(ConfigError, match="grad_clip=-1"):
+        validate_config(compose_cfg(["trainer.grad_clip=-1"]))
+
+
+def test_test_every_epoch_records_the_best_test_epoch_beside_the_validation_choice(tmp_path):
+    import harness
+    from harness import records
+    from conftest import tiny
+
+    over = ["eval.test_every_epoch=true", "selection.metric=recall@1", "trainer.grad_clip=0.05",
+            "trainer.grad_clip_mode=value", "sampler=random", "sampler.batch_size=30"]
+    record = harness.run(tiny(over, tmp_path / "a", epochs=4))
+    rows = records.read_epochs(record["run_dir"])[1:]
+    test_r1 = [r["test/recall@1"] for r in rows]
+    best = max(range(len(rows)), key=lambda i: (test_r1[i], -i))
+    assert record["test_best/epoch"] == rows[best]["epoch"] and record["test_best/optimistic"] is True
+    assert record["test_best/recall@1"] == test_r1[best] == max(test_r1)
+    assert record["test_best/map@r"] == rows[best]["test/map@r"]
+    # the selection itself is unchanged: validation picks the epoch, test/* is that epoch's
+    plain = harness.run(tiny(over[1:], tmp_path / "b", epochs=4))
+    assert record["selected_epoch"] == plain["selected_epoch"] and record["test/recall@1"] == plain["test/recall@1"]
+    assert not any(k.startswith("test_best/") for k in plain)
