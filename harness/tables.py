@@ -62,6 +62,7 @@ LOWER_IS_BETTER = ("rho_spectrum", "intra", "intra_inter_ratio", "uniformity")  
 LABELS = {"map@r": "MAP@R", "r_precision": "RP", "nmi": "NMI"}
 INDEX_FILE = ".tables_index.parquet"
 SKIP_DIRS = {"checkpoints", "multirun", "tables", "bench"}
+PUBLISHED_INFO = ("source", "table", "arxiv", "note")  # published: keys that describe, the others are metrics
 NOT_A_KNOB = tuple(f"config/{k}" for k in NON_SEMANTIC_KEYS + ("seed", "published"))
 MISSING = "—"
 
@@ -400,7 +401,8 @@ def build_references(finished: pd.DataFrame, cols: list, metrics: list, digits: 
 
 def build_paper(runs: pd.DataFrame, summary: pd.DataFrame, keys: list, split: str, digits: int = 1):
     """(header, body) of published vs. reproduced, for groups whose config carries ``published.<metric>``."""
-    cols = [c for c in runs.columns if c.startswith("config/published.") and c != "config/published.source"]
+    info = tuple(f"config/published.{k}" for k in PUBLISHED_INFO)  # where the numbers come from, not numbers
+    cols = [c for c in runs.columns if c.startswith("config/published.") and c not in info]
     if not cols:
         return None
     published = with_filled_keys(runs[runs["status"] != "running"], keys).groupby(keys, sort=False)[
