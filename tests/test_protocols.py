@@ -93,3 +93,18 @@ def test_the_antico_presets_have_no_pair_based_loss_and_the_authors_proxy_settin
         assert cfg.loss.loss.alpha == 64 and cfg.loss.weight == 0.0035 and cfg.loss.lr_mult == 2000
         assert cfg.regularizer.antico_batch_proxy.scale == "reference"
         assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.weight_decay == 4e-4
+
+
+@pytest.mark.parametrize("arm", group_options("arm"))
+def test_the_baseline_arm_is_the_same_protocol_without_the_method(arm):
+    """arm=baseline: the preset's base loss alone at weight 1, every other knob untouched; arm=method: the preset."""
+    preset = "cub_nir"
+    method = OmegaConf.to_container(compose_cfg([f"experiment={preset}"]))
+    got = OmegaConf.to_container(compose_cfg([f"experiment={preset}", f"arm={arm}"]))
+    if arm == "method":
+        assert got == method
+        return
+    assert got["regularizer"] is None and got["loss"]["weight"] == 1.0 and got["published"] is None
+    for key in set(method) - {"regularizer", "loss", "published"}:
+        assert got[key] == method[key], key
+    assert {k: v for k, v in got["loss"].items() if k != "weight"} == {k: v for k, v in method["loss"].items() if k != "weight"}
