@@ -282,3 +282,18 @@ def test_test_every_epoch_records_the_best_test_epoch_beside_the_validation_choi
     plain = harness.run(tiny(over[1:], tmp_path / "b", epochs=4))
     assert record["selected_epoch"] == plain["selected_epoch"] and record["test/recall@1"] == plain["test/recall@1"]
     assert not any(k.startswith("test_best/") for k in plain)
+
+
+def test_timm_pretrained_tag_with_a_local_weights_file(tmp_path):
+    """The seeds' weights are a timm tag (resnet50.tv_in1k); offline, the same tag loads a saved state dict."""
+    import timm
+
+    torch.manual_seed(3)
+    source = timm.create_model("resnet18.tv_in1k", pretrained=False)   # stands in for pretrained=True
+    torch.save(source.state_dict(), tmp_path / "resnet18_tv.pth")
+    model = timm_backbone("resnet18.tv_in1k", weights=str(tmp_path / "resnet18_tv.pth"), batchnorm="eval", in_chans=3)
+    assert model.pretrained_cfg["tag"] == "tv_in1k"
+    assert torch.equal(model.conv1.weight, source.conv1.weight) and torch.equal(model.bn1.running_var, source.bn1.running_var)
+    assert isinstance(model.bn1, EvalStatsBatchNorm2d)
+    with pytest.raises(ConfigError, match="both set"):
+        timm_backbone("resnet18.tv_in1k", pretrained=True, weights=str(tmp_path / "resnet18_tv.pth"), in_chans=3)
