@@ -15,6 +15,7 @@ import pytest
 
 from conftest import REPO
 from harness import records, tables
+from harness.tables.render import to_markdown
 
 METRICS = ("recall@1", "recall@2", "map@r", "nmi")
 
@@ -134,7 +135,7 @@ def test_delta_view_subtracts_the_no_regularizer_row_of_the_same_loss(grid):
     assert delta.mean.loc[("ms", "antico"), r1] == pytest.approx(4.0)
     assert delta.mean.loc[("pa", "antico"), r1] == pytest.approx(-6.0)
     assert delta.flagged.loc[("pa", "antico"), r1]  # its baseline is short of seeds
-    text = tables.to_markdown(delta)
+    text = to_markdown(delta)
     assert "+4.0" in text and "-6.0 †" in text
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness import records
+from harness.tables.layout import read_epochs
 
 log = logging.getLogger("harness.tables")
 
@@ -58,7 +58,7 @@ def plot_metric_vs_knob(runs: pd.DataFrame, knob: str, others: list, metrics: li
 
 def epoch_frame(run_paths) -> pd.DataFrame:
     """The epoch logs of a group's runs, one row per (run, epoch) with a training step (epoch >= 1)."""
-    rows = [dict(row, run=i) for i, p in enumerate(run_paths) for row in records.read_epochs(Path(p)) if row.get("epoch", 0) >= 1]
+    rows = [dict(row, run=i) for i, p in enumerate(run_paths) for row in read_epochs(Path(p)) if row.get("epoch", 0) >= 1]
     return pd.DataFrame(rows)
 
 
