@@ -22,13 +22,21 @@ Written into ``--out`` (default ``<root>/tables/<sweep or "all">/``):
                                      and numeric (mean, std, n per group and metric)
     references.md  references.tex    the bars to clear on the same split: raw inputs, the untrained network
     delta.md  delta.tex              each regularizer minus ``none`` for the same base loss (and the rest)
-    paper.md  paper.tex              published vs. reproduced, where configs carry ``published:`` numbers
-    problems.md                      failed / pruned / running runs with their error file or directory
+    paper.md  paper.tex              published vs. reproduced, where configs carry ``published:`` numbers:
+                                     with the authors' selection (``test_best/*``, optimistic) where runs
+                                     recorded it, and with validation selection
+    problems.md                      records that cannot be read (binary, truncated, a stub, wrong types, a
+                                     finished run without metrics: path and reason, in no table); failed /
+                                     pruned / running runs with their error file or directory
     runs.parquet                     the raw DataFrame, one row per run (``pd.read_parquet``)
     plots/*.png                      metric vs. each swept numeric knob (seed bands); training curves per group
 
-Published numbers: a config (an experiment preset) may carry ``published: {recall@1: 69.5, source: "..."}``
-(percent as printed in the paper, test split); the paper view shows them beside the reproduced mean.
+Published numbers: a config (an experiment preset) may carry ``published: {recall@1: 69.5, source: "...",
+table: 2, arxiv: "..."}`` (percent as printed in the paper, test split); the paper view shows them beside
+the reproduced means.
+
+One bad record never stops the tables: it is listed in ``problems.md`` with the reason, the rest is written,
+and one console line says how many problems there are and where.
 
 Loading is cached in ``<root>/.tables_index.parquet``, keyed by each record's modification time and size,
 so re-tabling 10,000 runs re-reads only the records that changed.

@@ -48,7 +48,10 @@ def main(argv=None) -> None:
     for name in ("table.md", "references.md", "delta.md", "paper.md", "problems.md"):
         if name in texts:
             print(texts[name])
-    print(f"{result['line']}\ntables, CSV, parquet and plots: {result['out']}/")
+    print(result["line"])
+    if result["problems_line"]:
+        print(result["problems_line"])
+    print(f"tables, CSV, parquet and plots: {result['out']}/")
 
 
 if __name__ == "__main__":

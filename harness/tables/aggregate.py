@@ -40,16 +40,21 @@ def group_keys(runs: pd.DataFrame, keys: list) -> list:
 
 def summarize(runs: pd.DataFrame, keys: list, metrics: list) -> pd.DataFrame:
     """One row per group (every group that has a record): mean and std of each metric over its finished
-    runs, ``n`` finished seeds, ``seeds``, and how many of its runs failed or were pruned."""
+    runs, ``n`` finished seeds (``n/<metric>``: those with that metric), ``seeds``, and how many of its runs
+    failed or were pruned."""
     recs = with_filled_keys(runs[runs["config_hash"].notna()] if "config_hash" in runs else runs.iloc[:0], keys)
     finished = recs[recs["status"] == "finished"]
     by = finished.groupby(keys, sort=False)
     stats = pd.concat([by[metrics].mean().add_prefix("mean/"), by[metrics].std().add_prefix("std/")], axis=1)
     stats["n"] = by["seed"].nunique()
     stats["seeds"] = by["seed"].agg(lambda s: ",".join(str(int(v)) for v in sorted(s.unique())))
+    for m in metrics:  # seeds with a value; a metric that none of a group's runs has (another dataset's) is not short
+        have = finished[finished[m].notna()].groupby(keys, sort=False)["seed"].nunique()
+        stats[f"n/{m}"] = have.reindex(stats.index).fillna(stats["n"])
     counts = recs.groupby(keys, sort=False)["status"].value_counts().unstack(fill_value=0)
     out = counts.reindex(columns=["failed", "pruned"], fill_value=0).join(stats, how="left")
-    out["n"] = out["n"].fillna(0).astype(int)
+    for col in ["n"] + [f"n/{m}" for m in metrics]:
+        out[col] = out[col].fillna(0).astype(int)
     return out.reset_index()
 
 

@@ -68,7 +68,7 @@ def build_table(summary: pd.DataFrame, rows: list, cols: list, metrics: list, ex
                 scope: str = "test split") -> Table:
     mean = pivot(summary, rows, cols, [f"mean/{m}" for m in metrics])
     std = pivot(summary, rows, cols, [f"std/{m}" for m in metrics])
-    n = pivot(summary.assign(**{f"n/{m}": summary["n"] for m in metrics}), rows, cols, [f"n/{m}" for m in metrics])
+    n = pivot(summary, rows, cols, [f"n/{m}" for m in metrics])
     scale = {label(m): 100.0 if is_percent(m) else 1.0 for m in metrics}
     decimals = {label(m): digits if is_percent(m) else 3 for m in metrics}
     for col in mean.columns:

@@ -7,15 +7,19 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from harness.tables.layout import EPOCHS, RECORD
+from harness.tables.problems import Problem, Unreadable, check_record, is_number, kind
 
 log = logging.getLogger("harness.tables")
 
 INDEX_FILE = ".tables_index.parquet"
+INDEX_VERSION = "v2"  # raise it when what a row holds changes: every record is then read again
+EPOCH_NUMBERS = ("train/", "val/")  # epoch-log values the curves plot
 SKIP_DIRS = {"checkpoints", "multirun", "tables", "bench"}
 
 
@@ -32,37 +36,87 @@ def find_run_dirs(root: Path) -> list:
 
 
 def record_stamp(run_dir: str) -> str | None:
+    """What the index knows a record by: the index's version, the record's modification time and size."""
     try:
         st = os.stat(os.path.join(run_dir, RECORD))
     except FileNotFoundError:
         return None
-    return f"{st.st_mtime_ns}:{st.st_size}"
+    return f"{INDEX_VERSION}:{st.st_mtime_ns}:{st.st_size}"
+
+
+def read_json(path: Path):
+    """A JSON file's content; :class:`Unreadable` with the reason when it has none (records are written
+    atomically: a bad one is damage or a foreign file, not a race)."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise Unreadable(f"unreadable {path.name}: {err.strerror or err}") from None
+    if not data.strip():
+        raise Unreadable(f"empty {path.name} ({len(data)} bytes)")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Unreadable(f"{path.name} is not UTF-8 text (a binary file?)") from None
+    except (ValueError, RecursionError) as err:
+        raise Unreadable(f"unreadable {path.name} (truncated, or not JSON): {err}") from None
 
 
 def read_run(run_dir: Path) -> dict:
     """A record as a flat row: lists and dicts become JSON text (one type per column, parquet-safe)."""
+    record = read_json(run_dir / RECORD)
+    reason = check_record(record)
+    if reason:
+        raise Unreadable(reason)
+    return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()}
+
+
+def read_epoch_log(run_dir: Path) -> list:
+    """The rows of a run's epoch log (none when it has none); a last line cut short (the run is writing it)
+    is left out, any other bad line raises :class:`Unreadable`."""
+    path = Path(run_dir) / EPOCHS
     try:
-        record = json.loads((run_dir / RECORD).read_text())
-    except (OSError, json.JSONDecodeError) as err:  # records are written atomically: this is damage, not a race
-        return {**names_from_dir(run_dir), "status": "failed", "error": f"unreadable record.json: {err}"}
-    row = {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()}
-    row.setdefault("status", "failed")
-    return row
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise Unreadable(f"unreadable {EPOCHS}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise Unreadable(f"{EPOCHS} is not UTF-8 text (a binary file?)") from None
+    lines = text.splitlines()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError) as err:
+            if number == len(lines) and not text.endswith("\n"):
+                break
+            raise Unreadable(f"{EPOCHS} line {number} is not JSON: {err}") from None
+        if not isinstance(row, dict):
+            raise Unreadable(f"{EPOCHS} line {number} holds {kind(row)}, not an object")
+        for key, value in row.items():
+            if (key == "epoch" or key.startswith(EPOCH_NUMBERS)) and value is not None and not is_number(value):
+                raise Unreadable(f"{EPOCHS} line {number}: {key} is {kind(value)}, not a number")
+        rows.append(row)
+    return rows
 
 
-def read_unfinished(run_dir: Path) -> dict:
+def read_unfinished(run_dir: Path, problems: list) -> dict:
     """A run directory without a record: running, or killed. Known by its name, overrides and epoch log."""
     overrides = run_dir / "overrides.txt"
     epochs = run_dir / EPOCHS
     last_epoch, updated = None, None
     if epochs.exists():
-        lines = [line for line in epochs.read_text().splitlines() if line.strip()]
-        last_epoch = json.loads(lines[-1]).get("epoch") if lines else None
+        try:
+            rows = read_epoch_log(run_dir)
+            last_epoch = rows[-1].get("epoch") if rows else None
+        except Unreadable as err:
+            problems.append(Problem(str(epochs), str(err), "the run is listed without its last epoch"))
         updated = time.time() - epochs.stat().st_mtime
-    return {
-        **names_from_dir(run_dir), "status": "running", "last_epoch": last_epoch, "updated_s_ago": updated,
-        "overrides": json.dumps(overrides.read_text().split() if overrides.exists() else []),
-    }
+    words = overrides.read_bytes().decode("utf-8", errors="replace").split() if overrides.exists() else []
+    return {**names_from_dir(run_dir), "status": "running", "last_epoch": last_epoch, "updated_s_ago": updated,
+            "overrides": json.dumps(words)}
 
 
 def names_from_dir(run_dir: Path) -> dict:
@@ -74,8 +128,19 @@ def names_from_dir(run_dir: Path) -> dict:
     return row
 
 
+@dataclass
+class Loaded:
+    runs: pd.DataFrame  # one row per run directory, ``path`` its directory
+    problems: list      # [Problem]: the records (and epoch logs) that could not be read
+
+
 def load_runs(root, cache: bool = True) -> pd.DataFrame:
-    """One row per run directory under ``root`` (see the module docstring), ``path`` its directory."""
+    """One row per run directory under ``root`` (see the package docstring), ``path`` its directory."""
+    return scan(root, cache).runs
+
+
+def scan(root, cache: bool = True) -> Loaded:
+    """The runs under ``root``, and the records that cannot enter any table (each with the reason)."""
     root = Path(root)
     run_dirs = find_run_dirs(root)
     stamps = {d: record_stamp(d) for d in run_dirs}
@@ -86,16 +151,25 @@ def load_runs(root, cache: bool = True) -> pd.DataFrame:
     if index is not None:
         kept = index[index["path"].map(finished_stamps) == index["_stamp"]]
     known = set(kept["path"]) if len(kept) else set()
-    fresh = [{**read_run(Path(p)), "path": p, "_stamp": s} for p, s in finished_stamps.items() if p not in known]
+    fresh, problems, unfinished = [], [], [p for p, s in stamps.items() if s is None]
+    for path, stamp in finished_stamps.items():
+        if path in known:
+            continue
+        try:
+            fresh.append({**read_run(Path(path)), "path": path, "_stamp": stamp})
+        except FileNotFoundError:  # removed since it was seen: a rerun is starting
+            unfinished.append(path)
+        except Unreadable as err:  # never cached: it is read again (and listed) until it is fixed or removed
+            problems.append(Problem(str(Path(path) / RECORD), str(err), "in no table"))
     frame = pd.concat([kept, pd.DataFrame(fresh)], ignore_index=True) if fresh else kept
-    if cache and finished_stamps and (fresh or index is None or len(kept) != len(index)):
+    if cache and (fresh or (index is not None and len(kept) != len(index))):
         write_index(root, frame)
 
-    unfinished = [{**read_unfinished(Path(p)), "path": p} for p, s in stamps.items() if s is None]
-    frame = pd.concat([frame, pd.DataFrame(unfinished)], ignore_index=True) if unfinished else frame
-    if frame.empty:
-        return frame
-    return normalise(frame.drop(columns="_stamp", errors="ignore")).sort_values("path", ignore_index=True)
+    rows = [{**read_unfinished(Path(p), problems), "path": p} for p in sorted(unfinished)]
+    frame = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True) if rows else frame
+    if not frame.empty:
+        frame = normalise(frame.drop(columns="_stamp", errors="ignore")).sort_values("path", ignore_index=True)
+    return Loaded(frame, problems)
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
@@ -112,7 +186,10 @@ def read_index(root: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
-        return pd.read_parquet(path)
+        index = pd.read_parquet(path)
+        if {"path", "_stamp"} - set(index.columns):
+            raise ValueError("it has no path and _stamp columns")
+        return index
     except Exception as err:  # a damaged cache is rebuilt, never trusted
         log.warning("ignoring the table index %s: %s", path, err)
         return None
@@ -121,6 +198,9 @@ def read_index(root: Path) -> pd.DataFrame | None:
 def write_index(root: Path, frame: pd.DataFrame) -> None:
     path = root / INDEX_FILE
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if frame.empty:  # every record it knew is gone or unreadable
+        path.unlink(missing_ok=True)
+        return
     try:
         normalise(frame).to_parquet(tmp, index=False)
         os.replace(tmp, path)

@@ -24,6 +24,14 @@ class Table:
     signed: bool = False                # deltas: +1.2 / -0.4
 
 
+@dataclass
+class Grid:
+    """A table already in texts: the header, the body rows, the footnotes."""
+    header: list
+    body: list
+    notes: list = field(default_factory=list)
+
+
 def format_value(mean, std, digits: int, signed: bool = False) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return MISSING
@@ -36,6 +44,11 @@ def format_value(mean, std, digits: int, signed: bool = False) -> str:
 
 def display_name(key: str) -> str:
     return str(key).removeprefix("config/").removeprefix("regularizer.")
+
+
+def to_csv(summary: pd.DataFrame, keys: list) -> str:
+    """The long, numeric table: a row per group; mean, std and seed counts per metric."""
+    return summary.rename(columns={k: display_name(k) for k in keys}).to_csv(index=False)
 
 
 def constant_levels(table: Table) -> tuple:
@@ -84,7 +97,7 @@ def markdown_grid(header: list, body: list, left: int = 1) -> str:
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
-                 "†": r"$^\dagger$", "Δ": r"$\Delta$", "—": "--"}
+                 "†": r"$^\dagger$", "‡": r"$^\ddagger$", "Δ": r"$\Delta$", "—": "--"}
 
 
 def escape_latex(text) -> str:
@@ -125,14 +138,23 @@ def to_latex(table: Table, label_name: str = "tab:ablation") -> str:
         lines.append(" & ".join(keys + line) + r" \\")
         previous = first
     lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [f"\\par\\smallskip{{\\footnotesize {escape_latex(n)}}}" for n in table.notes]
+    lines += notes_latex(table.notes)
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
-def grid_to_latex(header: list, body: list, caption: str, label_name: str) -> str:
+def grid_to_markdown(grid: Grid, caption: str, left: int) -> str:
+    return "\n".join([f"*{caption}*", "", markdown_grid(grid.header, grid.body, left), *(f"\n{n}" for n in grid.notes)]) + "\n"
+
+
+def grid_to_latex(grid: Grid, caption: str, label_name: str) -> str:
     lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{escape_latex(caption)}}}", f"\\label{{{label_name}}}",
-             f"\\begin{{tabular}}{{{'l' * len(header)}}}", r"\toprule", " & ".join(map(escape_latex, header)) + r" \\",
-             r"\midrule", *(" & ".join(map(escape_latex, row)) + r" \\" for row in body), r"\bottomrule",
-             r"\end{tabular}", r"\end{table}"]
+             f"\\begin{{tabular}}{{{'l' * len(grid.header)}}}", r"\toprule",
+             " & ".join(map(escape_latex, grid.header)) + r" \\", r"\midrule",
+             *(" & ".join(map(escape_latex, row)) + r" \\" for row in grid.body), r"\bottomrule", r"\end{tabular}",
+             *notes_latex(grid.notes), r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def notes_latex(notes: list) -> list:
+    return [f"\\par\\smallskip{{\\footnotesize {escape_latex(n)}}}" for n in notes]
