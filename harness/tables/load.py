@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.tables.layout import EPOCHS, RECORD
+from harness.tables.layout import EPOCHS, RECORD, atomic_write
 from harness.tables.problems import Problem, Unreadable, check_record, is_number, kind
 
 log = logging.getLogger("harness.tables")
@@ -197,13 +197,10 @@ def read_index(root: Path) -> pd.DataFrame | None:
 
 def write_index(root: Path, frame: pd.DataFrame) -> None:
     path = root / INDEX_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if frame.empty:  # every record it knew is gone or unreadable
         path.unlink(missing_ok=True)
         return
     try:
-        normalise(frame).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: normalise(frame).to_parquet(tmp, index=False))
     except Exception as err:  # the cache is an optimisation: a read-only folder or an odd column only costs speed
-        tmp.unlink(missing_ok=True)
         log.warning("table index not written (%s): %s", path, err)

@@ -9,7 +9,7 @@ import pandas as pd
 from harness.errors import DataError
 from harness.tables.aggregate import group_keys, metric_columns, summarize
 from harness.tables.build import build_delta, build_references, build_table
-from harness.tables.layout import atomic_write_text
+from harness.tables.layout import atomic_write, atomic_write_text
 from harness.tables.load import normalise, scan
 from harness.tables.paper import build_paper
 from harness.tables.problems import missing_metrics, problems_markdown, summary_line
@@ -73,7 +73,7 @@ def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularize
         atomic_write_text(out / name, text)
         written.append(out / name)
     atomic_write_text(out / "table.csv", to_csv(summary, keys))
-    runs.to_parquet(out / "runs.parquet", index=False)
+    atomic_write(out / "runs.parquet", lambda tmp: runs.to_parquet(tmp, index=False))
     written += [out / "table.csv", out / "runs.parquet"]
     if plots:
         from harness.tables.plots import save_plots
