@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -364,6 +365,18 @@ def test_a_bad_record_is_never_cached_and_is_read_again_once_fixed(grid, tmp_pat
     assert result["problems"] == [] and "files with problems" not in result["texts"]["problems.md"]
     assert result["table"].mean.loc[("ms", "none"), ("digits", "R@1")] == pytest.approx((90 + 92 + 94 + 10) / 4)
 
+
+def test_a_problems_list_of_an_earlier_call_does_not_outlive_its_problems(tmp_path):
+    root = tmp_path / "results"
+    for seed in range(2):
+        write_run(root, "ms", "none", seed, 0.9)
+    path = plant_bad_record(root, b"{}")
+    out = tables.make_tables([root], plots=False)["out"]
+    assert str(path) in (out / "problems.md").read_text()
+    shutil.rmtree(path.parent)  # the bad run removed
+    result = tables.make_tables([root], plots=False)
+    assert "problems.md" not in result["texts"] and not (out / "problems.md").exists()
+    assert result["problems_line"] is None and (out / "table.md").exists()
 
 def test_a_finished_run_without_one_metric_is_listed_and_its_cell_flagged(grid):
     run = next(p for p in (grid / "runs" / "digits").iterdir() if p.name.startswith("ms__none__") and p.name.endswith("seed2"))

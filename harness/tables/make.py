@@ -16,6 +16,8 @@ from harness.tables.problems import missing_metrics, problems_markdown, summary_
 from harness.tables.render import grid_to_latex, grid_to_markdown, to_csv, to_latex, to_markdown
 from harness.tables.select import resolve_column, select_runs
 
+OPTIONAL = ("references.md", "references.tex", "delta.md", "delta.tex", "paper.md", "paper.tex", "problems.md")
+
 
 def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularizer"), cols=("dataset",),
                 metrics=None, split="test", seeds=None, digits=1, plots=True, xs=(), cache=True,
@@ -87,6 +89,8 @@ def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularize
         texts["problems.md"] = listing
         atomic_write_text(out / "problems.md", listing)
         written.append(out / "problems.md")
+    for name in set(OPTIONAL) - set(texts):  # a view an earlier call wrote here and this one has not: stale
+        (out / name).unlink(missing_ok=True)
     return {"texts": texts, "line": line, "written": written, "out": out, "runs": runs, "summary": summary,
             "table": table, "delta": delta, "problems": problems,
             "problems_line": summary_line(problems, runs, out / "problems.md")}
