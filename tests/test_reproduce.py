@@ -66,6 +66,7 @@ def test_reproduce_nir_runs_the_seed_table_skips_finished_runs_and_writes_the_pa
     assert (tables / "table.md").exists() and "nir" in (tables / "table.md").read_text()
     paper = (tables / "paper.md").read_text()
     assert "70.5" in paper and "80.7" in paper                      # the published R@1 of CUB and SOP
+    assert "‡" in paper                                             # beside the authors' selection (test_best/*)
     assert "published" in done.stdout
 
     again = reproduce("nir", data_root, results)                   # typed again: nothing retrains
