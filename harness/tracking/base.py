@@ -6,7 +6,8 @@ The run calls, in this order::
     start(run_dir, config, tags, resumed_from_epoch)  # config: the resolved, redacted config as a dict;
                                                        # returns the last step it verifiably holds, or None
     log_epoch(row)                                     # exactly an epochs.jsonl row; its step is row["epoch"]
-    log_record(record)                                 # record.json at the end (test metrics, diagnostics)
+    log_record(record, logged)                         # record.json at the end (test metrics, diagnostics);
+                                                       # logged: the keys the epoch rows already carry
     log_images(paths, step)                            # the run's pictures (PNG paths)
     finish(status)                                     # finished | failed | pruned
 
@@ -25,8 +26,6 @@ from harness.errors import ConfigError
 
 # Record keys that are not results: the config, package versions and the commit are in the config / tags.
 NOT_A_RESULT = ("config/", "versions/", "git/")
-# Record keys that repeat a step-logged series (the epoch rows hold val/* per epoch and init/* at epoch 0).
-STEP_SERIES = ("val/", "init/")
 
 
 class Tracker:
@@ -42,7 +41,9 @@ class Tracker:
     def log_epoch(self, row: dict) -> None:
         raise NotImplementedError
 
-    def log_record(self, record: dict) -> None:
+    def log_record(self, record: dict, logged: frozenset = frozenset()) -> None:
+        """``logged``: the keys the epoch rows carry (``val/*``, ``init/*``, ``test/*`` with test_every_epoch):
+        a step-based tracker leaves them out, so that no series gets a second value."""
         raise NotImplementedError
 
     def log_images(self, paths: list, step: int) -> None:
@@ -73,12 +74,10 @@ def metrics_of(row: dict) -> dict:
     return {k: float(v) for k, v in row.items() if k != "epoch" and is_number(v)}
 
 
-def record_results(record: dict, step_logged: bool) -> dict:
-    """The numeric results of a record. ``step_logged``: leave out the keys whose series the epoch rows already
-    hold (``val/*`` of the selected epoch, ``init/*``), so that a step-based tracker gets no second value."""
-    skip = NOT_A_RESULT + (STEP_SERIES if step_logged else ())
-    return {k: float(v) for k, v in record.items()
-            if is_number(v) and not k.startswith(skip) and k not in ("seed", "epochs")}
+def record_results(record: dict, leave_out=frozenset()) -> dict:
+    """The numeric results of a record, without the keys in ``leave_out``."""
+    return {k: float(v) for k, v in record.items() if is_number(v) and not k.startswith(NOT_A_RESULT)
+            and k not in ("seed", "epochs") and k not in leave_out}
 
 
 def result_step(record: dict) -> int:

@@ -31,9 +31,8 @@ class CSVLogger(Tracker):
         self.rows = [r for r in self.rows if int(float(r["epoch"])) < int(row["epoch"])] + [row]
         write_rows(self.path, self.rows)
 
-    def log_record(self, record):
-        write_rows(self.run_dir / self.results_filename,
-                   [{"status": record.get("status"), **record_results(record, step_logged=False)}])
+    def log_record(self, record, logged=frozenset()):
+        write_rows(self.run_dir / self.results_filename, [{"status": record.get("status"), **record_results(record)}])
 
     def log_images(self, paths, step):
         pass  # the pictures are already files in the run directory

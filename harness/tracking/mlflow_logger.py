@@ -94,8 +94,8 @@ class MLflowLogger(Tracker):
     def log_epoch(self, row):
         self._log_metrics(metrics_of(row), int(row["epoch"]))
 
-    def log_record(self, record):
-        self._log_metrics(record_results(record, step_logged=True), result_step(record))
+    def log_record(self, record, logged=frozenset()):
+        self._log_metrics(record_results(record, leave_out=logged), result_step(record))
 
     def log_images(self, paths, step):
         for path in paths:

@@ -39,9 +39,9 @@ class TensorBoardLogger(Tracker):
             self.writer.add_scalar(key, value, step)
         self.writer.flush()  # the step is on disk before the run goes on (a kill loses nothing it was sent)
 
-    def log_record(self, record):
+    def log_record(self, record, logged=frozenset()):
         step = result_step(record)
-        for key, value in record_results(record, step_logged=True).items():
+        for key, value in record_results(record, leave_out=logged).items():
             self.writer.add_scalar(key, value, step)
         self.writer.add_text("status", str(record.get("status")), step)
         self.writer.flush()

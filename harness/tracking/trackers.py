@@ -76,8 +76,9 @@ class Trackers:
             return
         if not self.caught_up:
             self.catch_up()
+        logged = frozenset(key for row in records.read_epochs(self.run_dir) for key in row)
         for name, tracker in self.trackers.items():
-            self._call(name, "log_record", tracker.log_record, record)
+            self._call(name, "log_record", tracker.log_record, record, logged)
 
     def log_images(self, paths, step: int) -> None:
         paths = [Path(p) for p in paths]

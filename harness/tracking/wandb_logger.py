@@ -49,8 +49,8 @@ class WandbLogger(Tracker):
     def log_epoch(self, row):
         self.run.log(metrics_of(row), step=int(row["epoch"]), commit=True)
 
-    def log_record(self, record):
-        self.run.summary.update({**record_results(record, step_logged=False), "status": record.get("status")})
+    def log_record(self, record, logged=frozenset()):
+        self.run.summary.update({**record_results(record), "status": record.get("status")})  # all: the summary
 
     def log_images(self, paths, step):
         import wandb
