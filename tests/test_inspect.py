@@ -109,12 +109,16 @@ def test_a_run_draws_its_pictures_at_the_end_and_hands_them_to_the_trackers(tmp_
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     assert not (runs["antico"] / "pictures").exists()  # eval.pictures=auto: not for a vector dataset
-    cfg = tiny(["logger=tensorboard", "eval.pictures=true", "eval.picture_map=pca"], tmp_path / "results", epochs=2)
+    cfg = tiny(["logger=tensorboard", "eval.pictures=true", "eval.picture_map=pca", "eval.test_every_epoch=true"],
+               tmp_path / "results", epochs=2)
     record = harness.run(cfg)
     run_dir = Path(record["run_dir"])
     assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == sorted(f"{p}.png" for p in PICTURES)
-    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
+    # test/* is in every epoch row here (test_every_epoch): the record adds no second value at the selected epoch
+    assert [e.step for e in events.Scalars("test/map@r")] == [1, 2]
+    assert [e.step for e in events.Scalars("diag/test/coding_rate")] == [record["selected_epoch"]]
     assert sorted(events.Tags()["images"]) == sorted(f"pictures/{p}" for p in PICTURES)
     assert [e.step for e in events.Images("pictures/spectrum")] == [2]
 
