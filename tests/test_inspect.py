@@ -98,8 +98,17 @@ def test_cli_writes_into_the_run_directory_and_refuses_a_non_run(runs, tmp_path,
 
 @pytest.mark.slow
 def test_the_umap_map_of_a_run(runs, tmp_path):
-    """The real UMAP (umap-learn, numba-compiled on first use: ~25 s), on a bounded sample of 150 points."""
-    [path] = make_pictures(runs["none"], out=tmp_path, only=["embedding_map"], map_method="umap", max_points=150)
+    """The real UMAP (umap-learn, numba-compiled on first use: ~25 s), on a bounded sample of 150 points. It leaves
+    torch's thread count as it was (numba resets OpenMP's: later runs in the process would round differently)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        [path] = make_pictures(runs["none"], out=tmp_path, only=["embedding_map"], map_method="umap", max_points=150)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     with Image.open(path) as img:
         assert img.size[0] > img.size[1] >= 300
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from harness.errors import ConfigError
 from harness.inspect.style import class_colours, new_figure, save, short_caption
@@ -24,13 +25,17 @@ def project(x: np.ndarray, method: str, seed: int) -> np.ndarray:
         return centred @ vt[:2].T
     if method != "umap":
         raise ConfigError(f"map method {method!r} is unknown; use one of {', '.join(METHODS)}")
-    try:
-        import umap
-    except ImportError:
-        raise ConfigError("the UMAP embedding map needs umap-learn: pip install umap-learn "
-                          "(or draw a PCA map: python -m harness.inspect RUN_DIR --map pca)") from None
-    n_neighbors = int(min(15, len(x) - 1))
-    return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, random_state=seed, n_jobs=1).fit_transform(x)
+    threads = torch.get_num_threads()  # numba (under UMAP) resets OpenMP's thread count, which torch shares:
+    try:                               # restored, so that later runs in this process compute as before
+        try:
+            import umap
+        except ImportError:
+            raise ConfigError("the UMAP embedding map needs umap-learn: pip install umap-learn "
+                              "(or draw a PCA map: python -m harness.inspect RUN_DIR --map pca)") from None
+        n_neighbors = int(min(15, len(x) - 1))
+        return umap.UMAP(n_neighbors=n_neighbors, min_dist=0.1, random_state=seed, n_jobs=1).fit_transform(x)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def sample(n: int, max_points: int, seed: int) -> np.ndarray:
