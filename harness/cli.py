@@ -6,6 +6,7 @@ import sys
 from contextlib import contextmanager
 
 from harness.errors import HarnessError
+from harness.redact import redact_text
 
 
 def in_multirun() -> bool:
@@ -29,5 +30,5 @@ def exit_on_user_error():
     except HarnessError as err:
         if in_multirun():
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact_text(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -37,6 +37,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness import records
+from harness.redact import redact, redact_text
 
 log = logging.getLogger("harness.launching")
 
@@ -156,7 +157,7 @@ def run_one(hydra_context, task_function: Callable, config: DictConfig) -> JobRe
         error = ret._return_value
         path = Path(str(config.hydra.runtime.output_dir)) / "error.txt"
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        records.atomic_write_text(path, text)
+        records.atomic_write_text(path, redact_text(text))
         log.error("job %s failed (%s: %s); traceback in %s", config.hydra.job.num, type(error).__name__, error, path)
     return ret
 
@@ -223,13 +224,22 @@ def write_summary(sweep_dir: Path, rows: list, extra: Optional[dict] = None) -> 
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     path = Path(sweep_dir) / SUMMARY
-    records.atomic_write_json(path, {"counts": counts, **(extra or {}), "jobs": rows})
+    records.atomic_write_json(path, redact({"counts": counts, **(extra or {}), "jobs": rows}))
     log.info("sweep summary: %s (%s)", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
     for row in rows:
         if row["status"] == "failed":
             log.error("failed: #%d %s\n    %s\n    error: %s%s", row["job"], row["overrides"], row["error"],
                       row["error_file"], f"\n    log:   {row['log']}" if row["log"] else "")
     return path
+
+
+def redact_sweep_config(sweep_dir: Path) -> None:
+    """Hydra's grid sweeper saves the whole command as ``<sweep dir>/multirun.yaml`` before any launcher runs:
+    rewrite it without secrets (a password typed as an override never stays on disk)."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if path.exists():
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        records.atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(redact(data))))
 
 
 def read_summary(sweep_dir: Path) -> dict:

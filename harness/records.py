@@ -30,18 +30,7 @@ NON_SEMANTIC_KEYS = ("paths", "dataset.root", "published", "trainer.progress", "
                      "trainer.num_threads", "hydra")
 RECORD = "record.json"
 EPOCHS = "epochs.jsonl"
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@\s]+)@")
-
-
-def redact(value):
-    """Remove passwords from URLs anywhere in a nested structure (``postgresql://u:pw@h`` -> ``u:***@h``)."""
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(redact(v) for v in value)
-    return value
+from harness.redact import redact  # noqa: E402,F401  (the one redaction module; re-exported)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -11,6 +11,7 @@ import sys
 import optuna
 
 from harness.errors import HarnessError
+from harness.redact import redact_text
 
 
 def main(argv=None) -> int:
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
         study = optuna.load_study(study_name=search.study_name, storage=open_storage(search))
         write_reports(study, search)
     except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact_text(str(err))}", file=sys.stderr)
         return 2
     return 0
 

@@ -89,6 +89,7 @@ class LocalLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        launching.redact_sweep_config(sweep_dir)
         jobs = launching.plan_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx,
                                    launching.skips_finished(self.skip_finished, self.config))
         returns = []
@@ -135,6 +136,7 @@ class SubmititLauncher(BaseSubmititLauncher):
             raise SystemExit(2)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        launching.redact_sweep_config(sweep_dir)
         jobs = launching.plan_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx,
                                    launching.skips_finished(self.skip_finished, self.config))
         if self._EXECUTOR == "slurm":
