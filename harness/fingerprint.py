@@ -124,3 +124,22 @@ def splits(data) -> list:
             if evalset.gallery is not None:
                 out.append((f"{name}.gallery", evalset.gallery))
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:LENGTH]
+
+
+def file_digest(path: str) -> str:
+    """sha1 of a file's content (a weights file: files of one architecture all have the same size), cached."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "absent"
+    return _file_digest(str(path), st.st_size, st.st_mtime_ns)
+

@@ -26,12 +26,12 @@ EPOCHS = "epochs.jsonl"
 
 
 def read_record(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / RECORD
-    if not path.exists():
-        return None
+    """The run's record, or None when there is none or it is damaged (only the run itself moves it aside)."""
+    from harness.salvage import Corrupt, parse_record
+
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        return parse_record(Path(run_dir) / RECORD)
+    except Corrupt:
         return None
 
 

@@ -14,7 +14,7 @@ from test_datasets import make_folder_tree
     (("apple", "bear", "car"), "has 3 class folder(s)"),
 ])
 def test_an_image_folder_with_too_few_classes_does_not_suggest_lowering_val_fraction(tmp_path, classes, expected):
-    from harness.task import instantiate
+    from harness.build import instantiate
 
     root = make_folder_tree(tmp_path / "tree", names=classes)
     cfg = compose_cfg(["dataset=image_folder", f"dataset.root={root}"])
@@ -31,3 +31,50 @@ def test_too_few_training_classes_for_a_validation_split_say_so(tmp_path):
     assert "only 3 training class(es)" in str(err.value) and "lower" not in str(err.value)
     with pytest.raises(ConfigError, match="lower it"):  # here a lower fraction does help
         carve_validation(list(range(6)), val_fraction=0.9)
+
+
+# ----------------------------------------------------------------------------------------------- config values
+@pytest.mark.parametrize("override,expected", [
+    ("trainer.epochs=abc", "trainer.epochs='abc' must be an integer >= 1, e.g. trainer.epochs=30"),
+    ("trainer.epochs=1.5", "trainer.epochs=1.5 must be an integer >= 1"),
+    ("seed=abc", "seed='abc' must be an integer >= 0, e.g. seed=0"),
+    ("optimizer.lr=nan", "optimizer.lr=nan must be a positive finite number, e.g. optimizer.lr=0.001"),
+    ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a positive finite number"),
+    ("optimizer.lr=inf", "optimizer.lr=inf must be a positive finite number"),
+    ("eval.k=[]", "eval.k=[] must list positive integers, e.g. eval.k=[1,2,4,8]"),
+    ("eval.k=[1,abc]", "eval.k=[1, 'abc'] must list positive integers"),
+    ("trainer.device=tpu", "trainer.device='tpu' is not a device; use auto, cpu, cuda or cuda:N"),
+    ("sampler.batches_per_epoch=0", "sampler.batches_per_epoch=0 must be an integer >= 1 (or null)"),
+    ("sampler.batches_per_epoch=-3", "sampler.batches_per_epoch=-3 must be an integer >= 1 (or null)"),
+    ("trainer.checkpoint_every=0", "trainer.checkpoint_every=0 must be an integer >= 1"),
+    ("sampler.m=abc", "sampler.m='abc' must be an integer >= 1"),
+    ("selection.metric=recall@abc", "use recall@K with K in eval.k"),
+    ("trainer.amp=fp8", "trainer.amp='fp8' must be auto, bf16, fp16 or off"),
+])
+def test_bad_values_are_one_line_naming_the_fix_before_anything_is_written(override, expected, results):
+    import harness
+    from conftest import tiny
+
+    with pytest.raises(ConfigError) as err:
+        harness.run(tiny([override], results))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    assert not list(results.iterdir())  # not even a run directory
+
+
+def test_the_commands_answer_bad_input_in_one_line_without_a_traceback(results):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    single = subprocess.run([sys.executable, "run.py", f"paths.results={results}", "trainer.epochs=abc"], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 2
+    assert single.stderr.strip() == "error: trainer.epochs='abc' must be an integer >= 1, e.g. trainer.epochs=30"
+    multi = subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}", "seed=abc,0", "trainer.epochs=1",
+                            "sampler.batches_per_epoch=1", "eval.nmi=false", "eval.utilization=false"], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+    assert multi.returncode == 1 and "Traceback" not in multi.stdout + multi.stderr
+    last = multi.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: 1 of 2 jobs failed (first: #0") and "seed='abc' must be an integer" in last
+    assert "summary.json" in last

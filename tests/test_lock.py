@@ -90,3 +90,41 @@ def test_a_wait_with_a_timeout_ends_in_one_line(tmp_path):
         other = start(tmp_path, "B", timeout="0.5")
         out, err = other.communicate(timeout=60)
     assert other.returncode == 2 and f"still being written by pid {os.getpid()}" in err.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_the_same_command_twice_at_once_never_interleaves_a_run_directory(results):
+    """Two `python run.py` of one config at once: the second waits for the first, then finds it finished."""
+    from conftest import REPO, tiny
+    from harness import identity, records
+
+    overrides = ["trainer.epochs=4", "sampler.batches_per_epoch=20", "eval.nmi=false", "eval.utilization=false",
+                 "trainer.progress=false"]
+    run_dir = identity.run_dir_for(tiny(overrides, results, epochs=4))
+    cmd = [sys.executable, "run.py", f"paths.results={results}", *overrides]
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    second = None
+    try:
+        deadline = time.time() + 120
+        while holder(run_dir).get("pid") != first.pid and time.time() < deadline and first.poll() is None:
+            time.sleep(0.02)
+        assert holder(run_dir).get("pid") == first.pid, "the first run never took its directory's lock"
+        os.kill(first.pid, signal.SIGSTOP)  # hold the first inside its run while the second starts
+        second = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        said = ""
+        while "waiting for" not in said and second.poll() is None:
+            said += second.stdout.readline()
+        os.kill(first.pid, signal.SIGCONT)
+        said += second.communicate(timeout=300)[0]
+        out_first, _ = first.communicate(timeout=300)
+    finally:
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+    assert first.returncode == 0 and second.returncode == 0, out_first[-2000:] + said[-2000:]
+    assert f"it is being written by pid {first.pid} on {socket.gethostname()}" in said
+    assert "already finished, skipped" in said
+    assert [r["epoch"] for r in records.read_epochs(run_dir)] == [0, 1, 2, 3, 4]  # written once, in order
+    log = (run_dir / "run.log").read_text()
+    assert log.count("epoch 1/4") == 1 and records.read_record(run_dir)["attempts"] == 1

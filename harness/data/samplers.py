@@ -47,7 +47,8 @@ class MPerClassBatchSampler(Sampler):
         self.m, self.batch_size, self.seed, self.epoch = m, batch_size, seed, 0
         self.classes = classes
         self.by_class = [np.flatnonzero(labels == c) for c in classes]
-        self.batches_per_epoch = int(batches_per_epoch or max(1, len(labels) // batch_size))
+        # None: one pass over the split; 0 or less is refused by harness.config (never silently the default)
+        self.batches_per_epoch = int(max(1, len(labels) // batch_size) if batches_per_epoch is None else batches_per_epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
