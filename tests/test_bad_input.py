@@ -78,3 +78,43 @@ def test_the_commands_answer_bad_input_in_one_line_without_a_traceback(results):
     last = multi.stderr.strip().splitlines()[-1]
     assert last.startswith("error: 1 of 2 jobs failed (first: #0") and "seed='abc' must be an integer" in last
     assert "summary.json" in last
+
+
+# ----------------------------------------------------------------------------------------------- the results disk
+def on_small_disk(tmp_path, options: str, *overrides):
+    """run.py with paths.results on a private tmpfs mounted with ``options`` (a mount namespace of its own:
+    nothing is mounted outside the command). Skips where mount namespaces are not allowed."""
+    import shlex
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("no mount namespace here (unshare -m needs root or user namespaces): cannot make a small disk")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "run.py", f"paths.results={disk}", "trainer.epochs=1",
+                                             "sampler.batches_per_epoch=1", "eval.nmi=false", *overrides])
+    where = shlex.quote(str(disk))
+    script = (f"mount -t tmpfs -o {options} tmpfs {where} && {cmd}; rc=$?; "
+              f"find {where} -name record.json -exec grep -h '\"status\"' {{}} +; exit $rc")
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_a_read_only_results_disk_is_one_line(tmp_path):
+    proc = on_small_disk(tmp_path, "ro,size=1m")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = proc.stderr.strip()
+    assert line.startswith("error: cannot write ") and "Read-only file system" in line
+    assert line.endswith("set paths.results to a folder you can write") and "\n" not in line
+
+
+def test_a_full_results_disk_is_one_line_and_leaves_no_finished_record(tmp_path):
+    proc = on_small_disk(tmp_path, "size=256k")  # room for the run's files, not for its checkpoint
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    line = proc.stderr.strip()
+    assert line.startswith("error: no space left on the disk of ") and "\n" not in line
+    assert "the run resumes from its last checkpoint" in line and "Traceback" not in proc.stdout
+    assert '"status": "finished"' not in proc.stdout  # a failed record, or none where even that did not fit

@@ -69,3 +69,51 @@ def test_log_records_are_redacted_whatever_the_handler(tmp_path):
     text = path.read_text()
     assert "postgresql://u:***@h/d" in text and "RuntimeError" in text
     assert not [s for s in SECRETS if s in text]
+
+
+# ----------------------------------------------------------------------------------------------- on disk
+SECRET_OVERRIDES = ["+db.password=hunter2", "+db.url='postgresql://u:p@ss@w0rd@db.lab/x'",
+                    "+db.link='https://h/x?token=tok-123&n=1'"]
+SECRET_VALUES = ["hunter2", "p@ss@w0rd", "ss@w0rd", "tok-123"]
+
+
+def leaks(root) -> list:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert files
+    return [(str(p), s) for p in files for s in SECRET_VALUES if s.encode() in p.read_bytes()]
+
+
+def test_a_password_in_any_override_of_a_grid_is_nowhere_on_disk(results):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}", *SECRET_OVERRIDES,
+                           "trainer.epochs=1", "sampler.batches_per_epoch=1", "eval.nmi=false",
+                           "eval.utilization=false", "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {p.name for p in results.rglob("*")}
+    assert {"config.yaml", "overrides.txt", "record.json", "run.log", "summary.json", "multirun.yaml"} <= names
+    assert not leaks(results)
+    overrides = next(results.rglob("overrides.txt")).read_text()
+    assert "+db.password=***" in overrides and "postgresql://u:***@db.lab/x" in overrides
+    assert "token=***&n=1" in overrides
+
+
+@pytest.mark.slow
+def test_a_password_in_a_search_override_is_nowhere_on_disk(results):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from test_search import TINY
+
+    proc = subprocess.run([sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}", *TINY,
+                           *SECRET_OVERRIDES, "hydra.sweeper.n_trials=1", "hydra.sweeper.n_workers=1",
+                           "trainer.epochs=1", "eval.utilization=false"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {p.name for p in results.rglob("*")}
+    assert {"search.yaml", "best.yaml", "trials.csv", "summary.json", "study.db", "overrides.txt"} <= names
+    assert not leaks(results)

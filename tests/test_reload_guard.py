@@ -77,3 +77,23 @@ def test_head_and_transform_are_plain_values():
     assert safe_transform_kwargs({"size": 224, "resize": 256, "normalize": "imagenet"})["size"] == 224
     with pytest.raises(ConfigError, match="not an argument"):
         safe_transform_kwargs({"size": 224, "_target_": "os.getcwd"})
+
+
+def test_load_run_of_a_directory_with_a_planted_config_executes_nothing(results, tmp_path):
+    import harness
+    from conftest import tiny
+
+    record = harness.run(tiny(["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.utilization=false"], results))
+    run_dir = results / "runs" / "digits" / record["name"]
+    assert harness.load_run(run_dir).embed(__import__("numpy").zeros((2, 64), "float32")).shape == (2, 64)
+    path, marker = planted_pickle(tmp_path)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg.backbone = {"_target_": "pandas.read_pickle", "filepath_or_buffer": str(path)}
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    with pytest.raises(ConfigError) as err:
+        harness.load_run(run_dir)
+    assert "'pandas.read_pickle' is not a backbone load_run builds" in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()
+    (run_dir / "config.yaml").write_text("backbone: [unclosed")
+    with pytest.raises(ConfigError, match="is not a readable config"):
+        harness.load_run(run_dir)
