@@ -118,3 +118,21 @@ def test_a_full_results_disk_is_one_line_and_leaves_no_finished_record(tmp_path)
     assert line.startswith("error: no space left on the disk of ") and "\n" not in line
     assert "the run resumes from its last checkpoint" in line and "Traceback" not in proc.stdout
     assert '"status": "finished"' not in proc.stdout  # a failed record, or none where even that did not fit
+
+
+def test_the_search_report_command_answers_a_missing_or_damaged_study_in_one_line(tmp_path, capsys):
+    from harness.search.__main__ import main
+
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "search.yaml").write_text("study_name: [broken")
+    assert main([str(study)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "is damaged" in err and "\n" not in err
+    (study / "search.yaml").write_text("study_name: s\nstudy_dir: x\nobjective: val/map@r\ndirection: maximize\n"
+                                       "space: {}\nfixed: []\nstorage: sqlite\n")
+    assert main([str(study)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds no study 's'" in err and "\n" not in err

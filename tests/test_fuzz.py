@@ -79,3 +79,90 @@ def test_evaluate_never_shows_a_traceback(tmp_path_factory, case):
 
 def is_finite_number(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# ----------------------------------------------------------------------------------------------- run overrides
+KEYS = ["trainer.epochs", "seed", "optimizer.lr", "eval.k", "trainer.device", "sampler.batches_per_epoch",
+        "trainer.checkpoint_every", "sampler.m", "sampler.batch_size", "head.embed_dim", "trainer.eval_every",
+        "selection.metric", "selection.mode", "trainer.amp", "trainer.grad_clip", "trainer.num_workers",
+        "eval.batch_size", "optimizer.weight_decay", "trainer.freeze_backbone_epochs", "trainer.num_threads",
+        "head.pooling", "eval.metric", "trainer.rerun"]
+WORDS = ["abc", "nan", "inf", "-inf", "[]", "[0]", "[1,abc]", "null", "true", "''", "tpu", "cuda:x", "recall@3",
+         "recall@abc", "1e-3", "-1e-3", "[1,2]", "{a: 1}", "max", "min", "auto", "cpu"]
+
+
+def value_text(small: bool):
+    ints = st.integers(-3, 6) if small else st.integers(-10, 10**6)
+    floats = st.floats(-1e3, 1e3) if small else st.floats(allow_nan=True, allow_infinity=True)
+    return st.one_of(ints.map(str), floats.map(repr), st.sampled_from(WORDS),
+                     st.text(alphabet="ab01-.,[]:@ ", min_size=0, max_size=6))
+
+
+def overrides(small: bool = False, max_size: int = 4):
+    return st.lists(st.tuples(st.sampled_from(KEYS), value_text(small)), min_size=1, max_size=max_size,
+                    unique_by=lambda kv: kv[0]).map(lambda kvs: [f"{k}={v}" for k, v in kvs])
+
+
+@pytest.fixture(scope="module")
+def base_cfg():
+    from conftest import compose_cfg
+
+    return compose_cfg(["trainer.epochs=1"])
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides())
+def test_config_validation_answers_any_override_in_one_line(base_cfg, drawn):
+    """Each drawn override parsed by Hydra's own parser and applied as composing would (the config groups are not
+    structured, so a value of any type reaches the harness), then validated: a result or one line, never a crash."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.config import validate_config
+    from harness.errors import HarnessError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(drawn)
+    except HydraException:  # Hydra's own one-line error for an override it cannot parse
+        return
+    cfg = base_cfg.copy()
+    try:
+        with open_dict(cfg):
+            for override in parsed:
+                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
+    except (HydraException, OmegaConfBaseException, ValueError):  # e.g. a sweep (a,b) given to a single run
+        return
+    try:
+        validate_config(cfg)
+    except HarnessError as err:
+        assert "\n" not in str(err) and str(err)
+
+
+FAST_RUN = ["trainer.epochs=1", "sampler.batches_per_epoch=1", "eval.nmi=false", "eval.utilization=false",
+            "trainer.progress=false"]
+
+
+@pytest.mark.slow
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides(small=True, max_size=2))
+def test_real_runs_with_drawn_overrides_never_show_a_traceback_nor_leave_a_false_finish(tmp_path_factory, drawn):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from harness import records
+
+    results = tmp_path_factory.mktemp("fuzz") / "results"
+    proc = subprocess.run([sys.executable, "run.py", f"paths.results={results}", *FAST_RUN, *drawn], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    said = proc.stdout + proc.stderr
+    assert "Traceback" not in said, said[-3000:]
+    found = [records.read_record(p.parent) for p in results.rglob("record.json")] if results.exists() else []
+    if proc.returncode == 0:
+        assert [r["status"] for r in found] == ["finished"]
+    else:
+        assert not [r for r in found if r and r["status"] == "finished"]
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        assert lines and (lines[-1].startswith("error: ") or "HYDRA_FULL_ERROR" in lines[-1]), said[-2000:]
