@@ -44,14 +44,11 @@ def install_packages() -> str | None:
         return "PostgreSQL is not installed (no initdb) and installing it needs root"
     if shutil.which("apt-get") is None:
         return "PostgreSQL is not installed and there is no apt-get to install it"
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    print("installing postgresql (apt-get)", file=sys.stderr)
-    try:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True, text=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES], env=env, check=True,
-                       capture_output=True, text=True)
-    except subprocess.CalledProcessError as err:
-        return f"apt-get failed to install postgresql: {(err.stderr or '').strip()[-500:]}"
+    from slurm_cluster import apt_get_install
+
+    failed = apt_get_install(PACKAGES)
+    if failed:
+        return failed
     return None if bin_dir() is not None else "installed postgresql but initdb is still missing"
 
 
