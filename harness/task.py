@@ -87,6 +87,7 @@ def record_failure(cfg: DictConfig, run_dir: Path, started: float, device, exc: 
     """The traceback in error.txt and a ``failed`` record; if the disk refuses even that, say so in the log."""
     try:
         atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        exc.error_file = str(run_dir / "error.txt")  # the command line then names it instead of the traceback
         close_record(cfg, run_dir, started, device, "failed",
                      {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")})
     except OSError as err:

@@ -136,3 +136,17 @@ def test_the_search_report_command_answers_a_missing_or_damaged_study_in_one_lin
     assert main([str(study)]) == 2
     err = capsys.readouterr().err.strip()
     assert "holds no study 's'" in err and "\n" not in err
+
+
+def test_a_crash_inside_a_run_names_its_error_file_in_one_line(capsys):
+    from harness.cli import exit_on_user_error
+
+    crash = RuntimeError("CUDA error: an illegal memory access\nwas encountered")
+    crash.error_file = "/results/runs/x/error.txt"
+    with pytest.raises(SystemExit) as code, exit_on_user_error():
+        raise crash
+    assert code.value.code == 1
+    assert capsys.readouterr().err == ("error: RuntimeError: CUDA error: an illegal memory access was encountered "
+                                       "(traceback: /results/runs/x/error.txt)\n")
+    with pytest.raises(ValueError), exit_on_user_error():  # no error.txt to point at: the traceback stays
+        raise ValueError("a bug before the run directory")
