@@ -10,7 +10,9 @@ a fingerprint of the files under the dataset's root (relative paths and sizes) o
 (harness/fingerprint.py), and of the content of a local ``backbone.weights`` file. So the same command on
 another image tree is another run, and the same tree at another path (another cluster) is the same run.
 ``trainer.num_workers`` is part of the identity: loader processes draw the augmentations from their own
-random streams, so another count gives other batches on image datasets (tests/test_identity.py).
+random streams, so another count gives other batches on image datasets. ``trainer.num_threads`` is not: the
+losses and every retrieval metric are identical across thread counts, float64 diagnostics differ at most in
+their last bits, and the count a run had is in its record's ``device`` (both audited in tests/test_identity.py).
 
 ``<run dir>/identity.json`` keeps the full digest; a directory whose stored identity differs from the run's
 (a copied directory, a hash collision) is refused with one line, never resumed or reported as finished.
