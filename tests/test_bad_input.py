@@ -71,12 +71,12 @@ def test_the_commands_answer_bad_input_in_one_line_without_a_traceback(results):
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 2
     assert single.stderr.strip() == "error: trainer.epochs='abc' must be an integer >= 1, e.g. trainer.epochs=30"
-    multi = subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}", "seed=abc,0", "trainer.epochs=1",
+    multi = subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}", "seed=abc,-1", "trainer.epochs=1",
                             "sampler.batches_per_epoch=1", "eval.nmi=false", "eval.utilization=false"], cwd=REPO,
                            capture_output=True, text=True, timeout=300)
     assert multi.returncode == 1 and "Traceback" not in multi.stdout + multi.stderr
     last = multi.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: 1 of 2 jobs failed (first: #0") and "seed='abc' must be an integer" in last
+    assert last.startswith("error: 2 of 2 jobs failed (first: #0") and "seed='abc' must be an integer" in last
     assert "summary.json" in last
 
 

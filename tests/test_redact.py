@@ -91,7 +91,7 @@ def test_a_password_in_any_override_of_a_grid_is_nowhere_on_disk(results):
 
     proc = subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}", *SECRET_OVERRIDES,
                            "trainer.epochs=1", "sampler.batches_per_epoch=1", "eval.nmi=false",
-                           "eval.utilization=false", "seed=0,1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+                           "eval.utilization=false", "seed=0"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = {p.name for p in results.rglob("*")}
     assert {"config.yaml", "overrides.txt", "record.json", "run.log", "summary.json", "multirun.yaml"} <= names
