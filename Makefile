@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: run test install install-test tune tables bench clean-results slurm-packages slurm-up slurm-down postgres-packages
+.PHONY: run test install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down postgres-packages
 
 # `make run`: one intra-op thread, since the digits MLP is too small to gain from two, and on a busy machine
 # OpenMP threads waiting for each other made the grid 6x slower; the numbers are the same (OMP_NUM_THREADS=2 make run).
@@ -20,6 +20,11 @@ tune: $(VENV)/.installed           ## Optuna search over AntiCo's eps and weight
 
 tables: $(VENV)/.installed         ## every run under results/ -> results/tables/all/ (Markdown, LaTeX, CSV, parquet, plots)
 	$(BIN)/python -m harness.tables $(TABLES_ARGS)
+
+reproduce: $(VENV)/.installed       ## one paper's seed table, PAPER=antico|nir|metrix (sweeps/reproduce_$(PAPER).yaml, then its tables)
+	@case "$(PAPER)" in antico|nir|metrix) ;; *) echo "error: set PAPER=antico, nir or metrix (make reproduce PAPER=nir)"; exit 2;; esac
+	$(BIN)/python run.py -m sweep=reproduce_$(PAPER) $(REPRODUCE_ARGS); grid=$$?; \
+	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER) --seeds 3 $(TABLES_ARGS) && exit $$grid
 
 bench: $(VENV)/.installed          ## performance ratios -> results/bench/ (about 10 min on 2 cores; BENCH_ARGS=--quick / --only NAME)
 	$(BIN)/python -m harness.bench $(BENCH_ARGS)
