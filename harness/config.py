@@ -42,7 +42,8 @@ def validate_config(cfg: DictConfig) -> None:
         number(cfg.optimizer.weight_decay, "optimizer.weight_decay", positive=False, example=1e-4)
     check_k(cfg.eval.k, "eval.k")
     integer(cfg.eval.batch_size, "eval.batch_size", 1, example=512)
-    integer(cfg.sampler.m, "sampler.m", 1, example=4)
+    if cfg.sampler.get("m") is not None:  # the m-per-class sampler (the random one has no m)
+        integer(cfg.sampler.m, "sampler.m", 1, example=4)
     integer(cfg.sampler.batch_size, "sampler.batch_size", 1, example=60)
     if cfg.sampler.get("batches_per_epoch") is not None:
         integer(cfg.sampler.batches_per_epoch, "sampler.batches_per_epoch", 1, example=100, nullable=True)
@@ -51,9 +52,6 @@ def validate_config(cfg: DictConfig) -> None:
     mode = cfg.trainer.get("grad_clip_mode", "norm")
     if mode not in GRAD_CLIP_MODES:
         raise ConfigError(f"trainer.grad_clip_mode={mode} is unknown; use one of {', '.join(GRAD_CLIP_MODES)}")
-    clip = cfg.trainer.get("grad_clip")
-    if clip is not None and not float(clip) > 0:
-        raise ConfigError(f"trainer.grad_clip={clip} must be > 0, or null for no clipping")
 
 
 def integer(value, key: str, minimum: int | None = None, example=1, nullable: bool = False) -> int:
