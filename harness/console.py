@@ -34,7 +34,7 @@ def logging_to(path: Path):
     """Also log to ``path`` (the run's run.log) while the block runs. Python warnings raised meanwhile are logged
     too (console and run.log), each once per run and on one line; the known ones without an action are dropped."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = RunLogHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -55,6 +55,15 @@ def logging_to(path: Path):
         logging.getLogger("py.warnings").removeFilter(one_line)
         root.removeHandler(handler)
         handler.close()
+
+
+class RunLogHandler(logging.FileHandler):
+    """run.log: when the disk refuses a line (full, read-only), the log stops there quietly; the run's own
+    error then says what happened, in one line, instead of logging's traceback per line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.close()
+        logging.getLogger().removeHandler(self)
 
 
 def format_summary(record: dict) -> str:

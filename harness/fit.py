@@ -26,6 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from harness import checkpoint as ckpt
+from harness.salvage import load_checkpoint_or_set_aside
 from harness import records
 from harness.build import Parts
 from harness.config import Selection, selection_of
@@ -89,8 +90,9 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         if on_epoch is not None:
             on_epoch(row)
 
-    if last.exists():
-        state = resume(parts, last)
+    saved = load_checkpoint_or_set_aside(last, ckpt.load)  # a damaged last.pt is moved aside: start again
+    if saved is not None:
+        state = resume(parts, saved)
         records.truncate_epochs(run_dir, state.epoch)
         log.info("resumed from epoch %d: %s", state.epoch, last)
     else:
@@ -184,8 +186,8 @@ def save_last(parts: Parts, state: LoopState, elapsed: float, path: Path) -> Non
     }, path)
 
 
-def resume(parts: Parts, path: Path) -> LoopState:
-    saved = ckpt.load(path)
+def resume(parts: Parts, saved: dict) -> LoopState:
+    """Restore every state of a loaded last.pt into ``parts``; the loop state to go on from."""
     ckpt.load_module_states(parts.modules, saved["modules"])
     parts.optimizer.load_state_dict(saved["optimizer"])
     if parts.scheduler is not None and saved.get("scheduler"):

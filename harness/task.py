@@ -9,6 +9,7 @@ The test split never drives a choice: the epoch is selected on the class-disjoin
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import time
@@ -18,15 +19,17 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness import identity, records
+from harness import identity, records, salvage
 from harness.build import build, instantiate
 from harness.config import selection_of, validate_config
 from harness.console import format_summary, logging_to
-from harness.errors import RunPruned
+from harness.errors import ResultsDiskError, RunPruned
 from harness.fit import Plan, fit
 from harness.inspect import pictures_at_end, pictures_wanted
 from harness.io import atomic_write_json, atomic_write_text, remove_orphans
+from harness.lock import run_lock
 from harness.provenance import git_state, provenance, task_overrides
+from harness.redact import redact
 from harness.tracking import build_trackers, run_tags
 
 log = logging.getLogger("harness")
@@ -34,11 +37,26 @@ log = logging.getLogger("harness")
 
 def run(cfg: DictConfig, on_evaluate=None) -> dict:
     """Train, select on validation, test, and record one run. ``on_evaluate(epoch, val_metrics)`` may
-    raise :class:`~harness.errors.RunPruned` (the Optuna driver's pruning hook)."""
+    raise :class:`~harness.errors.RunPruned` (the Optuna driver's pruning hook).
+
+    One process at a time writes a run directory (harness.lock: a second one waits for the first, then skips
+    or resumes); a directory holding another identity's run is refused; a damaged record is moved aside."""
     validate_config(cfg)
     plan = Plan.from_config(cfg)
+    identity.forget_data()  # the data is fingerprinted afresh for every run (and once within it)
     run_dir = identity.run_dir_for(cfg)
-    previous = records.read_record(run_dir)
+    try:
+        with run_lock(run_dir):
+            return run_locked(cfg, plan, run_dir, on_evaluate)
+    except OSError as err:
+        if err.errno in DISK_ERRORS:  # a read-only, full or forbidden results disk: one line naming the fix
+            raise ResultsDiskError(disk_error_line(err)) from None
+        raise
+
+
+def run_locked(cfg: DictConfig, plan: Plan, run_dir: Path, on_evaluate) -> dict:
+    identity.check_identity(run_dir, cfg)
+    previous = salvage.read_record_or_set_aside(run_dir / records.RECORD)
     if previous and previous.get("status") == "finished":
         if not cfg.trainer.rerun:
             log.info("already finished, skipped: %s", run_dir)
@@ -64,15 +82,40 @@ def run(cfg: DictConfig, on_evaluate=None) -> dict:
             trackers.close(record)
             return record
         except BaseException as exc:  # KeyboardInterrupt too: the record must not look finished
-            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-            trackers.close(close_record(cfg, run_dir, started, parts.device, "failed",
-                                        {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")}))
+            failed = record_failure(cfg, run_dir, started, parts.device, exc)
+            if failed is not None:
+                trackers.close(failed)
+            else:
+                trackers.finish("failed")
             raise
         record = close_record(cfg, run_dir, started, parts.device, "finished", result)
         draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
         trackers.close(record, pictures_at_end(run_dir, parts.device, cfg.eval.get("picture_map", "umap")) if draw else ())
     log.info("%s", format_summary(record))
     return record
+
+
+def record_failure(cfg: DictConfig, run_dir: Path, started: float, device, exc: BaseException) -> dict | None:
+    """The traceback in error.txt and a ``failed`` record; if the disk refuses even that, say so in the log."""
+    try:
+        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        exc.error_file = str(run_dir / "error.txt")  # the command line then names it instead of the traceback
+        return close_record(cfg, run_dir, started, device, "failed",
+                            {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")})
+    except OSError as err:
+        log.error("could not record the failure in %s (%s); the record stays unwritten", run_dir, err)
+        return None
+
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def disk_error_line(err: OSError) -> str:
+    where = err.filename or "the results folder"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the disk of {where} ({err.strerror}); free space there, or set paths.results to "
+                f"another disk, and run again: the run resumes from its last checkpoint")
+    return f"cannot write {where} ({err.strerror}); set paths.results to a folder you can write"
 
 
 def open_run_dir(run_dir: Path, cfg: DictConfig) -> dict:
@@ -84,15 +127,15 @@ def open_run_dir(run_dir: Path, cfg: DictConfig) -> dict:
             log.info("removed %s, left by a write that was killed", orphan)
     (run_dir / records.RECORD).unlink(missing_ok=True)  # an old failed/pruned record: this attempt replaces it
     (run_dir / "error.txt").unlink(missing_ok=True)
-    resolved = records.redact(OmegaConf.to_container(cfg, resolve=True))
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
-    atomic_write_text(run_dir / "overrides.txt", "\n".join(task_overrides()) + "\n")
+    atomic_write_text(run_dir / "overrides.txt", "\n".join(redact(task_overrides())) + "\n")
     return resolved
 
 
 def close_record(cfg: DictConfig, run_dir: Path, started: float, device, status: str, extra: dict) -> dict:
     """Write record.json: identity, results, the flattened config, provenance, and ``status`` last."""
-    container = records.redact(OmegaConf.to_container(cfg, resolve=True))
+    container = redact(OmegaConf.to_container(cfg, resolve=True))
     record = {
         "run_dir": str(run_dir),
         "name": run_dir.name,
@@ -101,7 +144,7 @@ def close_record(cfg: DictConfig, run_dir: Path, started: float, device, status:
         "epochs": int(cfg.trainer.epochs),
         **extra,
         **{f"config/{k}": v for k, v in records.flatten(container).items()},
-        "overrides": records.redact(task_overrides()),
+        "overrides": redact(task_overrides()),
         **provenance(device),
         "wall_time_s": time.time() - started,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from conftest import REPO, compose_cfg, group_options, tiny
 from harness import records
 from harness.errors import ConfigError
+from harness.redact import redact
 from harness.tracking import Trackers, build_trackers, run_key, run_tags
 from harness.tracking.trackers import read_marks
 from harness.tracking.wandb_file import offline_runs, read_run
@@ -46,7 +47,7 @@ def run_copy(finished_run, tmp_path, monkeypatch) -> Path:
 
 def trackers_for(names, run_dir: Path) -> tuple[Trackers, dict]:
     cfg = compose_cfg([f"logger=[{','.join(names)}]"], results=run_dir.parents[2])
-    config = records.redact(OmegaConf.to_container(cfg, resolve=True))
+    config = redact(OmegaConf.to_container(cfg, resolve=True))
     return build_trackers(cfg.logger, instantiate), config
 
 
