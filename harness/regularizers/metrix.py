@@ -21,7 +21,8 @@ at feature and embedding level by default. Proxy Anchor compares every mixture w
 
 Levels: ``input`` re-embeds mixed inputs, ``model(mix(x, x'))``; ``feature`` mixes the backbone's
 output before pooling, ``model.embed(mix(f, f'))`` (the paper's "Metrix", its best); ``embedding``
-mixes embeddings and re-normalises them. The randomness (mode, lambda) comes from torch's global CPU
+mixes embeddings and re-normalises them. In a data-parallel run the pairs are drawn from the global
+batch and each process re-embeds its share of the mixtures (``batch.share`` / ``batch.gather``). The randomness (mode, lambda) comes from torch's global CPU
 generator, seeded by the run and saved in checkpoints, so runs and resumes repeat exactly.
 """
 
@@ -57,6 +58,7 @@ class Metrix(Regularizer):
         if negatives is not None and int(negatives) < 1:
             raise ConfigError(f"metrix negatives={negatives} must be >= 1, or null for all negatives")
         self.level, self.weight, self.modes = level, float(weight), modes
+        self.reads = frozenset({"input": {"inputs"}, "feature": {"features"}}.get(level, set()))
         self.beta_a, self.beta_b = float(beta_a), float(beta_b)
         self.negatives = None if negatives is None else int(negatives)
 
@@ -92,9 +94,10 @@ class Metrix(Regularizer):
             e = batch.embeddings
             return F.normalize(lam * e[first] + (1 - lam) * e[second], dim=1)
         source = batch.features if self.level == "feature" else batch.inputs
-        mixed = lam * source[first] + (1 - lam) * source[second]
+        rows = batch.share(len(first))  # data parallel: each process embeds its share of the mixtures
+        mixed = lam * source[first[rows]] + (1 - lam) * source[second[rows]]
         with autocast_like(batch.features):  # the dtype the training step ran the model in (AMP or not)
-            return (model.embed(mixed) if self.level == "feature" else model(mixed)).float()
+            return batch.gather((model.embed(mixed) if self.level == "feature" else model(mixed)).float())
 
 
 def mixed_loss_for(base_loss):
