@@ -23,7 +23,8 @@ from PIL import Image
 
 from conftest import compose_cfg, group_options
 from harness.errors import ConfigError, DataError
-from harness.task import instantiate, run  # instantiate: re-raises our one-line errors
+from harness.build import instantiate  # re-raises our one-line errors
+from harness.task import run
 
 SMALL = ["dataset.transform.size=32", "dataset.transform.resize=36"]
 
@@ -228,6 +229,39 @@ def test_omniglot_zip_drops_alphabets_shared_with_training(tmp_path):
     assert data.train.inputs.min() == 0 and data.train.inputs.max() == 1 and data.train.inputs.mean() < 0.5
 
 
+# Every file of conf/dataset/ is instantiated on a tree in its published layout: a new dataset file fails here
+# until it has a generator.
+TREES = {
+    "cub200": lambda tmp: make_cub(tmp / "CUB_200_2011"),
+    "cars196": lambda tmp: make_cars_official(tmp / "cars"),
+    "sop": lambda tmp: make_sop(tmp / "Stanford_Online_Products"),
+    "inshop": lambda tmp: make_inshop(tmp / "inshop"),
+    "image_folder": lambda tmp: make_folder_tree(tmp / "mine"),
+    "omniglot": lambda tmp: make_omniglot_zip(make_omniglot_zip(tmp / "omniglot", "images_background_small1",
+                                                                {"Greek": 3, "Balinese": 3}),
+                                              "images_background_small2", {"Tagalog": 3}),
+    "digits": None,  # ships inside scikit-learn
+}
+
+
+@pytest.mark.parametrize("dataset", group_options("dataset"))
+def test_every_dataset_file_instantiates_to_class_disjoint_splits(dataset, tmp_path):
+    from harness.data.base import DMLData
+
+    assert dataset in TREES, f"conf/dataset/{dataset}.yaml has no tiny tree in TREES to instantiate it on"
+    make = TREES[dataset]
+    extra = ["dataset.val_fraction=0.34"] + (["dataset.test_fraction=0.25"] if dataset == "image_folder" else [])
+    if make is None:
+        data = instantiate(compose_cfg([f"dataset={dataset}"]).dataset, _convert_="all")
+    else:
+        data = load(dataset, make(tmp_path), *extra)
+    assert isinstance(data, DMLData) and len(data.train) and data.val is not None and len(data.test.query)
+    train, val, test = classes_of(data.train), classes_of(data.val.query), classes_of(data.test.query)
+    assert len(train) == data.num_classes and val and test
+    if not data.train.labels.max() < data.num_classes:  # training labels are 0..C-1 (proxies index them)
+        pytest.fail("training labels are not remapped to 0..C-1")
+
+
 # ----------------------------------------------------------------------------------------------- failures
 @pytest.mark.parametrize("dataset", [o for o in group_options("dataset") if o != "digits"])
 def test_missing_root_names_path_layout_and_source(dataset, tmp_path):
@@ -315,7 +349,8 @@ def test_paper_preset_builds_its_protocol(preset):
     from omegaconf import OmegaConf
 
     from harness.data.base import ArrayDataset, DMLData, EvalSet
-    from harness.task import build_model, build_optimizer, build_regularizers, complete_config, validate_config
+    from harness.build import build_model, build_optimizer, build_regularizers
+    from harness.config import complete_config, validate_config
 
     cfg = compose_cfg([f"experiment={preset}"])
     validate_config(cfg)
@@ -336,9 +371,9 @@ def test_paper_preset_builds_its_protocol(preset):
     with open_dict(cfg):
         cfg.backbone.model_name, cfg.backbone.pretrained, cfg.backbone.frozen_bn = "resnet18", False, True
     loss = instantiate(cfg.loss)
-    regularizers = build_regularizers(cfg, loss)
+    regularizers = build_regularizers(cfg.regularizer, loss)
     assert list(regularizers) == list(cfg.regularizer)
-    optimizer = build_optimizer(cfg, build_model(cfg, None), loss, regularizers)
+    optimizer = build_optimizer(cfg.optimizer, build_model(cfg), loss, regularizers, cfg.lr_mult)
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs["backbone"] == pytest.approx(float(cfg.optimizer.lr))
     assert OmegaConf.select(cfg, "sampler.batch_size") % cfg.sampler.m == 0
