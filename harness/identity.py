@@ -5,7 +5,9 @@ A run directory is a deterministic function of the run's config and seed (never 
     results/runs/<dataset>/<loss>__<regularizers>__<backbone>__<hash8>__seed<N>/
 
 The hash covers the resolved config except the keys below, which do not change a run's numbers (paths,
-progress bars, thread and loader-process counts, published numbers, the ``rerun`` switch). Two commands
+progress bars, thread and loader-process counts, published numbers, the ``rerun`` switch). A data-parallel run
+(``trainer.devices`` x ``trainer.nodes`` = N > 1 processes) computes the 1-process objective with its sums in
+another order, so it gets a directory of its own by N alone (4 devices x 1 node = 2 x 2). Two commands
 that would train the same numbers share a directory, so re-running a finished config is a no-op.
 """
 
@@ -17,8 +19,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.config import world_size_of
+
 NON_SEMANTIC_KEYS = ("paths", "dataset.root", "published", "trainer.progress", "trainer.rerun", "trainer.num_workers",
-                     "trainer.num_threads", "hydra")
+                     "trainer.num_threads", "trainer.devices", "trainer.nodes", "trainer.dist_timeout_s", "hydra")
 
 
 def semantic_config(cfg: DictConfig) -> dict:
@@ -35,7 +39,10 @@ def semantic_config(cfg: DictConfig) -> dict:
 
 
 def config_hash(cfg: DictConfig, length: int = 8) -> str:
-    blob = json.dumps(semantic_config(cfg), sort_keys=True, default=str)
+    semantic = semantic_config(cfg)
+    if world_size_of(cfg) > 1:  # the same method, but float sums in another order: a run of its own (4x1 = 2x2)
+        semantic["world_size"] = world_size_of(cfg)
+    blob = json.dumps(semantic, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:length]
 
 

@@ -9,20 +9,22 @@ The test split never drives a choice: the epoch is selected on the class-disjoin
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
 import traceback
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness import identity, records
+from harness import identity, processes, records
 from harness.build import build
+from harness.distributed import World, barrier, broadcast_object, lost_peer
 from harness.config import selection_of, validate_config
 from harness.console import format_summary, logging_to
 from harness.errors import RunPruned
+from harness.evaluation.faiss_build import faiss_build
 from harness.fit import Plan, fit
 from harness.io import atomic_write_json, atomic_write_text, remove_orphans
 from harness.provenance import provenance, task_overrides
@@ -32,37 +34,58 @@ log = logging.getLogger("harness")
 
 def run(cfg: DictConfig, on_evaluate=None) -> dict:
     """Train, select on validation, test, and record one run. ``on_evaluate(epoch, val_metrics)`` may
-    raise :class:`~harness.errors.RunPruned` (the Optuna driver's pruning hook)."""
+    raise :class:`~harness.errors.RunPruned` (the Optuna driver's pruning hook).
+
+    ``trainer.devices`` x ``trainer.nodes`` > 1: one run on that many processes. Started by SLURM or torchrun,
+    this process is one of them (harness.distributed); started alone, it starts them (harness.processes)."""
     validate_config(cfg)
+    if processes.must_spawn(cfg):
+        return processes.run_local(cfg, on_evaluate)
+    with processes.joined(cfg, on_evaluate) as world:
+        return run_in(cfg, world, on_evaluate)
+
+
+def run_in(cfg: DictConfig, world: World, on_evaluate=None) -> dict:
+    """One run in this process, alone or as one rank of ``world`` (rank 0 writes the run directory)."""
     plan = Plan.from_config(cfg)
     run_dir = identity.run_dir_for(cfg)
-    previous = records.read_record(run_dir)
+    previous = broadcast_object(records.read_record(run_dir) if world.is_main else None, world)
     if previous and previous.get("status") == "finished":
         if not cfg.trainer.rerun:
             log.info("already finished, skipped: %s", run_dir)
             return previous
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # rerun: train from scratch
+        if world.is_main:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # rerun: train from scratch
+        barrier(world)
 
     started = time.time()
-    if cfg.trainer.get("num_threads"):
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-    parts = build(cfg)
+    parts = build(cfg, world=world)
     cfg = parts.cfg
+    build_line = faiss_build()
+    log.info("%s", build_line.describe())
+    if build_line.conflict:
+        log.warning("%s", build_line.conflict)
 
     # Everything is built: from here on, a failure leaves a record with status "failed", never "finished".
-    with logging_to(run_dir / "run.log"):
-        open_run_dir(run_dir, cfg)
+    with logging_to(run_dir / "run.log") if world.is_main else contextlib.nullcontext():
+        if world.is_main:
+            open_run_dir(run_dir, cfg)
         try:
             result = fit(parts, plan, run_dir, on_evaluate)
         except RunPruned as pruned:
             log.info("pruned at epoch %d: %s", pruned.epoch, run_dir)
-            return close_record(cfg, run_dir, started, parts.device, "pruned", {"pruned_epoch": pruned.epoch})
+            return close_record(cfg, run_dir, started, parts, "pruned", {"pruned_epoch": pruned.epoch})
         except BaseException as exc:  # KeyboardInterrupt too: the record must not look finished
-            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-            close_record(cfg, run_dir, started, parts.device, "failed",
-                         {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")})
+            error = lost_peer(exc, world) or exc  # a rank that died: one line saying so, not the backend's
+            if world.is_main:
+                atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+                close_record(cfg, run_dir, started, parts, "failed",
+                             {"error": f"{type(error).__name__}: {error}", "error_file": str(run_dir / "error.txt")})
+            if error is not exc:
+                raise error from exc
             raise
-    record = close_record(cfg, run_dir, started, parts.device, "finished", result)
+    record = close_record(cfg, run_dir, started, parts, "finished", result) if world.is_main else None
+    record = broadcast_object(record, world)
     log.info("%s", format_summary(record))
     return record
 
@@ -80,8 +103,8 @@ def open_run_dir(run_dir: Path, cfg: DictConfig) -> None:
     atomic_write_text(run_dir / "overrides.txt", "\n".join(task_overrides()) + "\n")
 
 
-def close_record(cfg: DictConfig, run_dir: Path, started: float, device, status: str, extra: dict) -> dict:
-    """Write record.json: identity, results, the flattened config, provenance, and ``status`` last."""
+def close_record(cfg: DictConfig, run_dir: Path, started: float, parts, status: str, extra: dict) -> dict:
+    """Write record.json: identity, results, the flattened config, provenance, and ``status`` last (rank 0)."""
     container = records.redact(OmegaConf.to_container(cfg, resolve=True))
     record = {
         "run_dir": str(run_dir),
@@ -92,7 +115,9 @@ def close_record(cfg: DictConfig, run_dir: Path, started: float, device, status:
         **extra,
         **{f"config/{k}": v for k, v in records.flatten(container).items()},
         "overrides": records.redact(task_overrides()),
-        **provenance(device),
+        **provenance(parts.device),
+        "processes": parts.world.world_size,
+        "faiss/build": faiss_build().describe(),
         "wall_time_s": time.time() - started,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": status,  # written last

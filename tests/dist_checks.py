@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ from pytorch_metric_learning import losses, miners
 from torch import nn
 
 from harness.distributed import (World, average_gradients, broadcast_object, gather_array,
-                                 gather_rows, gather_with_grad, lost_peer, ranks_disagree, shard, sync_batchnorm)
+                                 gather_rows, gather_with_grad, ranks_disagree, shard, sync_batchnorm)
 from harness.regularizers.coding_rate import coding_rate
 
 
@@ -92,16 +90,11 @@ def primitives(world: World, out: Path, dtype: str) -> None:
     torch.set_default_dtype(torch.float32)
 
 
-def a_rank_dies(world: World, out: Path) -> None:
-    """Rank 1 dies between two collectives; rank 0 reports it in one line instead of waiting."""
-    t = torch.ones(4)
-    torch.distributed.all_reduce(t)
-    if world.rank == 1:
-        os._exit(3)
-    started = time.time()
-    try:
-        while True:
-            torch.distributed.all_reduce(t)
-    except RuntimeError as exc:
-        lost = lost_peer(exc, world)
-        (out / "rank0.json").write_text(json.dumps({"error": str(lost), "after_s": time.time() - started}))
+# ----------------------------------------------------------------------------------------------- whole runs
+def runs(world: World, out: Path, spec: str) -> None:
+    """harness.run of every config in the JSON list ``spec`` ([[results dir, overrides...], ...]) on this rank."""
+    import harness
+    from conftest import tiny
+
+    for results, *overrides in json.loads(spec):
+        harness.run(tiny(overrides, Path(results)))

@@ -1,9 +1,8 @@
-"""Data parallelism on real processes (gloo on localhost): the collectives keep the 1-process objective exact,
-BatchNorm sees the global batch, a dead rank stops the run with one line, and the launch variables are read."""
+"""Data parallelism on real processes (gloo on localhost): the collectives keep the 1-process objective exact and
+BatchNorm sees the global batch; the sampler shards the 1-process batches; the launch variables are read.
+(Whole runs, a dead rank and resume: test_data_parallel.py.)"""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -15,9 +14,8 @@ from harness.data.samplers import MPerClassBatchSampler
 from harness.distributed import Launch, ShardedBatchSampler, first_host, launch_from_env, shard
 
 
-# float64: the same numbers up to round-off (the argument is exact); float32: to the tolerances of the issue.
-@pytest.mark.parametrize("dtype, loss_tol, grad_tol, param_tol", [("float64", 1e-12, 1e-10, 1e-10),
-                                                                  ("float32", 1e-5, 1e-4, 1e-4)])
+# float64: the same numbers up to round-off, since the argument is exact (float32 whole runs: test_data_parallel.py)
+@pytest.mark.parametrize("dtype, loss_tol, grad_tol, param_tol", [("float64", 1e-12, 1e-10, 1e-10)])
 def test_two_ranks_give_the_one_process_gradients_losses_and_batchnorm_statistics(tmp_path, dtype, loss_tol,
                                                                                   grad_tol, param_tol):
     ranks = run_ranks("dist_checks:primitives", 2, tmp_path, args=[dtype])
@@ -34,16 +32,6 @@ def test_two_ranks_give_the_one_process_gradients_losses_and_batchnorm_statistic
         # uneven shards come back in rank order; rank 0's values reach everyone; disagreement is named
         np.testing.assert_array_equal(got["gathered"][:, 0], [0, 0, 1, 1, 1])
         assert got["broadcast"] == {"epoch": 7} and got["disagree"] == [1] and got["agree"] == []
-
-
-def test_a_dead_rank_stops_the_others_with_one_line(tmp_path):
-    ranks = run_ranks("dist_checks:a_rank_dies", 2, tmp_path, timeout=120, env={"DIST_TIMEOUT_S": "600"})
-    assert ranks[1].returncode == 3
-    report = json.loads((tmp_path / "rank0.json").read_text())
-    assert report["after_s"] < 60, report  # noticed from the closed socket, long before the 600-s timeout
-    line = report["error"]
-    assert "\n" not in line and line.startswith("rank 0 of 2: another process of this run died")
-    assert "(gloo: " in line and "by peer" in line, line
 
 
 def test_the_sharded_sampler_splits_each_global_batch_of_the_one_process_sampler():

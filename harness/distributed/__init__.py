@@ -7,7 +7,8 @@
 """
 
 from harness.distributed.batchnorm import CpuSyncBatchNorm, sync_batchnorm
-from harness.distributed.collectives import (all_gather_object, average_gradients, broadcast_object, fingerprint,
+from harness.distributed.collectives import (all_gather_object, average_gradients, barrier, broadcast_object,
+                                             fingerprint,
                                              gather_array, gather_rows, gather_with_grad, ranks_disagree, row_counts,
                                              shard)
 from harness.distributed.sampler import ShardedBatchSampler
@@ -15,6 +16,6 @@ from harness.distributed.world import (Launch, RankLostError, World, close_world
                                        launch_from_env, lost_peer)
 
 __all__ = ["CpuSyncBatchNorm", "Launch", "RankLostError", "ShardedBatchSampler", "World", "all_gather_object",
-           "average_gradients", "broadcast_object", "close_world", "fingerprint", "first_host", "gather_array",
+           "average_gradients", "barrier", "broadcast_object", "close_world", "fingerprint", "first_host", "gather_array",
            "gather_rows", "gather_with_grad", "init_world", "launch_from_env", "lost_peer", "ranks_disagree",
            "row_counts", "shard", "sync_batchnorm"]

@@ -144,6 +144,12 @@ def average_gradients(params, world: World) -> None:
         g.copy_(synced)
 
 
+def barrier(world: World) -> None:
+    """Wait until every rank is here (one tiny all-reduce: the same code path for gloo and NCCL)."""
+    if world.distributed:
+        dist.all_reduce(torch.zeros(1, device=_comm_device(world)))
+
+
 def broadcast_object(obj, world: World, src: int = 0):
     """Rank ``src``'s picklable value on every rank (metrics, the selected epoch, a decision to stop)."""
     if not world.distributed:

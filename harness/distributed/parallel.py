@@ -15,6 +15,8 @@ that set changes (``trainer.freeze_backbone_epochs``).
 
 from __future__ import annotations
 
+from inspect import signature
+
 import torch
 from torch import nn
 
@@ -63,8 +65,11 @@ class DataParallel:
         self._trainable = trainable
         device_ids = [self.world.device.index] if self.world.device.type == "cuda" else None
         # BatchNorm statistics are global already (SyncBatchNorm): no buffer broadcast at every forward
-        self.forward = nn.parallel.DistributedDataParallel(Forward(self.model), device_ids=device_ids,
-                                                           broadcast_buffers=False, bucket_cap_mb=self.bucket_cap_mb)
+        ddp = nn.parallel.DistributedDataParallel
+        no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in signature(ddp).parameters
+                          else {"broadcast_buffers": False})
+        self.forward = ddp(Forward(self.model), device_ids=device_ids, bucket_cap_mb=self.bucket_cap_mb,
+                           **no_buffer_sync)
 
     def batch(self, inputs: torch.Tensor, labels: torch.Tensor, reads=frozenset(), step: int = 0,
               epoch: int = 0) -> Batch:

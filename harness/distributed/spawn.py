@@ -11,6 +11,7 @@ which rank died and how.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
@@ -28,17 +29,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def rank_env(rank: int, nprocs: int, port: int) -> dict:
+    return dict(RANK=str(rank), WORLD_SIZE=str(nprocs), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(nprocs),
+                GROUP_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+
+
 def _child(rank: int, nprocs: int, port: int, target, args: tuple, errors) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(nprocs), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(nprocs),
-                      GROUP_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(rank_env(rank, nprocs, port))
     try:
         target(*args)
     except BaseException as exc:  # noqa: BLE001 - reported to the agent, then this process exits non-zero
-        try:
-            payload = pickle.dumps(exc)
-            pickle.loads(payload)
-        except Exception:
-            payload = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        simple = all(isinstance(a, (str, int, float, type(None))) for a in exc.args)
+        payload = pickle.dumps(exc if simple else RuntimeError(f"{type(exc).__name__}: {exc}"))
         errors.put((rank, time.time(), payload))
         if not isinstance(exc, (RankLostError, KeyboardInterrupt)):
             traceback.print_exc()
@@ -52,8 +54,9 @@ def run_processes(target, args: tuple, nprocs: int, grace_s: float = 120.0) -> N
     port = free_port()
     procs = [ctx.Process(target=_child, args=(rank, nprocs, port, target, args, errors), name=f"rank{rank}")
              for rank in range(nprocs)]
-    for p in procs:
-        p.start()
+    for rank, p in enumerate(procs):  # each process starts with its variables (ps / /proc/<pid>/environ show them)
+        with environment(rank_env(rank, nprocs, port)):
+            p.start()
     first_failure = None
     try:
         while any(p.is_alive() for p in procs):
@@ -76,6 +79,20 @@ def run_processes(target, args: tuple, nprocs: int, grace_s: float = 120.0) -> N
     if all(p.exitcode == 0 for p in procs):
         return
     raise _failure(procs, errors)
+
+
+@contextlib.contextmanager
+def environment(values: dict):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _failure(procs, errors) -> BaseException:

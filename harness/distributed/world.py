@@ -88,7 +88,7 @@ def first_host(nodelist: str) -> str:
     return f"{prefix}{first}{suffix}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class World:
     """The joined processes as the training code sees them (one process: rank 0 of 1, no group)."""
 
