@@ -61,3 +61,17 @@ def test_launch_variables_of_torchrun_slurm_and_a_single_process():
     assert launch_from_env({}) == Launch()
     assert [first_host(s) for s in ("node1", "a[3-4]", "rack2-n[01,05]x,b", "")] == ["node1", "a3", "rack2-n01x",
                                                                                    "127.0.0.1"]
+
+
+def test_a_slurm_job_asks_for_one_task_and_one_gpu_per_process():
+    from harness.errors import ConfigError
+    from harness.job_shape import Shape, gpus_asked, slurm_resources
+
+    assert slurm_resources(Shape(4, 2), gpus_per_node=4) == {"tasks_per_node": 4, "nodes": 2}
+    assert slurm_resources(Shape(2), gpus_per_node=None) == {"tasks_per_node": 2, "nodes": 1}  # CPU processes
+    assert [gpus_asked(None, g) for g in ("gpu:a100:4", "gpu:2", None, "")] == [4, 2, None, None]
+    with pytest.raises(ConfigError, match="trainer.devices=4 processes per node need a GPU each but "
+                                          "hydra.launcher.gres=gpu:a100:1 asks for 1"):
+        slurm_resources(Shape(4), gres="gpu:a100:1")
+    with pytest.raises(ConfigError, match="hydra.launcher.tasks_per_node=8 but trainer.devices=2"):
+        slurm_resources(Shape(2), tasks_per_node=8)
