@@ -82,7 +82,7 @@ def primitives(world: World, out: Path, dtype: str) -> None:
     result = toy_train(world, ddp, raw, proxy, x[rows], y[rows], steps=3)
 
     uneven = np.full((world.rank + 2, 3), world.rank, dtype=np.float32)  # 2 rows on rank 0, 3 on rank 1
-    result["gathered"] = gather_array(uneven, world)
+    result["gathered"] = torch.from_numpy(gather_array(uneven, world))
     result["broadcast"] = broadcast_object({"epoch": 7 + world.rank}, world)
     result["disagree"] = ranks_disagree(f"value-{world.rank}", world)
     result["agree"] = ranks_disagree("same", world)
