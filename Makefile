@@ -12,7 +12,7 @@ SWITCH_FAISS := if $(PIP) show -q $(OTHER_FAISS) 2>/dev/null; then $(PIP) uninst
 STAMP      := $(VENV)/.installed-$(FAISS)
 STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
-.PHONY: run test install install-test tune tables bench clean-results slurm-packages slurm-up slurm-down
+.PHONY: run test install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down
 
 # `make run`: one intra-op thread, since the digits MLP is too small to gain from two, and on a busy machine
 # OpenMP threads waiting for each other made the grid 6x slower; the numbers are the same (OMP_NUM_THREADS=2 make run).
@@ -28,6 +28,11 @@ tune: $(STAMP)           ## Optuna search over AntiCo's eps and weight on digits
 
 tables: $(STAMP)         ## every run under results/ -> results/tables/all/ (Markdown, LaTeX, CSV, parquet, plots)
 	$(BIN)/python -m harness.tables $(TABLES_ARGS)
+
+reproduce: $(STAMP)       ## one paper's seed table, PAPER=antico|nir|metrix (sweeps/reproduce_$(PAPER).yaml, then its tables)
+	@case "$(PAPER)" in antico|nir|metrix) ;; *) echo "error: set PAPER=antico, nir or metrix (make reproduce PAPER=nir)"; exit 2;; esac
+	$(BIN)/python run.py -m sweep=reproduce_$(PAPER) $(REPRODUCE_ARGS); grid=$$?; \
+	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER) --seeds 3 $(TABLES_ARGS) && exit $$grid
 
 bench: $(STAMP)          ## performance ratios -> results/bench/ (about 10 min on 2 cores; BENCH_ARGS=--quick / --only NAME)
 	$(BIN)/python -m harness.bench $(BENCH_ARGS)

@@ -110,7 +110,8 @@ def build_model(cfg: DictConfig) -> EmbeddingModel:
     if not hasattr(backbone, "forward_features") or not hasattr(backbone, "num_features"):
         raise ConfigError(f"backbone {cfg.backbone._target_} has no forward_features / num_features; "
                           f"use a timm model or harness.models.MLP / SmallCNN")
-    return EmbeddingModel(backbone, embed_dim=cfg.head.embed_dim, normalize=cfg.head.normalize, pooling=cfg.head.pooling)
+    return EmbeddingModel(backbone, embed_dim=cfg.head.embed_dim, normalize=cfg.head.normalize, pooling=cfg.head.pooling,
+                          init=cfg.head.get("init", "default"))
 
 
 def build_regularizers(nodes: DictConfig | None, base_loss) -> nn.ModuleDict:
@@ -126,7 +127,9 @@ def build_regularizers(nodes: DictConfig | None, base_loss) -> nn.ModuleDict:
 
 
 def build_optimizer(node: DictConfig, model, base_loss, regularizers, lr_mult) -> torch.optim.Optimizer:
-    """Parameter groups with their own learning-rate multipliers: backbone, head, loss, each regularizer."""
+    """Parameter groups with their own learning-rate multipliers: backbone, head, loss, each regularizer. A group
+    that carries ``weight_decay`` (the loss's or a regularizer's ``weight_decay`` option) keeps it; the others get
+    ``optimizer.weight_decay``: coupled L2 with torch.optim.Adam / SGD, decoupled with AdamW."""
     base_lr = float(node.lr)
     groups = []
     for g in model.param_groups():

@@ -14,6 +14,7 @@ from harness.errors import ConfigError
 
 SELECTION_METRICS = ("map@r", "r_precision", "nmi")
 SELECTION_MODES = ("max", "min")
+GRAD_CLIP_MODES = ("norm", "value")
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -25,6 +26,12 @@ def validate_config(cfg: DictConfig) -> None:
     check_embed_dim(cfg.head.embed_dim)
     selection_of(cfg)
     check_processes(cfg)
+    mode = cfg.trainer.get("grad_clip_mode", "norm")
+    if mode not in GRAD_CLIP_MODES:
+        raise ConfigError(f"trainer.grad_clip_mode={mode} is unknown; use one of {', '.join(GRAD_CLIP_MODES)}")
+    clip = cfg.trainer.get("grad_clip")
+    if clip is not None and not float(clip) > 0:
+        raise ConfigError(f"trainer.grad_clip={clip} must be > 0, or null for no clipping")
 
 
 def world_size_of(cfg: DictConfig) -> int:
@@ -56,6 +63,10 @@ class Selection:
 
     def better(self, value: float, best: float | None) -> bool:
         return best is None or (value > best if self.mode == "max" else value < best)
+
+    @property
+    def metric(self) -> str:
+        return self.key.split("/", 1)[1]
 
     @property
     def direction(self) -> str:

@@ -7,6 +7,11 @@ optimizer, scheduler, scaler and RNG states in ``checkpoints/last.pt`` every ``c
 a run that finds one resumes there and produces the numbers of an uninterrupted run. The test split never
 drives a choice: the epoch is selected on the class-disjoint validation split.
 
+``eval.test_every_epoch`` adds the papers' view beside it: the test split is scored at every evaluated epoch
+too (``test/*`` in epochs.jsonl) and the best epoch by the selection metric ON TEST is recorded as
+``test_best/<metric>``, ``test_best/epoch`` and ``test_best/optimistic: true``, the optimistic number the
+seeds' papers report. It changes nothing else: the selected epoch and ``test/*`` still come from validation.
+
 In a data-parallel run every process runs this loop on its share of each batch (``parts.parallel``); the
 evaluator gives every process rank 0's numbers, so all take the same decisions; rank 0 alone writes the
 epochs, checkpoints and log, and each process's random state is saved and restored as its own.
@@ -46,6 +51,8 @@ class Plan:
     checkpoint_every: int = 1
     freeze_backbone_epochs: int = 0
     grad_clip: float | None = None
+    grad_clip_mode: str = "norm"   # norm | value
+    test_every_epoch: bool = False # also score test every evaluated epoch: test_best/* (the papers' optimistic view)
     utilization: bool = True       # Metrix's test/utilization (one more pass over the training split)
     raw_baseline: bool = True      # vector datasets: score the raw inputs too
     progress: bool = True          # a progress bar over long epochs on a terminal
@@ -55,7 +62,9 @@ class Plan:
         t = cfg.trainer
         return cls(epochs=int(t.epochs), selection=selection_of(cfg), eval_every=int(t.eval_every),
                    checkpoint_every=int(t.checkpoint_every), freeze_backbone_epochs=int(t.freeze_backbone_epochs),
-                   grad_clip=t.grad_clip, utilization=bool(cfg.eval.get("utilization", True)),
+                   grad_clip=t.grad_clip, grad_clip_mode=str(t.get("grad_clip_mode", "norm")),
+                   test_every_epoch=bool(cfg.eval.get("test_every_epoch", False)),
+                   utilization=bool(cfg.eval.get("utilization", True)),
                    raw_baseline=bool(cfg.eval.raw_baseline), progress=bool(t.progress))
 
 
@@ -68,6 +77,9 @@ class LoopState:
     best_value: float | None = None
     best_val: dict = field(default_factory=dict)
     init: dict = field(default_factory=dict)   # the untrained network's metrics (init/val/*, init/test/*)
+    best_test_epoch: int | None = None         # test_every_epoch: the best epoch by the selection metric on test
+    best_test_value: float | None = None
+    best_test: dict = field(default_factory=dict)
     elapsed: float = 0.0           # training seconds of earlier attempts
     attempts: int = 0
 
@@ -109,8 +121,8 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         with progress_bar(plan.progress and world.is_main, steps_per_epoch, f"epoch {epoch}/{plan.epochs}") as bar:
             row.update(train_one_epoch(model, parts.loss, parts.regularizers, parts.optimizer, parts.loader,
                                        epoch=epoch, device=parts.device, amp=parts.amp, scaler=parts.scaler,
-                                       grad_clip=plan.grad_clip, step0=(epoch - 1) * steps_per_epoch, progress=bar,
-                                       parallel=parts.parallel))
+                                       grad_clip=plan.grad_clip, grad_clip_mode=plan.grad_clip_mode,
+                                       step0=(epoch - 1) * steps_per_epoch, progress=bar, parallel=parts.parallel))
         parts.parallel.check_in_sync(epoch)
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(parts.optimizer.param_groups)})
         if parts.scheduler is not None:
@@ -127,6 +139,10 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
                 if world.is_main:
                     ckpt.atomic_save({"modules": ckpt.module_states(parts.modules), "epoch": epoch},
                                      run_dir / "checkpoints" / ckpt.BEST)
+            if plan.test_every_epoch:  # the papers' optimistic view, recorded beside the selection, never used by it
+                test = prefixed("test", evaluator.validate(model, data.test))
+                row.update(test)
+                track_best_test(state, plan, epoch, test)
             log.info("epoch %d/%d  loss %.4f  %s %.4f  (best %.4f @ %d)  [%.1fs]", epoch, plan.epochs,
                      row["train/loss"], plan.selection.key, value, state.best_value, state.best_epoch,
                      row["time/train_s"])
@@ -153,6 +169,9 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         **prefixed("diag/test", evaluator.diagnostics(test)),
         **state.init,
     }
+    if plan.test_every_epoch and state.best_test_epoch is not None:
+        result.update({f"test_best/{k.removeprefix('test/')}": v for k, v in state.best_test.items()})
+        result.update({"test_best/epoch": state.best_test_epoch, "test_best/optimistic": True})
     if plan.utilization:
         result["test/utilization"] = evaluator.utilization(model, data.train, test)
     if data.vector_inputs and plan.raw_baseline:
@@ -161,6 +180,13 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     result["train_time_s"] = state.elapsed + time.perf_counter() - attempt_start
     result["attempts"] = state.attempts
     return result
+
+
+def track_best_test(state: LoopState, plan: Plan, epoch: int, test: dict) -> None:
+    """Keep the epoch that scores best on test by the selection metric (as the papers pick theirs)."""
+    value = test[f"test/{plan.selection.metric}"]
+    if plan.selection.better(value, state.best_test_value):
+        state.best_test_epoch, state.best_test_value, state.best_test = epoch, value, test
 
 
 def save_last(parts: Parts, state: LoopState, elapsed: float, path: Path) -> None:

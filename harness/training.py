@@ -23,9 +23,11 @@ def check_finite(total: torch.Tensor, terms: dict, epoch: int, step: int) -> Non
 
 
 def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, epoch: int, device: torch.device,
-                    amp: str = "off", scaler=None, grad_clip: float | None = None, step0: int = 0, progress=None,
-                    parallel: DataParallel | None = None) -> dict:
+                    amp: str = "off", scaler=None, grad_clip: float | None = None, grad_clip_mode: str = "norm",
+                    step0: int = 0, progress=None, parallel: DataParallel | None = None) -> dict:
     """Train for one pass over ``loader``; return the mean of each loss term and the epoch's timings.
+    ``grad_clip`` clips every trained parameter's gradient before the step: their total norm (``norm``) or each
+    element to [-grad_clip, grad_clip] (``value``, torch's clip_grad_value_).
 
     ``parallel`` (a data-parallel run): the loader yields this process's share of each batch; the losses see the
     global batch (harness.distributed). Without it, one process: the same step."""
@@ -60,7 +62,7 @@ def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, 
             total.backward()
         parallel.sync_gradients()  # the proxies' and flows' gradients, averaged over the processes
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+            clip_gradients([p for g in optimizer.param_groups for p in g["params"]], float(grad_clip), grad_clip_mode)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -76,3 +78,10 @@ def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, 
     out["train/steps"] = steps
     out["time/train_s"] = time.perf_counter() - t0
     return out
+
+
+def clip_gradients(params, limit: float, mode: str = "norm") -> None:
+    if mode == "value":
+        torch.nn.utils.clip_grad_value_(params, limit)
+    else:
+        torch.nn.utils.clip_grad_norm_(params, limit)

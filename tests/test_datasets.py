@@ -354,8 +354,9 @@ def test_paper_preset_builds_its_protocol(preset):
 
     cfg = compose_cfg([f"experiment={preset}"])
     validate_config(cfg)
-    assert cfg.backbone.model_name == "resnet50" and cfg.backbone.pretrained
-    assert cfg.head.embed_dim == 512 and cfg.head.pooling == "double"
+    assert cfg.backbone._target_.endswith("timm_backbone") and cfg.backbone.pretrained
+    assert cfg.backbone.model_name == "resnet50.tv_in1k"  # torchvision's weights, as the seeds' releases
+    assert cfg.head.embed_dim == 512 and cfg.head.pooling in ("avg", "double")
     assert cfg.published.source
     if "recall@1" in cfg.published:  # percent, as printed in the paper
         assert 50 < cfg.published["recall@1"] < 100
@@ -369,11 +370,12 @@ def test_paper_preset_builds_its_protocol(preset):
     fake = ArrayDataset(torch.zeros(len(classes), 3, 8, 8), classes)  # 80 training classes, like CUB's
     cfg = complete_config(cfg, DMLData("preset", fake, EvalSet(fake), EvalSet(fake)))
     with open_dict(cfg):
-        cfg.backbone.model_name, cfg.backbone.pretrained, cfg.backbone.frozen_bn = "resnet18", False, True
+        cfg.backbone.model_name, cfg.backbone.pretrained = "resnet18", False
     loss = instantiate(cfg.loss)
     regularizers = build_regularizers(cfg.regularizer, loss)
     assert list(regularizers) == list(cfg.regularizer)
     optimizer = build_optimizer(cfg.optimizer, build_model(cfg), loss, regularizers, cfg.lr_mult)
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs["backbone"] == pytest.approx(float(cfg.optimizer.lr))
-    assert OmegaConf.select(cfg, "sampler.batch_size") % cfg.sampler.m == 0
+    if "m" in cfg.sampler:
+        assert OmegaConf.select(cfg, "sampler.batch_size") % cfg.sampler.m == 0

@@ -7,7 +7,8 @@ incoming gradients over the ranks, as the loss's gathers do):
     mean = sum_r sum(x_r) / N,   var = sum_r sum((x_r - mean)^2) / N        N = the global count per channel
     y    = (x - mean) / sqrt(var + eps) * weight + bias;  running_var gets var * N / (N - 1)
 
-In evaluation mode (and for frozen BatchNorm) both use the running statistics, as plain BatchNorm does.
+In evaluation mode both use the running statistics, as plain BatchNorm does; BatchNorm kept in evaluation mode
+(``backbone.batchnorm=eval``) or frozen (``frozen``) is left as it is.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from harness.distributed.collectives import all_reduce_with_grad
 from harness.distributed.world import World
+from harness.models.batchnorm import _EvalStats
 
 
 class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -62,10 +64,11 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def sync_batchnorm(module: nn.Module, world: World) -> nn.Module:
-    """Replace every BatchNorm layer by one that normalises over the global batch (nothing for one process)."""
+    """Replace every BatchNorm layer that trains its statistics by one that normalises over the global batch
+    (nothing for one process). ``backbone.batchnorm=eval`` / ``frozen`` layers never use batch statistics: kept."""
     if not world.distributed:
         return module
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, (nn.SyncBatchNorm, _EvalStats)):
         cls = nn.SyncBatchNorm if world.device.type == "cuda" else CpuSyncBatchNorm
         if cls is nn.SyncBatchNorm:
             new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,

@@ -18,7 +18,8 @@ Two optional hooks:
 * ``check_compatible(base_loss)`` raises :class:`~harness.errors.ConfigError` at start-up for a pair
   that cannot work (e.g. NIR with a pair-based loss), naming what would work;
 * ``param_groups()`` returns optimizer groups ``{"name", "params", "lr_mult"}`` for the module's own
-  parameters (proxies, flows), each with its own learning-rate multiplier.
+  parameters (proxies, flows), each with its own learning-rate multiplier, and ``"weight_decay"`` when the
+  module's ``weight_decay`` is set (None: the optimizer's own value).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Regularizer(nn.Module):
     """Base class: subclasses implement ``forward(batch, base_loss, model) -> dict[str, Tensor]``."""
 
     lr_mult: float = 1.0
+    weight_decay: float | None = None
     reads: frozenset = frozenset()  # Batch fields read besides labels and embeddings ("inputs", "features"):
                                     # a data-parallel run gathers only these from the other processes
 
@@ -63,7 +65,16 @@ class Regularizer(nn.Module):
     def param_groups(self) -> list:
         params = [p for p in self.parameters() if p.requires_grad]
         name = type(self).__name__.lower()
-        return [{"name": name, "params": params, "lr_mult": self.lr_mult}] if params else []
+        return [with_weight_decay({"name": name, "params": params, "lr_mult": self.lr_mult}, self.weight_decay)] if params else []
 
     def forward(self, batch: Batch, base_loss: nn.Module, model: nn.Module) -> dict:
         raise NotImplementedError
+
+
+def with_weight_decay(group: dict, weight_decay: float | None) -> dict:
+    """An optimizer group with its own weight decay, when one is set (None: the optimizer's)."""
+    if weight_decay is not None:
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay={weight_decay} must be >= 0")
+        group["weight_decay"] = float(weight_decay)
+    return group
