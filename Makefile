@@ -12,7 +12,7 @@ SWITCH_FAISS := if $(PIP) show -q $(OTHER_FAISS) 2>/dev/null; then $(PIP) uninst
 STAMP      := $(VENV)/.installed-$(FAISS)
 STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
-.PHONY: run test install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down
+.PHONY: run test install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down postgres-packages
 
 # `make run`: one intra-op thread, since the digits MLP is too small to gain from two, and on a busy machine
 # OpenMP threads waiting for each other made the grid 6x slower; the numbers are the same (OMP_NUM_THREADS=2 make run).
@@ -20,7 +20,7 @@ run: $(STAMP)            ## the main job: the digits ablation (sweeps/digits_abl
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
 	$(BIN)/python -m harness.tables --sweep digits_ablation --seeds 3 && exit $$grid
 
-test: $(STAMP_TEST) slurm-packages   ## the whole test suite (installs what it needs)
+test: $(STAMP_TEST) slurm-packages postgres-packages   ## the whole test suite (installs what it needs)
 	$(BIN)/python -m pytest
 
 tune: $(STAMP)           ## Optuna search over AntiCo's eps and weight on digits (sweeps/tune_eps.yaml; TUNE_ARGS=...)
@@ -45,6 +45,10 @@ slurm-up: slurm-packages            ## start it; then: export SLURM_CONF=$(SLURM
 	$(PYTHON) tests/slurm_cluster.py up $(SLURM_DIR)
 slurm-down:                         ## stop what slurm-up started
 	$(PYTHON) tests/slurm_cluster.py down $(SLURM_DIR)
+
+# A PostgreSQL server for the Optuna storage test (tests/postgres_server.py; the test starts and stops its own).
+postgres-packages:                  ## apt-get install postgresql (as root, when missing)
+	$(PYTHON) tests/postgres_server.py install
 
 install: $(STAMP)      ## the harness and faiss-cpu (FAISS=gpu: faiss-gpu-cu12 instead)
 install-test: $(STAMP_TEST)

@@ -13,7 +13,7 @@ SUMMARY_METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_p
 def logging_to(path: Path):
     """Also log to ``path`` (the run's run.log) while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = RunLogHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -24,6 +24,15 @@ def logging_to(path: Path):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+class RunLogHandler(logging.FileHandler):
+    """run.log: when the disk refuses a line (full, read-only), the log stops there quietly; the run's own
+    error then says what happened, in one line, instead of logging's traceback per line."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.close()
+        logging.getLogger().removeHandler(self)
 
 
 def format_summary(record: dict) -> str:

@@ -32,10 +32,11 @@ import torch
 from omegaconf import DictConfig
 
 from harness import checkpoint as ckpt
+from harness.salvage import load_checkpoint_or_set_aside
 from harness import records
 from harness.build import Parts
 from harness.config import Selection, selection_of
-from harness.distributed import all_gather_object, barrier
+from harness.distributed import all_gather_object, barrier, broadcast_object
 from harness.training import train_one_epoch
 
 log = logging.getLogger("harness")
@@ -97,8 +98,11 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
             if on_epoch is not None:
                 on_epoch(row)
 
-    if last.exists():
-        state = resume(parts, last)
+    # rank 0 checks last.pt (a damaged one is moved aside: start again); the others then read the same file
+    saved = load_checkpoint_or_set_aside(last, ckpt.load) if world.is_main else None
+    resumes = broadcast_object(saved is not None, world)
+    if resumes:
+        state = resume(parts, saved if saved is not None else ckpt.load(last))
         if world.is_main:
             records.truncate_epochs(run_dir, state.epoch)
         log.info("resumed from epoch %d: %s", state.epoch, last)
@@ -213,8 +217,8 @@ def every_rank_rng(world) -> list:
     return [torch.load(io.BytesIO(blob), weights_only=True) for blob in all_gather_object(buffer.getvalue(), world)]
 
 
-def resume(parts: Parts, path: Path) -> LoopState:
-    saved = ckpt.load(path)
+def resume(parts: Parts, saved: dict) -> LoopState:
+    """Restore every state of a loaded last.pt into ``parts``; the loop state to go on from."""
     ckpt.load_module_states(parts.modules, saved["modules"])
     parts.optimizer.load_state_dict(saved["optimizer"])
     if parts.scheduler is not None and saved.get("scheduler"):

@@ -55,7 +55,8 @@ class MPerClassBatchSampler(Sampler):
         self.m, self.batch_size, self.seed, self.epoch = m, batch_size, seed, 0
         self.classes = classes
         self.by_class = [np.flatnonzero(labels == c) for c in classes]
-        self.batches_per_epoch = int(batches_per_epoch or max(1, len(labels) // batch_size))
+        # None: one pass over the split; 0 or less is refused by harness.config (never silently the default)
+        self.batches_per_epoch = int(max(1, len(labels) // batch_size) if batches_per_epoch is None else batches_per_epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -120,7 +121,7 @@ class RandomBatchSampler(Sampler):
         if batch_size < 1 or batch_size > n:
             raise ConfigError(f"sampler.batch_size={batch_size} must be between 1 and the training split's {n} samples")
         self.n, self.batch_size, self.seed, self.epoch = n, int(batch_size), seed, 0
-        self.batches_per_epoch = int(batches_per_epoch or max(1, n // batch_size))
+        self.batches_per_epoch = int(max(1, n // batch_size) if batches_per_epoch is None else batches_per_epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

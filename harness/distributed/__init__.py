@@ -9,13 +9,13 @@
 from harness.distributed.batchnorm import CpuSyncBatchNorm, sync_batchnorm
 from harness.distributed.collectives import (all_gather_object, average_gradients, barrier, broadcast_object,
                                              fingerprint,
-                                             gather_array, gather_rows, gather_with_grad, ranks_disagree, row_counts,
-                                             shard)
+                                             gather_array, gather_rows, gather_with_grad, on_main, ranks_disagree,
+                                             row_counts, shard)
 from harness.distributed.sampler import ShardedBatchSampler
 from harness.distributed.world import (Launch, RankLostError, World, close_world, first_host, init_world,
                                        launch_from_env, lost_peer)
 
 __all__ = ["CpuSyncBatchNorm", "Launch", "RankLostError", "ShardedBatchSampler", "World", "all_gather_object",
            "average_gradients", "barrier", "broadcast_object", "close_world", "fingerprint", "first_host", "gather_array",
-           "gather_rows", "gather_with_grad", "init_world", "launch_from_env", "lost_peer", "ranks_disagree",
+           "gather_rows", "gather_with_grad", "init_world", "launch_from_env", "lost_peer", "on_main", "ranks_disagree",
            "row_counts", "shard", "sync_batchnorm"]

@@ -159,6 +159,23 @@ def broadcast_object(obj, world: World, src: int = 0):
     return box[0]
 
 
+def on_main(compute, world: World):
+    """``compute()`` on rank 0 alone; every rank returns its value, or raises the error it raised (so that a
+    decision rank 0 takes, or fails to take, is every rank's)."""
+    if not world.distributed:
+        return compute()
+    outcome = (None, None)
+    if world.is_main:
+        try:
+            outcome = (compute(), None)
+        except Exception as exc:  # noqa: BLE001 - sent to every rank, raised there and here
+            outcome = (None, exc)
+    value, error = broadcast_object(outcome, world)
+    if error is not None:
+        raise error
+    return value
+
+
 def all_gather_object(obj, world: World) -> list:
     if not world.distributed:
         return [obj]

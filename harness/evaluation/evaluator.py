@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from harness.distributed import World, broadcast_object, gather_array, shard
+from harness.distributed import World, gather_array, on_main, shard
 from harness.evaluation import evaluate_embeddings
 from harness.evaluation.diagnostics import collapse_diagnostics, normalize_rows
 from harness.evaluation.embed import embed_dataset
@@ -56,7 +56,7 @@ class Evaluator:
 
     def on_main(self, compute):
         """``compute()`` on rank 0, its value on every rank."""
-        return broadcast_object(compute() if self.world.is_main else None, self.world)
+        return on_main(compute, self.world)
 
     def score(self, emb: Embedded, with_nmi: bool = True) -> dict:
         return self.on_main(lambda: evaluate_embeddings(

@@ -99,9 +99,7 @@ class LocalLauncher(Launcher):
             log.info("\t#%d : %s", job.idx, job.label)
             returns.append(launching.run_one(self.hydra_context, self.task_function, job.config))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        launching.write_summary(sweep_dir, [launching.summary_row(j, r) for j, r in zip(jobs, returns)],
-                                {"launcher": "local"})
-        return returns
+        return launching.close_sweep(sweep_dir, jobs, returns, self.config, {"launcher": "local"})
 
 
 class SubmititLauncher(BaseSubmititLauncher):
@@ -162,8 +160,7 @@ class SubmititLauncher(BaseSubmititLauncher):
                     returns[job.idx] = launching.failed_return(job, err)
         ordered = [launching.skipped_return(j) if j.finished else launching.queued_return(j) if j.queued
                    else returns[j.idx] for j in jobs]
-        launching.write_summary(sweep_dir, [launching.summary_row(j, r) for j, r in zip(jobs, ordered)], info)
-        return ordered
+        return launching.close_sweep(sweep_dir, jobs, ordered, self.config, info)
 
     def shapes(self, jobs: list) -> list:
         """[(launcher parameters, jobs)]: SLURM starts a run's processes as its tasks (harness/job_shape.py);
