@@ -146,6 +146,13 @@ def test_workers_and_resumed_commands_do_not_replay_one_random_sequence():
     assert len({first_point(0, 0), first_point(1, 0), first_point(0, 4)}) == 3  # another worker, a later command
 
 
+def wait_for(condition, timeout: float, poll: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{condition.__name__} did not happen within {timeout} s"
+        time.sleep(poll)
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_journal_storage_heartbeat_fails_and_retries_a_silent_trial(tmp_path):
     search = make_search(tmp_path, storage="journal", heartbeat_interval=1, grace_period=2, max_retry=1)
@@ -154,8 +161,12 @@ def test_journal_storage_heartbeat_fails_and_retries_a_silent_trial(tmp_path):
     study = optuna.create_study(study_name="s", storage=storage)
     alive, dead = study.ask({"x": FloatDistribution(0, 1)}), study.ask({"x": FloatDistribution(0, 1)})
     storage.record_heartbeat(dead._trial_id)
-    time.sleep(2.5)
-    storage.record_heartbeat(alive._trial_id)  # only this one still beats
+
+    def only_the_dead_one_is_stale() -> bool:
+        storage.record_heartbeat(alive._trial_id)  # only this one still beats
+        return storage._get_stale_trial_ids(study._study_id) == [dead._trial_id]
+
+    wait_for(only_the_dead_one_is_stale, timeout=60)  # the event, not a guess at how long the grace period takes
     optuna.storages.fail_stale_trials(study)
     trials = optuna.load_study(study_name="s", storage=open_storage(search)).get_trials()  # a fresh reader
     assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
