@@ -6,13 +6,15 @@
     regularizers one module per entry of cfg.regularizer, each checked against the base loss
     optimizer    parameter groups: backbone, head, loss parameters, each regularizer's, with lr multipliers
     scheduler, sampler (batches a pure function of seed and epoch), loader, evaluator
+    parallel     the model as the training step uses it: alone, or across the processes of ``world``
+                 (harness.distributed: global BatchNorm, DDP, each process loading its share of every batch)
 
 The training loop (harness.fit), the benchmarks and reloading a run all build through here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from hydra.errors import InstantiationException
@@ -22,6 +24,8 @@ from torch import nn
 
 from harness.config import complete_config
 from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch
+from harness.distributed import ShardedBatchSampler, World
+from harness.distributed.parallel import DataParallel
 from harness.errors import ConfigError, HarnessError
 from harness.evaluation.evaluator import Evaluator
 from harness.models import EmbeddingModel
@@ -46,6 +50,8 @@ class Parts:
     device: torch.device
     amp: str                     # off | bf16 | fp16
     scaler: object | None        # the fp16 gradient scaler
+    world: World = field(default_factory=World)   # the processes of this run (one by default)
+    parallel: DataParallel | None = None          # the training step's model across them
 
     @property
     def modules(self) -> dict:
@@ -53,11 +59,13 @@ class Parts:
         return {"model": self.model, "loss": self.loss, "regularizers": self.regularizers}
 
 
-def build(cfg: DictConfig, device: torch.device | None = None) -> Parts:
-    """Seed, then build every part of the run (the seed is set first, so the same config builds the same init)."""
+def build(cfg: DictConfig, device: torch.device | None = None, world: World | None = None) -> Parts:
+    """Seed, then build every part of the run (the seed is set first, so the same config builds the same init:
+    on every process of a data-parallel ``world`` too)."""
     seed = int(cfg.seed)
     seed_everything(seed)
-    device = device or pick_device(cfg.trainer.device)
+    world = world or World()
+    device = world.device if world.distributed else device or pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
     data = instantiate(cfg.dataset, _convert_="all")
     if data.val is None:
@@ -70,13 +78,17 @@ def build(cfg: DictConfig, device: torch.device | None = None) -> Parts:
     optimizer = build_optimizer(cfg.optimizer, model, loss, regularizers, cfg.lr_mult)
     scheduler = instantiate(cfg.scheduler, optimizer=optimizer) if cfg.get("scheduler") else None
     sampler = instantiate(cfg.sampler, labels=data.train.labels, seed=seed)
+    if world.distributed:  # the 1-process sampler draws the global batch; this process loads its share
+        sampler = ShardedBatchSampler(sampler, world.rank, world.world_size)
+    parallel = DataParallel(model, [*loss.parameters(), *regularizers.parameters()], world)
     workers = int(cfg.trainer.num_workers)
     loader = build_loader(data.train, sampler, workers, seed, device)
     evaluator = Evaluator(k=tuple(cfg.eval.k), metric=cfg.eval.metric, nmi=cfg.eval.nmi, val_nmi=cfg.eval.val_nmi,
-                          seed=seed, batch_size=int(cfg.eval.batch_size), num_workers=workers, device=device, amp=amp)
+                          seed=seed, batch_size=int(cfg.eval.batch_size), num_workers=workers, device=device, amp=amp,
+                          world=world)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    return Parts(cfg, data, model, loss, regularizers, optimizer, scheduler, sampler, loader, evaluator, device, amp,
-                 scaler)
+    return Parts(cfg, data, parallel.model, loss, regularizers, optimizer, scheduler, sampler, loader, evaluator,
+                 device, amp, scaler, world, parallel)
 
 
 def instantiate(node, *args, **kwargs):

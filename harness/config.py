@@ -49,6 +49,7 @@ def validate_config(cfg: DictConfig) -> None:
         integer(cfg.sampler.batches_per_epoch, "sampler.batches_per_epoch", 1, example=100, nullable=True)
     check_embed_dim(cfg.head.embed_dim)
     selection_of(cfg)
+    check_processes(cfg)
     mode = cfg.trainer.get("grad_clip_mode", "norm")
     if mode not in GRAD_CLIP_MODES:
         raise ConfigError(f"trainer.grad_clip_mode={mode} is unknown; use one of {', '.join(GRAD_CLIP_MODES)}")
@@ -94,6 +95,26 @@ def check_device(spec) -> None:
     text = str(spec)
     if not (text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())):
         raise ConfigError(f"trainer.device={spec!r} is not a device; use {DEVICES}")
+
+
+def world_size_of(cfg: DictConfig) -> int:
+    """The processes of one run: trainer.devices per node x trainer.nodes (1 when unset)."""
+    trainer = cfg.get("trainer") or {}
+    return int(trainer.get("devices", 1) or 1) * int(trainer.get("nodes", 1) or 1)
+
+
+def check_processes(cfg: DictConfig) -> int:
+    """A data-parallel run splits each batch into equal shares (so every process draws the same random numbers)."""
+    devices, nodes = int(cfg.trainer.get("devices", 1) or 0), int(cfg.trainer.get("nodes", 1) or 0)
+    if devices < 1 or nodes < 1:
+        raise ConfigError(f"trainer.devices={devices} and trainer.nodes={nodes} must be >= 1")
+    n, batch = devices * nodes, int(cfg.sampler.get("batch_size") or 0)
+    if n > 1 and batch % n:
+        m = int(cfg.sampler.get("m", 1) or 1)
+        step = n * m // np.gcd(n, m)
+        raise ConfigError(f"sampler.batch_size={batch} does not split into {n} equal shares (trainer.devices x "
+                          f"trainer.nodes); use a multiple of {step}, e.g. sampler.batch_size={max(batch // step, 1) * step}")
+    return n
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ their last bits, and the count a run had is in its record's ``device`` (both aud
 
 ``<run dir>/identity.json`` keeps the full digest; a directory whose stored identity differs from the run's
 (a copied directory, a hash collision) is refused with one line, never resumed or reported as finished.
+A data-parallel run (``trainer.devices`` x ``trainer.nodes`` = N > 1 processes) computes the 1-process objective
+with its sums in another order, so it is a run of its own by N alone (4 devices x 1 node = 2 x 2).
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.config import world_size_of
+
 # dataset.root: the path is not the data; the data's fingerprint enters instead (see data_fingerprint)
 NON_SEMANTIC_KEYS = ("paths", "dataset.root", "published", "trainer.progress", "trainer.rerun", "trainer.num_threads",
-                     "hydra", "logger", "eval.pictures", "eval.picture_map")  # trackers and pictures: not the numbers
+                     "trainer.devices", "trainer.nodes", "trainer.dist_timeout_s", "hydra",
+                     "logger", "eval.pictures", "eval.picture_map")  # trackers and pictures: not the numbers
 IDENTITY_FILE = "identity.json"
 
 
@@ -52,7 +57,10 @@ def config_hash(cfg: DictConfig, length: int = 8) -> str:
 
 def digest(cfg: DictConfig) -> str:
     """sha1 of the semantic config and the data fingerprint: the run's full identity."""
-    blob = json.dumps({"config": semantic_config(cfg), "data": data_fingerprint(cfg)}, sort_keys=True, default=str)
+    semantic = semantic_config(cfg)
+    if world_size_of(cfg) > 1:  # the same method, but float sums in another order: a run of its own (4x1 = 2x2)
+        semantic["world_size"] = world_size_of(cfg)
+    blob = json.dumps({"config": semantic, "data": data_fingerprint(cfg)}, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 

@@ -38,6 +38,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness import identity, records
+from harness.distributed.world import launch_from_env
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, atomic_write_text
 from harness.redact import redact, redact_text
@@ -175,7 +176,7 @@ def run_one(hydra_context, task_function: Callable, config: DictConfig) -> JobRe
     """Hydra's ``run_job`` for one job; a failure also leaves its traceback in ``<job dir>/error.txt``."""
     ret = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-    if ret.status == JobStatus.FAILED:
+    if ret.status == JobStatus.FAILED and launch_from_env().rank == 0:  # one writer: a job's other tasks only log
         error = ret._return_value
         path = Path(str(config.hydra.runtime.output_dir)) / "error.txt"
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))

@@ -19,8 +19,11 @@ from __future__ import annotations
 import functools
 import logging
 
-import faiss
 import numpy as np
+
+from harness.evaluation.faiss_build import GPU_INSTALL, import_faiss
+
+faiss = import_faiss()
 
 METRICS = ("ip", "l2")
 
@@ -57,7 +60,7 @@ def note_cpu_fallback() -> None:
 
     if torch.cuda.is_available():
         logging.getLogger("harness").info(
-            "faiss has no GPU support here: exact searches run on the CPU (pip install -e '.[gpu]' for faiss-gpu)")
+            f"faiss has no GPU support here: exact searches run on the CPU (for faiss-gpu: {GPU_INSTALL})")
 
 
 def search_neighbours(query, k: int, gallery=None, metric: str = "ip") -> np.ndarray:

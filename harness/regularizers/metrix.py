@@ -24,7 +24,8 @@ Two quirks of the authors' code are options, for the contrastive loss (their onl
 
 Levels: ``input`` re-embeds mixed inputs, ``model(mix(x, x'))``; ``feature`` mixes the backbone's
 output before pooling, ``model.embed(mix(f, f'))`` (the paper's "Metrix", its best); ``embedding``
-mixes embeddings and re-normalises them. The randomness (mode, lambda) comes from torch's global CPU
+mixes embeddings and re-normalises them. In a data-parallel run the pairs are drawn from the global
+batch and each process re-embeds its share of the mixtures (``batch.share`` / ``batch.gather``). The randomness (mode, lambda) comes from torch's global CPU
 generator, seeded by the run and saved in checkpoints, so runs and resumes repeat exactly.
 """
 
@@ -67,6 +68,7 @@ class Metrix(Regularizer):
         if negative_index != "own" and negatives is None:
             raise ConfigError("metrix negative_index=pair_list_position picks the hardest negatives; set negatives=1")
         self.level, self.weight, self.modes = level, float(weight), modes
+        self.reads = frozenset({"input": {"inputs"}, "feature": {"features"}}.get(level, set()))
         self.beta_a, self.beta_b = float(beta_a), float(beta_b)
         self.negatives = None if negatives is None else int(negatives)
         self.positives, self.negative_index = positives, negative_index
@@ -112,10 +114,11 @@ class Metrix(Regularizer):
             e = batch.embeddings
             return F.normalize(lam * e[first] + (1 - lam) * e[second], dim=1)
         source = batch.features if self.level == "feature" else batch.inputs
-        mixed = lam * source[first] + (1 - lam) * source[second]
+        rows = batch.share(len(first))  # data parallel: each process embeds its share of the mixtures
+        mixed = lam * source[first[rows]] + (1 - lam) * source[second[rows]]
         with autocast_for(batch.features.device, amp_of(batch.features)):  # as the training step ran the model
             out = model.embed(mixed) if self.level == "feature" else model(mixed)
-        return out.to(torch.promote_types(out.dtype, torch.float32))  # float32 under AMP, float64 stays float64
+        return batch.gather(out.to(torch.promote_types(out.dtype, torch.float32)))  # float32 under AMP, float64 stays
 
 
 def mixed_loss_for(base_loss):
