@@ -176,15 +176,15 @@ def test_journal_storage_heartbeat_fails_and_retries_a_silent_trial(tmp_path):
 # ----------------------------------------------------------------------------------------------- real studies
 @pytest.mark.slow
 def test_two_workers_reach_the_total_exactly_resume_adds_none_and_a_larger_total_adds_the_rest(results):
-    proc = run_search(results, "hydra.sweeper.n_trials=8", "hydra.sweeper.sampler.seed=1", launcher="submitit_local")
+    proc = run_search(results, "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.seed=1", launcher="submitit_local")
     check_ok(proc)
     trials = load(results).get_trials()
-    assert [t.number for t in trials] == list(range(8))  # no duplicate numbers, no surplus
+    assert [t.number for t in trials] == list(range(6))  # no duplicate numbers, no surplus
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took trials
-    assert len({tuple(t.params.values()) for t in trials}) == 8  # parallel suggestions did not collapse
+    assert len({tuple(t.params.values()) for t in trials}) == 6  # parallel suggestions did not collapse
     run_dirs = [Path(t.user_attrs["run_dir"]) for t in trials]
-    assert len(set(run_dirs)) == 8
+    assert len(set(run_dirs)) == 6
     for t, run_dir in zip(trials, run_dirs):
         record = records.read_record(run_dir)
         assert record["status"] == "finished" and record["config/search.trial"] == t.number
@@ -196,21 +196,21 @@ def test_two_workers_reach_the_total_exactly_resume_adds_none_and_a_larger_total
     assert "postgresql" not in (study_dir / "search.yaml").read_text()
     stamps = {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs}
 
-    check_ok(run_search(results, "hydra.sweeper.n_trials=8", "hydra.sweeper.sampler.seed=1", launcher="submitit_local"))
-    assert len(load(results).get_trials()) == 8  # the same command again adds nothing, rewrites nothing
+    check_ok(run_search(results, "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.seed=1", launcher="submitit_local"))
+    assert len(load(results).get_trials()) == 6  # the same command again adds nothing, rewrites nothing
     assert {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs} == stamps
 
-    check_ok(run_search(results, "hydra.sweeper.n_trials=10", "hydra.sweeper.sampler.seed=1", launcher="submitit_local"))
+    check_ok(run_search(results, "hydra.sweeper.n_trials=7", "hydra.sweeper.sampler.seed=1", launcher="submitit_local"))
     after = load(results).get_trials()
-    assert [t.number for t in after] == list(range(10)) and all(t.state == TrialState.COMPLETE for t in after)
-    assert [(t.params, t.value) for t in after[:8]] == [(t.params, t.value) for t in trials]
+    assert [t.number for t in after] == list(range(7)) and all(t.state == TrialState.COMPLETE for t in after)
+    assert [(t.params, t.value) for t in after[:6]] == [(t.params, t.value) for t in trials]
     assert {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs} == stamps  # earlier runs untouched
-    assert len({t.user_attrs["run_dir"] for t in after}) == 10
+    assert len({t.user_attrs["run_dir"] for t in after}) == 7
 
     (study_dir / "trials.csv").unlink()
     from harness.search.__main__ import main
 
-    assert main([str(study_dir)]) == 0 and len((study_dir / "trials.csv").read_text().splitlines()) == 11
+    assert main([str(study_dir)]) == 0 and len((study_dir / "trials.csv").read_text().splitlines()) == 8
 
 
 @pytest.mark.slow

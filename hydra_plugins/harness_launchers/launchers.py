@@ -28,7 +28,7 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQue
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from harness import launching
+from harness import code_snapshot, launching
 from harness.errors import ConfigError
 from harness.job_shape import Shape, slurm_resources
 
@@ -188,7 +188,7 @@ class SubmititLauncher(BaseSubmititLauncher):
         if self.snapshot and self.code is None:
             self.code = self.snapshot_code(sweep_dir)
         if self.code:
-            params["setup"] = [*(params.get("setup") or []), *launching.snapshot_env(self.code["dir"])]
+            params["setup"] = [*(params.get("setup") or []), *code_snapshot.snapshot_env(self.code["dir"])]
             info["code"] = self.code
         executor = submitit.AutoExecutor(cluster=self._EXECUTOR, **init)
         base = set(OmegaConf.structured(BaseQueueConf).keys())
@@ -196,11 +196,11 @@ class SubmititLauncher(BaseSubmititLauncher):
         return executor
 
     def snapshot_code(self, sweep_dir: Path) -> dict:
-        if not launching.snapshot_supported():
+        if not code_snapshot.snapshot_supported():
             log.warning("hydra.launcher.snapshot needs Python >= 3.11 (PYTHONSAFEPATH); jobs import the live tree "
                         "(each record still names the commit it ran)")
             return {}
-        return launching.snapshot_code(sweep_dir / ".code" / time.strftime("%Y%m%d-%H%M%S"))
+        return code_snapshot.snapshot_code(sweep_dir / ".code" / time.strftime("%Y%m%d-%H%M%S"))
 
 
 class SlurmLauncher(SubmititLauncher):
