@@ -228,6 +228,38 @@ def test_omniglot_zip_drops_alphabets_shared_with_training(tmp_path):
     assert data.train.inputs.min() == 0 and data.train.inputs.max() == 1 and data.train.inputs.mean() < 0.5
 
 
+def test_omniglot_several_training_subsets_read_a_shared_character_once(tmp_path):
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background_small1", {"Greek": 3, "Balinese": 3})
+    make_omniglot_zip(root, "images_background_small2", {"Greek": 3, "Tagalog": 2})
+    make_omniglot_zip(root, "images_evaluation", {"Tagalog": 1, "Mongolian": 2})
+    data = load("omniglot", root, "dataset.train_subsets=[images_background_small1,images_background_small2]",
+                "dataset.test_subsets=[images_evaluation]", "dataset.val_fraction=0.25")
+    # 3 Greek (in both zips: one class each, files read once) + 3 Balinese + 2 Tagalog = 8 characters
+    assert data.num_classes + data.val.num_classes == 8 and data.val.num_classes == 2
+    assert len(data.train) + len(data.val.query) == 8 * 4
+    # Tagalog is a training alphabet: left out of the test subset
+    assert {data.class_names[c].split("/")[0] for c in classes_of(data.test.query)} == {"Mongolian"}
+    with pytest.raises(ConfigError, match="dataset.train_subsets is empty"):
+        load("omniglot", root, "dataset.train_subsets=[]")
+
+
+def test_omniglot_standard_background_evaluation_split(tmp_path):
+    """dataset=omniglot_standard on zips in the layout of the release's images_background / images_evaluation."""
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background", {"Alphabet_of_the_Magi": 3, "Anglo-Saxon_Futhorc": 2, "Armenian": 3},
+                      per_class=3)
+    make_omniglot_zip(root, "images_evaluation", {"Angelic": 2, "Atemayar_Qelisayer": 3}, per_class=3)
+    data = load("omniglot_standard", root, "dataset.val_fraction=0.25")
+    assert data.num_classes == 6 and data.val.num_classes == 2  # 8 background characters, 2 carved for validation
+    assert data.test.num_classes == 5 and len(data.test.query) == 15
+    test_alphabets = {data.class_names[c].split("/")[0] for c in classes_of(data.test.query)}
+    assert test_alphabets == {"Angelic", "Atemayar_Qelisayer"}
+    with pytest.raises(DataError, match="has neither images_evaluation.zip nor images_evaluation/"):
+        (root / "images_evaluation.zip").unlink()
+        load("omniglot_standard", root)
+
+
 # ----------------------------------------------------------------------------------------------- failures
 @pytest.mark.parametrize("dataset", [o for o in group_options("dataset") if o != "digits"])
 def test_missing_root_names_path_layout_and_source(dataset, tmp_path):
@@ -236,7 +268,7 @@ def test_missing_root_names_path_layout_and_source(dataset, tmp_path):
         load(dataset, missing)
     message = str(err.value)
     assert str(missing) in message and "Expected there" in message
-    if dataset != "image_folder":
+    if dataset not in ("image_folder", "csv"):  # a user's own data is published nowhere
         assert "http" in message  # where the dataset is published
 
 

@@ -4,16 +4,25 @@
 
     <subset>.zip  or  <subset>/     containing  <subset>/<Alphabet>/characterNN/<drawer>_<nn>.png
 
-A class is one character of one alphabet. Default protocol: train on ``images_background_small1``
-(5 alphabets, 136 characters), test on ``images_background_small2``, alphabet-disjoint. The two
-small subsets of the public release both contain the Greek and Latin alphabets, with byte-identical
-images, so the alphabets of the training subset are removed from the test subset (test: Japanese
-(katakana), Sanskrit and Tagalog, 106 characters, 2,120 images); a run that tested on them would be
-scored on its own training images.
+A class is one character of one alphabet. Two protocols:
 
-All images (5,840) are decoded once, at the configured resolution, into memory: a CPU epoch then
-costs only the network. The test-time transform (grayscale, inverted so strokes are 1, resized)
-is the only preprocessing, in training too.
+* ``dataset=omniglot`` (default, the two small zips): train on ``images_background_small1`` (5 alphabets,
+  136 characters), test on ``images_background_small2``, alphabet-disjoint. Both small subsets contain
+  the Greek and Latin alphabets, with byte-identical images, so the alphabets of the training subsets
+  are removed from the test subsets (test: Japanese (katakana), Sanskrit and Tagalog, 106 characters,
+  2,120 images); a run that tested on them would be scored on its own training images.
+* ``dataset=omniglot_standard``: Lake et al.'s background / evaluation split, ``images_background``
+  (30 alphabets, 964 characters) for training and ``images_evaluation`` (20 alphabets, 659 characters)
+  for test.
+
+``train_subsets`` / ``test_subsets`` list one or more subsets each; the same character in several
+training subsets (Greek and Latin in both small zips) is one class, its duplicate files read once.
+Validation characters are carved from the training characters (``val_fraction`` or ``val_classes``).
+
+All images are decoded once, at the configured resolution, into memory: a CPU epoch then costs only
+the network. The test-time transform (grayscale, inverted so strokes are 1, resized) is the only
+preprocessing; train-time augmentation is ``augment`` (:class:`~harness.data.augment.BatchAugment`,
+applied per batch on the training device; ``None``: off).
 """
 
 from __future__ import annotations
@@ -35,27 +44,29 @@ from harness.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "https://github.com/brendenlake/omniglot (python/images_background_small1.zip, images_background_small2.zip)"
+SOURCE = ("https://github.com/brendenlake/omniglot (python/: images_background_small1.zip, images_background_small2.zip; "
+          "images_background.zip, images_evaluation.zip)")
 DEFAULT_TRANSFORM = {"size": 28, "resize": 28, "normalize": "none", "mode": "L", "invert": True}
 
 
-def load_omniglot(root, train_subset: str = "images_background_small1", test_subset: str = "images_background_small2",
+def load_omniglot(root, train_subsets=("images_background_small1",), test_subsets=("images_background_small2",),
                   val_classes=None, val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
-                  on_corrupt: str = "fail") -> DMLData:
+                  on_corrupt: str = "fail", augment=None) -> DMLData:
     root = resolve_root(root)
+    train_subsets, test_subsets = subset_list(train_subsets, "train"), subset_list(test_subsets, "test")
     transform = {**DEFAULT_TRANSFORM, **(transform or {})}
     eval_tf = build_eval_transform(**transform)
-    train_items = list_subset(root, train_subset)
+    train_items = list_subsets(root, train_subsets)
     train_alphabets = {key.split("/")[0] for key, _ in train_items}
-    all_test = list_subset(root, test_subset)
+    all_test = list_subsets(root, test_subsets)
     test_items = [(k, f) for k, f in all_test if k.split("/")[0] not in train_alphabets]
     dropped = sorted({k.split("/")[0] for k, _ in all_test} & train_alphabets)
     if dropped:
         log.info("omniglot: alphabets %s are in both %s and %s; tested on the other alphabets only",
-                 ", ".join(dropped), train_subset, test_subset)
+                 ", ".join(dropped), "+".join(train_subsets), "+".join(test_subsets))
     if not test_items:
-        raise ConfigError(f"omniglot: every alphabet of {test_subset} is also in {train_subset}; "
-                          f"choose another dataset.test_subset")
+        raise ConfigError(f"omniglot: every alphabet of {'+'.join(test_subsets)} is also in {'+'.join(train_subsets)}; "
+                          f"choose other dataset.test_subsets")
 
     keys = sorted({k for k, _ in train_items}) + sorted({k for k, _ in test_items})
     class_id = {k: i for i, k in enumerate(keys)}
@@ -72,12 +83,33 @@ def load_omniglot(root, train_subset: str = "images_background_small1", test_sub
         labels = remap_labels(y[mask])[0] if remap else y[mask]
         return ArrayDataset(x[torch.from_numpy(mask)], labels)
 
+    log.info("omniglot: train %d characters, val %d, test %d (%s -> %s)", len(train_c), len(val_c), len(test_keys),
+             "+".join(train_subsets), "+".join(test_subsets))
     return DMLData(
         name="omniglot", train=subset(x_train, y_train, train_c, remap=True),
         val=EvalSet(subset(x_train, y_train, val_c)) if val_c else None,
         test=EvalSet(ArrayDataset(x_test, y_test)),
-        class_names={i: k for k, i in class_id.items()}, eval_transform=eval_tf,
+        class_names={i: k for k, i in class_id.items()}, eval_transform=eval_tf, augment=augment,
     )
+
+
+def subset_list(subsets, split: str) -> list:
+    names = [subsets] if isinstance(subsets, str) else list(subsets or [])
+    if not names:
+        raise ConfigError(f"dataset.{split}_subsets is empty; list at least one, e.g. dataset.{split}_subsets=[images_background]")
+    return names
+
+
+def list_subsets(root: Path, subsets: list) -> list:
+    """The PNGs of several subsets; a file present in several (same Alphabet/characterNN/name) is read once."""
+    seen, items = set(), []
+    for subset in subsets:
+        for key, source in list_subset(root, subset):
+            name = f"{key}/{source[1].rsplit('/', 1)[-1] if isinstance(source, tuple) else source.name}"
+            if name not in seen:
+                seen.add(name)
+                items.append((key, source))
+    return items
 
 
 def list_subset(root: Path, subset: str) -> list:

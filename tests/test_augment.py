@@ -1,0 +1,91 @@
+"""BatchAugment: per-sample random augmentation of a batch, a pure function of (seed, epoch, step)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import compose_cfg
+from harness.data.augment import BatchAugment
+from harness.errors import ConfigError
+from harness.task import instantiate
+
+FULL = dict(rotation=15, shear=10, scale=(0.85, 1.15), translate=0.1, elastic_alpha=1.0, elastic_sigma=3.0,
+            elastic_p=0.5, stroke_p=0.5)
+
+
+def strokes(n: int = 16, size: int = 28) -> torch.Tensor:
+    """n copies of one image: a cross of 1-pixel strokes on a black background (Omniglot after inversion)."""
+    x = torch.zeros(n, 1, size, size)
+    x[:, :, size // 2, 4:-4] = 1.0
+    x[:, :, 4:-4, size // 3] = 1.0
+    return x
+
+
+def test_same_seed_epoch_step_same_batch_and_each_part_changes_it():
+    aug, x = BatchAugment(**FULL), strokes()
+    a = aug(x, seed=0, epoch=3, step=7)
+    assert torch.equal(a, aug(x, seed=0, epoch=3, step=7))
+    for other in ({"seed": 1, "epoch": 3, "step": 7}, {"seed": 0, "epoch": 4, "step": 7}, {"seed": 0, "epoch": 3, "step": 8}):
+        assert not torch.equal(a, aug(x, **other)), other
+
+
+def test_each_sample_gets_its_own_parameters():
+    out = BatchAugment(rotation=20, translate=0.1)(strokes(), seed=0, epoch=1, step=0)
+    flat = out.flatten(1)
+    assert torch.cdist(flat, flat).add(torch.eye(len(flat)) * 1e9).min() > 1e-3  # no two samples alike
+    assert not torch.equal(out[0], strokes(1)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_shape_and_dtype_kept_under_no_grad(dtype):
+    x = strokes(5, 32).expand(5, 3, 32, 32).to(dtype)  # three channels too
+    with torch.no_grad():
+        out = BatchAugment(**FULL)(x, seed=2, epoch=1, step=1)
+    assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
+    assert torch.isfinite(out.float()).all() and 0 <= out.min() and out.max() <= 1.0 + 1e-6
+
+
+def test_global_random_streams_are_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    BatchAugment(**FULL)(strokes(), seed=0, epoch=1, step=0)
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_stroke_jitter_thickens_and_thins():
+    x = strokes(64, 56)
+    x[:, :, 20:23, 10:40] = 1.0  # a 3-pixel stroke survives erosion
+    thick = BatchAugment(stroke_p=1.0, erode=False)(x, seed=0, epoch=1, step=0)
+    assert (thick.sum((1, 2, 3)) > x.sum((1, 2, 3))).all()
+    both = BatchAugment(stroke_p=1.0)(x, seed=0, epoch=1, step=0).sum((1, 2, 3))
+    assert (both > x[0].sum()).any() and (both < x[0].sum()).any()
+    assert torch.equal(BatchAugment(stroke_p=0.0, rotation=0)(x, seed=0, epoch=1, step=0), x)  # nothing on: identity
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"affine_p": 1.5}, "affine_p=1.5 must be a probability"),
+    ({"scale": (1.2, 0.8)}, "scale=[1.2, 0.8] must be [lo, hi]"),
+    ({"rotation": -5}, "magnitudes"),
+    ({"stroke_kernel": 1}, "stroke_kernel=1 must be >= 2"),
+])
+def test_bad_settings_fail_with_one_line(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        BatchAugment(**kwargs)
+
+
+def test_dataset_augment_node_builds_the_module(tmp_path):
+    """dataset.augment: null is off; a _target_ node reaches the data as a BatchAugment."""
+    from test_datasets import make_omniglot_zip
+
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background_small1", {"Balinese": 4})
+    make_omniglot_zip(root, "images_background_small2", {"Tagalog": 2})
+    base = ["dataset=omniglot", f"dataset.root={root}", "dataset.val_fraction=0.5"]
+    assert instantiate(compose_cfg(base).dataset, _convert_="all").augment is None
+    on = base + ["dataset.augment={_target_:harness.data.augment.BatchAugment,rotation:10}"]
+    cfg = compose_cfg(on)
+    data = instantiate(cfg.dataset, _convert_="all")
+    assert isinstance(data.augment, BatchAugment) and data.augment.affine is not None
+    assert data.augment(data.train.inputs[:4], seed=0, epoch=1, step=0).shape == (4, 1, 28, 28)
