@@ -244,6 +244,17 @@ def test_omniglot_several_training_subsets_read_a_shared_character_once(tmp_path
         load("omniglot", root, "dataset.train_subsets=[]")
 
 
+def test_omniglot_validation_alphabets_are_held_out_whole(tmp_path):
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background_small1", {"Balinese": 3, "Early_Aramaic": 2, "Korean": 2})
+    make_omniglot_zip(root, "images_background_small2", {"Tagalog": 2})
+    data = load("omniglot", root, "dataset.val_alphabets=[Early_Aramaic]")
+    assert data.val.num_classes == 2 and data.num_classes == 5
+    assert {data.class_names[c].split("/")[0] for c in classes_of(data.val.query)} == {"Early_Aramaic"}
+    with pytest.raises(ConfigError, match="'Tagalog' is not an alphabet of images_background_small1"):
+        load("omniglot", root, "dataset.val_alphabets=[Tagalog]")
+
+
 def test_omniglot_standard_background_evaluation_split(tmp_path):
     """dataset=omniglot_standard on zips in the layout of the release's images_background / images_evaluation."""
     root = tmp_path / "omniglot"

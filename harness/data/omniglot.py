@@ -17,7 +17,9 @@ A class is one character of one alphabet. Two protocols:
 
 ``train_subsets`` / ``test_subsets`` list one or more subsets each; the same character in several
 training subsets (Greek and Latin in both small zips) is one class, its duplicate files read once.
-Validation characters are carved from the training characters (``val_fraction`` or ``val_classes``).
+Validation characters are carved from the training characters: a seeded ``val_fraction`` of them, the
+class ids ``val_classes``, or every character of the alphabets ``val_alphabets`` (alphabet-disjoint from
+training, as the test split is).
 
 All images are decoded once, at the configured resolution, into memory: a CPU epoch then costs only
 the network. The test-time transform (grayscale, inverted so strokes are 1, resized) is the only
@@ -51,7 +53,7 @@ DEFAULT_TRANSFORM = {"size": 28, "resize": 28, "normalize": "none", "mode": "L",
 
 def load_omniglot(root, train_subsets=("images_background_small1",), test_subsets=("images_background_small2",),
                   val_classes=None, val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
-                  on_corrupt: str = "fail", augment=None) -> DMLData:
+                  on_corrupt: str = "fail", augment=None, val_alphabets=None) -> DMLData:
     root = resolve_root(root)
     train_subsets, test_subsets = subset_list(train_subsets, "train"), subset_list(test_subsets, "test")
     transform = {**DEFAULT_TRANSFORM, **(transform or {})}
@@ -72,6 +74,8 @@ def load_omniglot(root, train_subsets=("images_background_small1",), test_subset
     class_id = {k: i for i, k in enumerate(keys)}
     train_keys = sorted({class_id[k] for k, _ in train_items})
     test_keys = sorted({class_id[k] for k, _ in test_items})
+    if val_alphabets:
+        val_classes = alphabet_classes(val_alphabets, train_items, class_id, "+".join(train_subsets))
     train_c, val_c = carve_validation(train_keys, val_classes, val_fraction, seed)
     check_disjoint(train=train_c, val=val_c, test=test_keys)
 
@@ -91,6 +95,17 @@ def load_omniglot(root, train_subsets=("images_background_small1",), test_subset
         test=EvalSet(ArrayDataset(x_test, y_test)),
         class_names={i: k for k, i in class_id.items()}, eval_transform=eval_tf, augment=augment,
     )
+
+
+def alphabet_classes(alphabets, items, class_id: dict, where: str) -> list:
+    """The class ids of every character of ``alphabets`` among the training items."""
+    alphabets = [alphabets] if isinstance(alphabets, str) else list(alphabets)
+    present = sorted({k.split("/")[0] for k, _ in items})
+    unknown = [a for a in alphabets if a not in present]
+    if unknown:
+        raise ConfigError(f"dataset.val_alphabets: {unknown[0]!r} is not an alphabet of {where} "
+                          f"(they are {', '.join(present)})")
+    return sorted({class_id[k] for k, _ in items if k.split("/")[0] in alphabets})
 
 
 def subset_list(subsets, split: str) -> list:
