@@ -1,37 +1,29 @@
 """Atomic checkpoints and exact resume.
 
 ``last.pt`` holds everything a resumed run needs to produce the same numbers as an uninterrupted one:
-model, base loss (proxies), regularizers (proxies, flows), optimizer, scheduler, AMP scaler, the epoch
-(the sampler's position: batches are a pure function of seed and epoch), the selection state, and
-every RNG state (python, numpy, torch CPU and CUDA). It is written to a temporary file and renamed, so
-a run killed while writing resumes from the previous checkpoint. Loading uses ``weights_only=True``.
+model, base loss (proxies), regularizers (proxies, flows), optimizer, scheduler, AMP scaler, the loop
+state (epoch: the sampler's position, since batches are a pure function of seed and epoch; the selection
+so far), and every RNG state (python, numpy, torch CPU and CUDA). It is written atomically
+(:mod:`harness.io`), so a run killed while writing resumes from the previous checkpoint. Loading uses
+``weights_only=True``: a checkpoint holds tensors and plain values, never code.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from harness.io import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"
 
 
 def atomic_save(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load(path: Path, map_location="cpu") -> dict:

@@ -41,14 +41,14 @@ def load_pair(emb_path: str, lab_path: str):
 
 def main(argv=None) -> int:
     from harness.evaluation import evaluate_embeddings
-    from harness.evaluation.diagnostics import collapse_diagnostics
+    from harness.evaluation.diagnostics import collapse_diagnostics, normalize_rows
 
     args = parse_args(argv)
     q, ql = load_pair(args.embeddings, args.labels)
     g, gl = load_pair(*args.gallery) if args.gallery else (None, None)
     if not args.no_normalize:
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12) if g is not None else None
+        q = normalize_rows(q, np.float32)
+        g = normalize_rows(g, np.float32) if g is not None else None
     k_list = [int(k) for k in args.k.split(",") if k]
     out = evaluate_embeddings(q, ql, g, gl, k_list=k_list, metric=args.metric, with_nmi=not args.no_nmi, seed=args.seed)
     out.update({f"diag/{k}": v for k, v in collapse_diagnostics(q, ql).items()})

@@ -3,6 +3,7 @@
 The Hydra launchers (``hydra/launcher=local | slurm | submitit_local``, in hydra_plugins/harness_launchers/)
 are thin; what they share lives here:
 
+    prepare        the sweep directory and the planned jobs (every launcher starts here)
     plan_jobs      compose every job's config before anything runs; a grid job whose run directory already
                    holds a finished record is skipped, never submitted (re-running a sweep finishes it)
     find_queued    a run that a SLURM job of an earlier command still runs (or waits to run) is not submitted
@@ -36,7 +37,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from harness import records
+from harness import identity, records
+from harness.io import atomic_write_json, atomic_write_text
 
 log = logging.getLogger("harness.launching")
 
@@ -77,6 +79,16 @@ def skips_finished(setting: Optional[bool], master_config: DictConfig) -> bool:
     return OmegaConf.select(master_config, "hydra.sweeper._target_") == GRID_SWEEPER
 
 
+def prepare(hydra_context, master_config: DictConfig, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+            skip_finished: Optional[bool]) -> tuple:
+    """What every launcher does first: create the sweep directory and plan the jobs; (sweep dir, jobs)."""
+    sweep_dir = Path(str(master_config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    jobs = plan_jobs(hydra_context, master_config, job_overrides, initial_job_idx,
+                     skips_finished(skip_finished, master_config))
+    return sweep_dir, jobs
+
+
 def plan_jobs(hydra_context, master_config: DictConfig, job_overrides: Sequence[Sequence[str]],
               initial_job_idx: int, skip_finished: bool) -> list:
     """Compose each job's config now (a wrong override fails before any submission) and find finished runs."""
@@ -108,7 +120,7 @@ def run_dir_of(config: DictConfig) -> tuple:
         cfg = copy.deepcopy(config)
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]
-        return records.run_dir_for(cfg), bool(OmegaConf.select(cfg, "trainer.rerun", default=False))
+        return identity.run_dir_for(cfg), bool(OmegaConf.select(cfg, "trainer.rerun", default=False))
     finally:
         hydra_config.cfg = saved
 
@@ -143,7 +155,7 @@ def active_slurm_jobs() -> dict:
 def mark_submitted(job: Job) -> None:
     """Write ``<run dir>/slurm_job.json``: which job runs this run (read by ``find_queued``)."""
     if job.run_dir:
-        records.atomic_write_json(Path(job.run_dir) / JOB_FILE, {"job_id": job.job_id, "log": job.log,
+        atomic_write_json(Path(job.run_dir) / JOB_FILE, {"job_id": job.job_id, "log": job.log,
                                                                  "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
@@ -156,7 +168,7 @@ def run_one(hydra_context, task_function: Callable, config: DictConfig) -> JobRe
         error = ret._return_value
         path = Path(str(config.hydra.runtime.output_dir)) / "error.txt"
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        records.atomic_write_text(path, text)
+        atomic_write_text(path, text)
         log.error("job %s failed (%s: %s); traceback in %s", config.hydra.job.num, type(error).__name__, error, path)
     return ret
 
@@ -223,7 +235,7 @@ def write_summary(sweep_dir: Path, rows: list, extra: Optional[dict] = None) -> 
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     path = Path(sweep_dir) / SUMMARY
-    records.atomic_write_json(path, {"counts": counts, **(extra or {}), "jobs": rows})
+    atomic_write_json(path, {"counts": counts, **(extra or {}), "jobs": rows})
     log.info("sweep summary: %s (%s)", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
     for row in rows:
         if row["status"] == "failed":

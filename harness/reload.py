@@ -44,7 +44,7 @@ class LoadedRun:
         return torch.cat(out).numpy()
 
     def embed_dataset(self, dataset, batch_size: int = 256) -> np.ndarray:
-        from harness.training import embed_dataset
+        from harness.evaluation.embed import embed_dataset
 
         return embed_dataset(self.model, dataset, self.device, batch_size)[0]
 
@@ -59,7 +59,7 @@ class LoadedRun:
 
 
 def load_run(run_dir, device: str = "cpu") -> LoadedRun:
-    from harness.task import build_model
+    from harness.build import build_model
 
     run_dir = Path(run_dir)
     best = run_dir / "checkpoints" / ckpt.BEST

@@ -50,6 +50,8 @@ import numpy as np
 import pandas as pd
 
 from harness import records
+from harness.identity import NON_SEMANTIC_KEYS
+from harness.io import atomic_write, atomic_write_text
 from harness.errors import ConfigError, DataError
 
 log = logging.getLogger("harness.tables")
@@ -60,7 +62,7 @@ LOWER_IS_BETTER = ("rho_spectrum", "intra", "intra_inter_ratio", "uniformity")  
 LABELS = {"map@r": "MAP@R", "r_precision": "RP", "nmi": "NMI"}
 INDEX_FILE = ".tables_index.parquet"
 SKIP_DIRS = {"checkpoints", "multirun", "tables", "bench"}
-NOT_A_KNOB = tuple(f"config/{k}" for k in records.NON_SEMANTIC_KEYS + ("seed", "published"))
+NOT_A_KNOB = tuple(f"config/{k}" for k in NON_SEMANTIC_KEYS + ("seed", "published"))
 MISSING = "—"
 
 
@@ -166,12 +168,9 @@ def read_index(root: Path) -> pd.DataFrame | None:
 
 def write_index(root: Path, frame: pd.DataFrame) -> None:
     path = root / INDEX_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        normalise(frame).to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: normalise(frame).to_parquet(tmp, index=False))
     except Exception as err:  # the cache is an optimisation: a read-only folder or an odd column only costs speed
-        tmp.unlink(missing_ok=True)
         log.warning("table index not written (%s): %s", path, err)
 
 
@@ -613,10 +612,10 @@ def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularize
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in texts.items():
-        records.atomic_write_text(out / name, text)
+        atomic_write_text(out / name, text)
         written.append(out / name)
     long = summary.rename(columns={k: display_name(k) for k in keys})
-    records.atomic_write_text(out / "table.csv", long.to_csv(index=False))
+    atomic_write_text(out / "table.csv", long.to_csv(index=False))
     runs.to_parquet(out / "runs.parquet", index=False)
     written += [out / "table.csv", out / "runs.parquet"]
     if plots:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
@@ -10,14 +9,7 @@ import torch
 
 from harness.errors import NonFiniteLossError
 from harness.regularizers.base import Batch
-
-
-def autocast_for(device: torch.device, amp: str):
-    """bf16 / fp16 autocast on CUDA when asked; a no-op on CPU (AMP is a GPU feature here)."""
-    if device.type != "cuda" or amp in (None, "off", False):
-        return contextlib.nullcontext()
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast("cuda", dtype=dtype)
+from harness.runtime import autocast_for
 
 
 def check_finite(total: torch.Tensor, terms: dict, epoch: int, step: int) -> None:
@@ -30,8 +22,11 @@ def check_finite(total: torch.Tensor, terms: dict, epoch: int, step: int) -> Non
 
 
 def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, epoch: int, device: torch.device,
-                    amp: str = "off", scaler=None, grad_clip: float | None = None, step0: int = 0, progress=None) -> dict:
-    """Train for one pass over ``loader``; return the mean of each loss term and the epoch's timings."""
+                    amp: str = "off", scaler=None, grad_clip: float | None = None, step0: int = 0, progress=None,
+                    augment=None, seed: int = 0) -> dict:
+    """Train for one pass over ``loader``; return the mean of each loss term and the epoch's timings.
+    ``augment(inputs, seed=, epoch=, step=)`` transforms each batch on the device first (a pure function of
+    seed, epoch and step: resume stays exact)."""
     model.train()
     base_loss.train()
     for reg in regularizers.values():
@@ -40,6 +35,9 @@ def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, 
     for step, (inputs, labels) in enumerate(loader):
         inputs = inputs.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
+        if augment is not None:
+            with torch.no_grad():
+                inputs = augment(inputs, seed=seed, epoch=epoch, step=step)
 
         with autocast_for(device, amp):
             features = model.features(inputs)
@@ -78,24 +76,3 @@ def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, 
     out["train/steps"] = steps
     out["time/train_s"] = time.perf_counter() - t0
     return out
-
-
-@torch.no_grad()
-def embed_dataset(model, dataset, device: torch.device, batch_size: int = 256, amp: str = "off", num_workers: int = 0):
-    """Embeddings (float32 numpy) and labels of a whole split, in eval mode."""
-    import numpy as np
-
-    from harness.data.base import collate_batch
-
-    model.eval()
-    chunks = []
-    if hasattr(dataset, "inputs"):  # in-memory split: slice it directly
-        batches = ((dataset.inputs[i : i + batch_size], None) for i in range(0, len(dataset), batch_size))
-    else:
-        batches = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                              collate_fn=collate_batch, pin_memory=device.type == "cuda")
-    for inputs, _ in batches:
-        with autocast_for(device, amp):
-            chunks.append(model(inputs.to(device, non_blocking=True)).float().cpu())
-    emb = torch.cat(chunks).numpy() if chunks else np.zeros((0, model.embed_dim), np.float32)
-    return emb, np.asarray(dataset.labels)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from conftest import compose_cfg
+from harness.build import build_data
 from harness.data.augment import BatchAugment
 from harness.errors import ConfigError
-from harness.task import instantiate
 
 FULL = dict(rotation=15, shear=10, scale=(0.85, 1.15), translate=0.1, elastic_alpha=1.0, elastic_sigma=3.0,
             elastic_p=0.5, stroke_p=0.5)
@@ -75,17 +75,58 @@ def test_bad_settings_fail_with_one_line(kwargs, message):
         BatchAugment(**kwargs)
 
 
-def test_dataset_augment_node_builds_the_module(tmp_path):
-    """dataset.augment: null is off; a _target_ node reaches the data as a BatchAugment."""
+def omniglot_tree(tmp_path):
     from test_datasets import make_omniglot_zip
 
     root = tmp_path / "omniglot"
-    make_omniglot_zip(root, "images_background_small1", {"Balinese": 4})
-    make_omniglot_zip(root, "images_background_small2", {"Tagalog": 2})
-    base = ["dataset=omniglot", f"dataset.root={root}", "dataset.val_fraction=0.5"]
-    assert instantiate(compose_cfg(base).dataset, _convert_="all").augment is None
-    on = base + ["dataset.augment={_target_:harness.data.augment.BatchAugment,rotation:10}"]
-    cfg = compose_cfg(on)
-    data = instantiate(cfg.dataset, _convert_="all")
-    assert isinstance(data.augment, BatchAugment) and data.augment.affine is not None
-    assert data.augment(data.train.inputs[:4], seed=0, epoch=1, step=0).shape == (4, 1, 28, 28)
+    make_omniglot_zip(root, "images_background_small1", {"Balinese": 4, "Korean": 4}, per_class=6)
+    make_omniglot_zip(root, "images_background_small2", {"Tagalog": 3}, per_class=6)
+    return root
+
+
+AUGMENT = "dataset.augment={_target_:harness.data.augment.BatchAugment,rotation:10,translate:0.1,stroke_p:0.5}"
+
+
+def test_dataset_augment_node_is_built_beside_the_data(tmp_path):
+    """dataset.augment: null is off; a _target_ node becomes a BatchAugment beside (not inside) the data."""
+    base = ["dataset=omniglot", f"dataset.root={omniglot_tree(tmp_path)}", "dataset.val_fraction=0.25"]
+    data, augment = build_data(compose_cfg(base).dataset)
+    assert augment is None and data.num_classes == 6
+    data, augment = build_data(compose_cfg(base + [AUGMENT]).dataset)
+    assert isinstance(augment, BatchAugment) and augment.affine is not None and data.num_classes == 6
+    assert augment(data.train.inputs[:4], seed=0, epoch=1, step=0).shape == (4, 1, 28, 28)
+    with pytest.raises(ConfigError, match="dataset.augment works on image batches, but digits gives inputs of shape"):
+        build_data(compose_cfg(["+dataset.augment={_target_:harness.data.augment.BatchAugment}"]).dataset)
+
+
+def test_augmented_training_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_path):
+    """CPU: an augmented run cut after epoch 2 and resumed equals the uninterrupted run, and augmenting changes
+    the numbers (the loop really applies it)."""
+    import harness
+    from harness import records
+
+    root = omniglot_tree(tmp_path)
+
+    def cfg(results, *extra):
+        return compose_cfg(["dataset=omniglot", f"dataset.root={root}", "dataset.val_fraction=0.25",
+                            "backbone=small_cnn", "backbone.width=4", "head.embed_dim=8", "sampler.m=3",
+                            "sampler.batch_size=12", "trainer.epochs=4", "trainer.progress=false",
+                            "eval.utilization=false", *extra], results)
+
+    whole = harness.run(cfg(tmp_path / "whole", AUGMENT))
+    plain = harness.run(cfg(tmp_path / "plain"))
+
+    def interrupt(epoch, _metrics):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    cut = cfg(tmp_path / "cut", AUGMENT)
+    with pytest.raises(KeyboardInterrupt):
+        harness.run(cut, on_evaluate=interrupt)
+    resumed = harness.run(cut)
+    assert resumed["attempts"] == 2
+    for key in [k for k in whole if k.startswith(("val/", "test/", "diag/"))] + ["selected_epoch"]:
+        assert resumed[key] == whole[key], key
+    losses = lambda rec: [r["train/loss"] for r in records.read_epochs(rec["run_dir"])[1:]]  # noqa: E731
+    assert losses(resumed) == losses(whole)
+    assert losses(plain) != losses(whole)

@@ -11,7 +11,8 @@ from hydra.utils import instantiate
 from conftest import REPO, tiny
 from harness.data.base import ArrayDataset, InMemoryLoader, collate_batch
 from harness.data.samplers import MPerClassBatchSampler
-from harness.task import build_loader, complete_config
+from harness.build import build_loader
+from harness.config import complete_config
 
 FAST = ("evaluation", "coding_rate", "training_loop")  # the subprocess-heavy ones (sweep, tables) run in make bench
 
@@ -80,7 +81,7 @@ def test_in_memory_loader_yields_the_dataloaders_batches():
     assert isinstance(data.train, ArrayDataset)
     sampler = MPerClassBatchSampler(data.train.labels, m=cfg.sampler.m, batch_size=cfg.sampler.batch_size,
                                     batches_per_epoch=37, seed=3)  # 37: chunks of 16 batches and a remainder
-    ours = build_loader(data.train, sampler, cfg, torch.device("cpu"))
+    ours = build_loader(data.train, sampler, int(cfg.trainer.num_workers), int(cfg.seed), torch.device("cpu"))
     reference = torch.utils.data.DataLoader(data.train, batch_sampler=sampler, collate_fn=collate_batch)
     assert isinstance(ours, InMemoryLoader) and len(ours) == 37
     for epoch in (1, 2):

@@ -49,3 +49,42 @@ def test_help_lists_the_config_groups():
     for group in ["dataset", "backbone", "loss", "regularizer", "optimizer", "sampler"]:
         assert f"{group}:" in out.stdout
     assert "multi_similarity" in out.stdout and "proxy_anchor" in out.stdout
+
+
+@pytest.mark.parametrize("option", [o for o in group_options("regularizer") if o != "none"])
+def test_every_regularizer_instantiates_and_accepts_a_compatible_loss(option):
+    from harness.build import build_regularizers
+    from harness.config import complete_config
+    from harness.regularizers.base import Regularizer
+
+    cfg = compose_cfg([f"regularizer={option}", "loss=proxy_anchor"])
+    cfg = complete_config(cfg, instantiate(cfg.dataset, _convert_="all"))  # the values the data decides
+    loss = instantiate(cfg.loss)
+    regularizers = build_regularizers(cfg.regularizer, loss)  # runs each one's check_compatible
+    assert list(regularizers) == [option] and isinstance(regularizers[option], Regularizer)
+
+
+@pytest.mark.parametrize("option", group_options("scheduler"))
+def test_every_scheduler_instantiates(option):
+    import torch
+
+    cfg = compose_cfg([f"scheduler={option}"])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    if not cfg.scheduler:  # scheduler=none (an empty file): a constant learning rate
+        assert option == "none"
+        return
+    assert isinstance(instantiate(cfg.scheduler, optimizer=optimizer), torch.optim.lr_scheduler.LRScheduler)
+
+
+@pytest.mark.parametrize("option", group_options("sampler"))
+def test_every_sampler_instantiates_to_a_seeded_batch_sampler(option):
+    import numpy as np
+
+    cfg = compose_cfg([f"sampler={option}"])
+    labels = np.repeat(np.arange(12), 20)
+    sampler = instantiate(cfg.sampler, labels=labels, seed=0)
+    sampler.set_epoch(1)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    assert list(sampler) == first and len(first) == len(sampler)  # a pure function of (seed, epoch)
+    assert all(len(batch) == cfg.sampler.batch_size for batch in first)

@@ -9,39 +9,14 @@ the train labels. Every malformed table fails with one line naming the fix.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import compose_cfg
 from harness.errors import DataError
 from harness.task import run
-from test_datasets import SMALL, classes_of, load, write_jpeg
+from test_datasets import OML_TEST, OML_TRAIN, SMALL, classes_of, load, make_oml
 
-TRAIN, TEST = (1, 2, 3, 4, 5, 6), (10, 11, 12)
-
-
-def make_oml(root, flags: str = "both", per_class: int = 4, boxes: bool = False, absolute: bool = False):
-    """images/<label>/<k>.jpg (80 x 60) and df.csv. flags: both (OML's "1 vs rest"), split (disjoint
-    query / gallery rows, In-Shop style) or none (no flag columns)."""
-    rows = []
-    for label in TRAIN + TEST:
-        for k in range(per_class):
-            rel = f"images/{label}/{k}.jpg"
-            write_jpeg(root / rel, label, k)
-            row = {"label": label, "path": str(root / rel) if absolute else rel,
-                   "split": "train" if label in TRAIN else "validation",
-                   "category": "shoes" if label % 2 else "bags"}
-            if flags != "none":
-                val = label in TEST
-                row["is_query"] = (True if flags == "both" else k < 2) if val else None
-                row["is_gallery"] = (True if flags == "both" else k >= 2) if val else None
-            if boxes:
-                row.update({"x_1": 10, "x_2": 50, "y_1": 5, "y_2": 35} if k % 2 == 0 else
-                           {"x_1": None, "x_2": None, "y_1": None, "y_2": None})
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    df.to_csv(root / "df.csv", index=False)
-    return root, df
+TRAIN, TEST = OML_TRAIN, OML_TEST
 
 
 def edit(root, df, change) -> None:

@@ -15,6 +15,7 @@ import logging
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -23,7 +24,8 @@ from PIL import Image
 
 from conftest import compose_cfg, group_options
 from harness.errors import ConfigError, DataError
-from harness.task import instantiate, run  # instantiate: re-raises our one-line errors
+from harness.build import build_data, instantiate  # instantiate re-raises our one-line errors
+from harness.task import run
 
 SMALL = ["dataset.transform.size=32", "dataset.transform.resize=36"]
 
@@ -124,9 +126,36 @@ def make_omniglot_zip(root, subset: str, alphabets: dict, per_class=4):
     return root
 
 
+OML_TRAIN, OML_TEST = (1, 2, 3, 4, 5, 6), (10, 11, 12)
+
+
+def make_oml(root, flags: str = "both", per_class: int = 4, boxes: bool = False, absolute: bool = False):
+    """images/<label>/<k>.jpg (80 x 60) and df.csv. flags: both (OML's "1 vs rest"), split (disjoint
+    query / gallery rows, In-Shop style) or none (no flag columns)."""
+    rows = []
+    for label in OML_TRAIN + OML_TEST:
+        for k in range(per_class):
+            rel = f"images/{label}/{k}.jpg"
+            write_jpeg(root / rel, label, k)
+            row = {"label": label, "path": str(root / rel) if absolute else rel,
+                   "split": "train" if label in OML_TRAIN else "validation",
+                   "category": "shoes" if label % 2 else "bags"}
+            if flags != "none":
+                val = label in OML_TEST
+                row["is_query"] = (True if flags == "both" else k < 2) if val else None
+                row["is_gallery"] = (True if flags == "both" else k >= 2) if val else None
+            if boxes:
+                row.update({"x_1": 10, "x_2": 50, "y_1": 5, "y_2": 35} if k % 2 == 0 else
+                           {"x_1": None, "x_2": None, "y_1": None, "y_2": None})
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    df.to_csv(root / "df.csv", index=False)
+    return root, df
+
+
 def load(dataset: str, root, *overrides):
     cfg = compose_cfg([f"dataset={dataset}", f"dataset.root={root}", *SMALL, *overrides])
-    return instantiate(cfg.dataset, _convert_="all")
+    return build_data(cfg.dataset)[0]
 
 
 def classes_of(ds) -> set:
@@ -271,6 +300,43 @@ def test_omniglot_standard_background_evaluation_split(tmp_path):
         load("omniglot_standard", root)
 
 
+# Every file of conf/dataset/ is instantiated on a tree in its published layout: a new dataset file fails here
+# until it has a generator.
+TREES = {
+    "cub200": lambda tmp: make_cub(tmp / "CUB_200_2011"),
+    "cars196": lambda tmp: make_cars_official(tmp / "cars"),
+    "sop": lambda tmp: make_sop(tmp / "Stanford_Online_Products"),
+    "inshop": lambda tmp: make_inshop(tmp / "inshop"),
+    "image_folder": lambda tmp: make_folder_tree(tmp / "mine"),
+    "omniglot": lambda tmp: make_omniglot_zip(make_omniglot_zip(tmp / "omniglot", "images_background_small1",
+                                                                {"Greek": 3, "Balinese": 3}),
+                                              "images_background_small2", {"Tagalog": 3}),
+    "omniglot_standard": lambda tmp: make_omniglot_zip(make_omniglot_zip(tmp / "omniglot", "images_background",
+                                                                         {"Greek": 3, "Balinese": 3}),
+                                                       "images_evaluation", {"Angelic": 3}),
+    "csv": lambda tmp: make_oml(tmp / "oml")[0],
+    "digits": None,  # ships inside scikit-learn
+}
+
+
+@pytest.mark.parametrize("dataset", group_options("dataset"))
+def test_every_dataset_file_instantiates_to_class_disjoint_splits(dataset, tmp_path):
+    from harness.data.base import DMLData
+
+    assert dataset in TREES, f"conf/dataset/{dataset}.yaml has no tiny tree in TREES to instantiate it on"
+    make = TREES[dataset]
+    extra = ["dataset.val_fraction=0.34"] + (["dataset.test_fraction=0.25"] if dataset == "image_folder" else [])
+    if make is None:
+        data = build_data(compose_cfg([f"dataset={dataset}"]).dataset)[0]
+    else:
+        data = load(dataset, make(tmp_path), *extra)
+    assert isinstance(data, DMLData) and len(data.train) and data.val is not None and len(data.test.query)
+    train, val, test = classes_of(data.train), classes_of(data.val.query), classes_of(data.test.query)
+    assert len(train) == data.num_classes and val and test
+    if not data.train.labels.max() < data.num_classes:  # training labels are 0..C-1 (proxies index them)
+        pytest.fail("training labels are not remapped to 0..C-1")
+
+
 # ----------------------------------------------------------------------------------------------- failures
 @pytest.mark.parametrize("dataset", [o for o in group_options("dataset") if o != "digits"])
 def test_missing_root_names_path_layout_and_source(dataset, tmp_path):
@@ -358,7 +424,8 @@ def test_paper_preset_builds_its_protocol(preset):
     from omegaconf import OmegaConf
 
     from harness.data.base import ArrayDataset, DMLData, EvalSet
-    from harness.task import build_model, build_optimizer, build_regularizers, complete_config, validate_config
+    from harness.build import build_model, build_optimizer, build_regularizers
+    from harness.config import complete_config, validate_config
 
     cfg = compose_cfg([f"experiment={preset}"])
     validate_config(cfg)
@@ -379,9 +446,9 @@ def test_paper_preset_builds_its_protocol(preset):
     with open_dict(cfg):
         cfg.backbone.model_name, cfg.backbone.pretrained, cfg.backbone.frozen_bn = "resnet18", False, True
     loss = instantiate(cfg.loss)
-    regularizers = build_regularizers(cfg, loss)
+    regularizers = build_regularizers(cfg.regularizer, loss)
     assert list(regularizers) == list(cfg.regularizer)
-    optimizer = build_optimizer(cfg, build_model(cfg, None), loss, regularizers)
+    optimizer = build_optimizer(cfg.optimizer, build_model(cfg), loss, regularizers, cfg.lr_mult)
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs["backbone"] == pytest.approx(float(cfg.optimizer.lr))
     assert OmegaConf.select(cfg, "sampler.batch_size") % cfg.sampler.m == 0

@@ -7,7 +7,7 @@ import pytest
 
 import harness
 from conftest import REPO, tiny
-from harness import records
+from harness import identity, records
 from harness.errors import ConfigError, NonFiniteLossError
 
 
@@ -55,9 +55,9 @@ def test_nan_loss_stops_at_once_naming_step_and_terms(results):
     cfg = tiny(["loss.weight=nan"], results)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1 step 0 \(base=nan\); lower optimizer.lr"):
         harness.run(cfg)
-    record = records.read_record(records.run_dir_for(cfg))
+    record = records.read_record(identity.run_dir_for(cfg))
     assert record["status"] == "failed" and "NonFiniteLossError" in record["error"]
-    assert "Traceback" in (records.run_dir_for(cfg) / "error.txt").read_text()
+    assert "Traceback" in (identity.run_dir_for(cfg) / "error.txt").read_text()
     assert not finished_records(results)
 
 

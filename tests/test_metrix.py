@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning import distances, losses
 
 import harness
-from conftest import group_options, tiny
+from conftest import compose_cfg, group_options, tiny
 from harness import records
 from harness.errors import ConfigError
 from harness.evaluation.utilization import utilization
@@ -247,8 +247,11 @@ def test_utilization_is_the_mean_distance_to_the_nearest_training_embedding():
 FAST = ["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.raw_baseline=false"]
 
 
-def test_the_three_levels_have_config_files():
-    assert METRIX == ["metrix_embedding", "metrix_feature", "metrix_input"]
+def test_each_level_has_a_config_file_that_builds_it():
+    from harness.build import instantiate
+
+    levels = {instantiate(compose_cfg([f"regularizer={name}"]).regularizer[name]).level for name in METRIX}
+    assert levels == {"input", "feature", "embedding"}
 
 
 @pytest.mark.parametrize("regularizer", METRIX)

@@ -22,7 +22,8 @@ from harness.losses import MetricLoss
 from harness.regularizers.base import Batch
 from harness.regularizers.flow import CONDITIONINGS, build_conditional_flow
 from harness.regularizers.nir import NIR, PROXY_LOSSES
-from harness.task import complete_config, run
+from harness.config import complete_config
+from harness.task import run
 
 SMALL = dict(blocks=3, depth=3, width=16)  # a flow small enough for brute-force Jacobians
 FAST_RUN = ["regularizer.nir.blocks=2", "regularizer.nir.depth=3", "regularizer.nir.width=32",

@@ -2,12 +2,13 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 import harness
 from conftest import group_options, tiny
-from harness import records
+from harness import identity, records
 
 FAST = ["sampler.batches_per_epoch=3"]
 
@@ -35,7 +36,7 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path):
 
 def test_record_schema(results):
     record = harness.run(tiny(["trainer.epochs=2"], results))
-    run_dir = records.run_dir_for(tiny(["trainer.epochs=2"], results))
+    run_dir = identity.run_dir_for(tiny(["trainer.epochs=2"], results))
     assert record["run_dir"] == str(run_dir)
     on_disk = json.loads((run_dir / "record.json").read_text())
     assert on_disk == json.loads(json.dumps(record))
@@ -60,20 +61,20 @@ def test_record_schema(results):
 
 
 def test_run_dir_is_a_function_of_config_and_seed(tmp_path):
-    a = records.run_dir_for(tiny(["seed=1"], tmp_path))
-    assert a == records.run_dir_for(tiny(["seed=1", "trainer.progress=true"], tmp_path))
-    assert a != records.run_dir_for(tiny(["seed=2"], tmp_path))
-    assert a != records.run_dir_for(tiny(["seed=1", "optimizer.lr=0.01"], tmp_path))
+    a = identity.run_dir_for(tiny(["seed=1"], tmp_path))
+    assert a == identity.run_dir_for(tiny(["seed=1", "trainer.progress=true"], tmp_path))
+    assert a != identity.run_dir_for(tiny(["seed=2"], tmp_path))
+    assert a != identity.run_dir_for(tiny(["seed=1", "optimizer.lr=0.01"], tmp_path))
     assert a.name.endswith("seed1") and a.parent.name == "digits"
 
 
 def test_a_finished_run_is_skipped(results):
     cfg = tiny([], results)
     first = harness.run(cfg)
-    mtime = (records.run_dir_for(cfg) / "record.json").stat().st_mtime_ns
+    mtime = (identity.run_dir_for(cfg) / "record.json").stat().st_mtime_ns
     again = harness.run(cfg)
     assert again == json.loads(json.dumps(first))
-    assert (records.run_dir_for(cfg) / "record.json").stat().st_mtime_ns == mtime
+    assert (identity.run_dir_for(cfg) / "record.json").stat().st_mtime_ns == mtime
 
 
 def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
@@ -86,7 +87,7 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
     cfg = tiny([], tmp_path / "cut", epochs=5)
     with pytest.raises(KeyboardInterrupt):
         harness.run(cfg, on_evaluate=interrupt)
-    assert records.read_record(records.run_dir_for(cfg))["status"] == "failed"
+    assert records.read_record(identity.run_dir_for(cfg))["status"] == "failed"
     resumed = harness.run(cfg)
     assert resumed["attempts"] == 2
     for key in [k for k in whole if k.startswith(("val/", "test/", "diag/"))] + ["selected_epoch"]:
@@ -115,5 +116,8 @@ def test_rerun_trains_a_finished_run_again_from_scratch(results):
     first = harness.run(cfg)
     again = harness.run(tiny(["trainer.rerun=true"], results, epochs=2))
     assert again["run_dir"] == first["run_dir"]  # rerun is not part of the run's identity
-    assert again["attempts"] == 1 and again["finished_at"] >= first["finished_at"]
+    assert again["attempts"] == 1  # from scratch: not a resumed second attempt
+    log = (Path(again["run_dir"]) / "run.log").read_text()
+    assert log.count("epoch 2/2 ") == 2  # both commands trained the last epoch
+    assert [row["epoch"] for row in records.read_epochs(again["run_dir"])] == [0, 1, 2]  # rewritten, not appended
     assert again["test/map@r"] == first["test/map@r"]

@@ -24,7 +24,7 @@ from conftest import REPO, tiny
 
 import harness
 from harness import checkpoint as ckpt
-from harness import launching, records
+from harness import identity, launching, records
 from harness.launching import read_summary
 
 # One run that is interrupted and must end exactly as the uninterrupted one: 8 epochs of digits, seconds on CPU.
@@ -59,7 +59,7 @@ def reference(tmp_path_factory):
     cfg = tiny(RESUMED, tmp_path_factory.mktemp("reference"), epochs=RESUMED_EPOCHS)
     record = harness.run(cfg)
     assert record["status"] == "finished" and record["attempts"] == 1
-    return record, epoch_rows(records.run_dir_for(cfg))
+    return record, epoch_rows(identity.run_dir_for(cfg))
 
 
 def assert_same_run(record: dict, run_dir: Path, reference) -> None:
@@ -90,7 +90,7 @@ class Interrupted(Exception):
 @pytest.mark.slow
 def test_run_interrupted_mid_training_resumes_exactly(results, reference):
     cfg = tiny(RESUMED, results, epochs=RESUMED_EPOCHS)
-    run_dir = records.run_dir_for(cfg)
+    run_dir = identity.run_dir_for(cfg)
 
     def interrupt_at_epoch_4(epoch, val):
         if epoch == 4:
@@ -131,7 +131,7 @@ def test_run_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(res
     child = subprocess.run([sys.executable, "-c", KILL_WHILE_SAVING.format(kill_at=3), *overrides], cwd=REPO,
                            capture_output=True, text=True, timeout=300)
     assert child.returncode == -9, child.stderr[-2000:]
-    run_dir = records.run_dir_for(tiny(RESUMED, results, epochs=RESUMED_EPOCHS))
+    run_dir = identity.run_dir_for(tiny(RESUMED, results, epochs=RESUMED_EPOCHS))
     assert list((run_dir / "checkpoints").glob(".last.pt.*.tmp")), "the kill did not land inside a checkpoint write"
     assert checkpointed_epoch(run_dir) == 2  # the previous checkpoint is intact
     assert records.read_record(run_dir) is None  # killed: no record at all, certainly not a finished one
@@ -227,7 +227,7 @@ def sweeps(slurm, tmp_path_factory):
     base = tmp_path_factory.mktemp("slurm")
     env = dict(os.environ, **slurm.env)
     started = {name: start_sweep(name, overrides, base, env) for name, overrides in SWEEPS.items()}
-    run_dir = records.run_dir_for(tiny(RESUMED, started["interrupted"].results, epochs=RESUMED_EPOCHS))
+    run_dir = identity.run_dir_for(tiny(RESUMED, started["interrupted"].results, epochs=RESUMED_EPOCHS))
     interrupter = threading.Thread(target=preempt_mid_training, args=(started["interrupted"], run_dir), daemon=True)
     interrupter.start()
     duplicate = threading.Thread(target=rerun_while_queued, daemon=True,

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from harness import records, tables
+from harness import tables
+from harness.io import atomic_write_json
 
 METRICS = ("recall@1", "recall@2", "map@r", "nmi")
 
@@ -48,7 +49,7 @@ def write_run(root, loss, regularizer, seed, r1, status="finished", dataset="dig
     if status == "failed":
         (run_dir / "error.txt").write_text("Traceback ...\nRuntimeError: boom\n")
         record.update(error="RuntimeError: boom", error_file=str(run_dir / "error.txt"))
-    records.atomic_write_json(run_dir / "record.json", record)
+    atomic_write_json(run_dir / "record.json", record)
     return run_dir
 
 
@@ -232,7 +233,7 @@ def test_the_index_cache_matches_a_cold_read_and_sees_changed_records(grid):
     path = warm[(warm["loss"] == "ms") & (warm["regularizer"] == "none") & (warm["seed"] == 0)]["path"].item()
     record = json.loads((grid / path / "record.json").read_text())
     record["test/recall@1"] = 0.5
-    records.atomic_write_json(grid / path / "record.json", record)
+    atomic_write_json(grid / path / "record.json", record)
     again = tables.load_runs(grid)
     assert again.set_index("path").loc[path, "test/recall@1"] == 0.5
 

@@ -13,12 +13,9 @@ import traceback
 from pathlib import Path
 
 from harness.bench.common import describe_machine, machine
-from harness.records import atomic_write_json, atomic_write_text
+from harness.io import atomic_write_json, atomic_write_text
 
 BENCHMARKS = ("evaluation", "coding_rate", "regularizers", "training_loop", "sweep", "tables", "pipeline")
-OPTIONAL = ("pipeline",)  # written by another module's owner: run when present
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
     p.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -35,15 +32,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load(name: str):
-    try:
-        return importlib.import_module(f"harness.bench.{name}")
-    except ModuleNotFoundError as exc:
-        if name in OPTIONAL and exc.name == f"harness.bench.{name}":
-            return None
-        raise
-
-
 def run_one(module, quick: bool, full: bool) -> dict:
     accepted = inspect.signature(module.run).parameters
     kwargs = {k: v for k, v in {"quick": quick, "full": full}.items() if k in accepted}
@@ -56,10 +44,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     failed = []
     for name in names:
-        module = load(name)
-        if module is None:
-            print(f"[bench] {name}: harness/bench/{name}.py is not there yet, skipped", flush=True)
-            continue
+        module = importlib.import_module(f"harness.bench.{name}")
         print(f"[bench] {name} ...", flush=True)
         info, t0 = machine(), time.perf_counter()
         try:

@@ -142,7 +142,7 @@ def cpu_model() -> str:
 def machine() -> dict:
     import torch
 
-    from harness.task import git_state, package_versions
+    from harness.provenance import git_state, package_versions
 
     info = {
         "host": platform.node(),

@@ -1,7 +1,7 @@
 """Image pipeline: does data loading starve the training step?
 
-Three numbers in images/s, on the same config, built exactly as ``harness.run`` builds it
-(``dataset`` loader, M-per-class sampler, ``build_loader`` with its workers, pinned memory and
+Three numbers in images/s, on the same config, built by ``harness.build`` exactly as a run is
+(``dataset`` loader, M-per-class sampler, the loader with its workers, pinned memory and
 persistent workers, the model with ``accelerate``, AMP as ``trainer.amp`` resolves):
 
 * loader alone: iterate the run's DataLoader (decode, augment, collate; pinned memory on CUDA);
@@ -32,10 +32,7 @@ import torch
 from PIL import Image
 
 from harness.bench.common import describe_machine, figure, interleave, machine, synchronize
-from harness.data.samplers import MPerClassBatchSampler
-from harness.models.backbones import accelerate
-from harness.task import (build_loader, build_model, build_optimizer, build_regularizers, complete_config, instantiate,
-                          pick_amp, pick_device, seed_everything)
+from harness.build import build, build_loader
 from harness.training import train_one_epoch
 
 GPU_DEFAULTS = ["backbone=resnet50", "head.embed_dim=512", "head.pooling=double", "sampler.m=3", "sampler.batch_size=90",
@@ -70,28 +67,15 @@ class Pipeline:
     def __init__(self, overrides, steps: int):
         from harness.bench.training_loop import compose_config
 
-        cfg = compose_config(overrides)
-        device = pick_device(cfg.trainer.device)
-        self.amp = pick_amp(cfg.trainer.amp, device)
-        seed_everything(0)
-        self.data = instantiate(cfg.dataset, _convert_="all")
-        self.cfg = cfg = complete_config(cfg, self.data)
-        self.device = device
-        self.model = accelerate(build_model(cfg, self.data).to(device), device,
-                                channels_last=cfg.trainer.get("channels_last", "auto"),
-                                compile=cfg.trainer.get("compile", False),
-                                cudnn_benchmark=cfg.trainer.get("cudnn_benchmark", True))
-        self.loss = instantiate(cfg.loss).to(device)
-        self.regularizers = build_regularizers(cfg, self.loss).to(device)
-        self.optimizer = build_optimizer(cfg, self.model, self.loss, self.regularizers)
-        self.sampler = MPerClassBatchSampler(self.data.train.labels, m=cfg.sampler.m, batch_size=cfg.sampler.batch_size,
-                                             batches_per_epoch=steps, seed=0)
-        self.loader = build_loader(self.data.train, self.sampler, cfg, device)
+        parts = build(compose_config([*overrides, f"sampler.batches_per_epoch={steps}", "seed=0"]))
+        self.cfg, self.data, self.device, self.amp = parts.cfg, parts.data, parts.device, parts.amp
+        self.model, self.loss, self.regularizers = parts.model, parts.loss, parts.regularizers
+        self.optimizer, self.sampler, self.loader = parts.optimizer, parts.sampler, parts.loader
         x, y = next(iter(self.loader))
-        self.batch = [(x.to(device), y.to(device))] * steps
+        self.batch = [(x.to(self.device), y.to(self.device))] * steps
         full = copy.copy(self.data.train)  # the same split, decoding every JPEG at full resolution
         full.draft_size = None
-        self.full_decode_loader = build_loader(full, self.sampler, cfg, device)
+        self.full_decode_loader = build_loader(full, self.sampler, int(self.cfg.trainer.num_workers), 0, self.device)
 
     def load(self, loader=None) -> None:
         for x, _ in loader or self.loader:

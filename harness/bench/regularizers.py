@@ -11,7 +11,6 @@ the thread's CPU time, as in the training-loop benchmark.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 

@@ -1,8 +1,8 @@
 """5. Start-up and sweep overhead.
 
 * Start-up: seconds from launching ``python run.py`` (digits default) to the start of its first training
-  step (just after the untrained network's evaluation), against the floor of any PyTorch script:
-  ``python -c "import torch"``. The child stamps the time when ``train_one_epoch`` is first entered and exits.
+  step (just after the untrained network's evaluation, whose row is the first line of epochs.jsonl), against
+  the floor of any PyTorch script: ``python -c "import torch"``.
 * Sweep: a 20-run digits grid (5 seeds x 4 losses) with ``python run.py -m``: total wall time against the
   sum of the runs' own training time (``train_time_s`` of their records), i.e. everything a sweep costs
   beyond the training itself (process start, config composition, data, evaluation, checkpoints, records,
@@ -27,18 +27,6 @@ from harness.bench.common import figure, stats
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-STAMP = "first-training-step"
-# run.py with a stamp at the first entry into train_one_epoch, then exit (the run stays unfinished, in a temp dir)
-STAMPED_RUN = f"""
-import os, runpy, sys, time
-import harness.task as task
-def stamped(*args, **kwargs):
-    print("{STAMP}", time.time(), flush=True)
-    os._exit(0)
-task.train_one_epoch = stamped
-sys.argv = ["run.py", *sys.argv[1:]]
-runpy.run_path("run.py", run_name="__main__")
-"""
 GRID = ["seed=0,1,2,3,4", "loss=multi_similarity,contrastive,triplet,proxy_anchor"]
 QUICK_GRID = ["seed=0,1", "loss=multi_similarity"]
 # one job at a time (--array=...%1), as the local launcher runs them: the same training time, so the difference is
@@ -53,13 +41,21 @@ def clean_env(**extra) -> dict:
 
 
 def seconds_to_first_step(results: Path) -> float:
+    """Launch ``run.py`` and watch its run directory: the untrained network's row (epoch 0) lands in
+    epochs.jsonl just before the first training step; then stop the run (it stays unfinished, in a temp dir)."""
     t0 = time.time()
-    out = subprocess.run([PYTHON, "-c", STAMPED_RUN, f"paths.results={results}", "trainer.progress=false",
-                          "trainer.rerun=true"], cwd=REPO, env=clean_env(), capture_output=True, text=True, timeout=600)
-    for line in out.stdout.splitlines():
-        if line.startswith(STAMP):
-            return float(line.split()[1]) - t0
-    raise RuntimeError(f"run.py never reached its first training step:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    child = subprocess.Popen([PYTHON, "run.py", f"paths.results={results}", "trainer.progress=false",
+                              "trainer.rerun=true"], cwd=REPO, env=clean_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        while child.poll() is None and time.time() - t0 < 600:
+            if any(p.stat().st_size for p in results.glob("runs/*/*/epochs.jsonl")):
+                return time.time() - t0
+            time.sleep(0.01)
+    finally:
+        child.kill()
+        output = child.communicate()[0]
+    raise RuntimeError(f"run.py never reached its first training step:\n{output[-3000:]}")
 
 
 def seconds_to_import(module: str) -> float:

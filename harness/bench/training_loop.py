@@ -1,7 +1,7 @@
 """4. Training-loop overhead: the harness's step against a bare PyTorch loop on the same batches.
 
 The subject is ``harness.training.train_one_epoch`` fed by the run's own loader (the M-per-class batch
-sampler over the in-memory digits split, ``harness.task.build_loader``), regularizer off, loss terms
+sampler over the in-memory digits split, built by ``harness.build``), regularizer off, loss terms
 accumulated as in a run. The alternative is the loop every PyTorch tutorial writes: forward, the same base
 loss (miner included), ``zero_grad``, ``backward``, ``step``, over the same batches already gathered into
 tensors before the clock starts (so its data cost is zero: the floor). Both train their own copy of the
@@ -19,13 +19,11 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 import harness
 from harness.bench.common import clock_for, figure, interleave, synchronize, torch_threads
-from harness.data.samplers import MPerClassBatchSampler
-from harness.task import (build_loader, build_model, build_optimizer, build_regularizers, complete_config, pick_device,
-                          seed_everything)
+from harness.build import build, build_optimizer
+from harness.runtime import pick_device
 from harness.training import train_one_epoch
 
 CONF = Path(harness.__file__).resolve().parents[1] / "conf"
@@ -42,17 +40,10 @@ class Training:
     """Everything one training step needs, built as ``harness.run`` builds it, on the bench device."""
 
     def __init__(self, overrides=(), steps: int = 50, seed: int = 0):
-        cfg = compose_config(overrides)
-        self.data = instantiate(cfg.dataset, _convert_="all")
-        self.cfg = cfg = complete_config(cfg, self.data)
-        seed_everything(seed)
-        self.model = build_model(cfg, self.data).to(DEVICE)
-        self.loss = instantiate(cfg.loss).to(DEVICE)
-        self.regularizers = build_regularizers(cfg, self.loss).to(DEVICE)
-        self.optimizer = build_optimizer(cfg, self.model, self.loss, self.regularizers)
-        self.sampler = MPerClassBatchSampler(self.data.train.labels, m=cfg.sampler.m, batch_size=cfg.sampler.batch_size,
-                                             batches_per_epoch=steps, seed=seed)
-        self.loader = build_loader(self.data.train, self.sampler, cfg, DEVICE)
+        parts = build(compose_config([*overrides, f"sampler.batches_per_epoch={steps}", f"seed={seed}"]), DEVICE)
+        self.data, self.cfg, self.model, self.loss = parts.data, parts.cfg, parts.model, parts.loss
+        self.regularizers, self.optimizer = parts.regularizers, parts.optimizer
+        self.sampler, self.loader = parts.sampler, parts.loader
 
     def harness_epoch(self, epoch: int = 1) -> None:
         """One epoch of ``train_one_epoch`` (epoch 1 again by default: the same batches every call)."""
@@ -88,7 +79,7 @@ def run(quick: bool = False, full: bool = False) -> dict:
     steps, repeats = (10, 3) if quick else (60, 15)
     ours = Training(["regularizer=none"], steps=steps)
     bare_model, bare_loss = copy.deepcopy(ours.model), copy.deepcopy(ours.loss)
-    bare_opt = build_optimizer(ours.cfg, bare_model, bare_loss, torch.nn.ModuleDict())
+    bare_opt = build_optimizer(ours.cfg.optimizer, bare_model, bare_loss, torch.nn.ModuleDict(), ours.cfg.lr_mult)
     batches = ours.batches(1)  # what the harness's loader yields in epoch 1, every round: identical work
 
     clock, clock_name = clock_for(threads_for(DEVICE), DEVICE)

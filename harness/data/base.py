@@ -88,9 +88,6 @@ class DMLData:
     class_names: dict = field(default_factory=dict)
     # Test-time preprocessing, so that a reloaded run embeds new data exactly as it was evaluated.
     eval_transform: object = None
-    # Train-time augmentation of whole batches on the training device (in-memory image datasets):
-    # a harness.data.augment.BatchAugment, called as augment(x, seed=, epoch=, step=); None: off.
-    augment: object = None
 
     @property
     def num_classes(self) -> int:

@@ -23,8 +23,9 @@ training, as the test split is).
 
 All images are decoded once, at the configured resolution, into memory: a CPU epoch then costs only
 the network. The test-time transform (grayscale, inverted so strokes are 1, resized) is the only
-preprocessing; train-time augmentation is ``augment`` (:class:`~harness.data.augment.BatchAugment`,
-applied per batch on the training device; ``None``: off).
+preprocessing; train-time augmentation is the config's ``dataset.augment``
+(:class:`~harness.data.augment.BatchAugment`, built by harness.build and applied per batch on the training
+device by the loop; ``null``: off).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ DEFAULT_TRANSFORM = {"size": 28, "resize": 28, "normalize": "none", "mode": "L",
 
 def load_omniglot(root, train_subsets=("images_background_small1",), test_subsets=("images_background_small2",),
                   val_classes=None, val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
-                  on_corrupt: str = "fail", augment=None, val_alphabets=None) -> DMLData:
+                  on_corrupt: str = "fail", val_alphabets=None) -> DMLData:
     root = resolve_root(root)
     train_subsets, test_subsets = subset_list(train_subsets, "train"), subset_list(test_subsets, "test")
     transform = {**DEFAULT_TRANSFORM, **(transform or {})}
@@ -93,7 +94,7 @@ def load_omniglot(root, train_subsets=("images_background_small1",), test_subset
         name="omniglot", train=subset(x_train, y_train, train_c, remap=True),
         val=EvalSet(subset(x_train, y_train, val_c)) if val_c else None,
         test=EvalSet(ArrayDataset(x_test, y_test)),
-        class_names={i: k for k, i in class_id.items()}, eval_transform=eval_tf, augment=augment,
+        class_names={i: k for k, i in class_id.items()}, eval_transform=eval_tf,
     )
 
 

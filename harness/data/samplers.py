@@ -29,7 +29,7 @@ class MPerClassBatchSampler(Sampler):
         if batch_size % m:
             raise ConfigError(
                 f"sampler.m={m} does not divide sampler.batch_size={batch_size}; "
-                f"use a batch size that is a multiple of m, e.g. sampler.batch_size={batch_size // m * m or m}"
+                f"use a multiple of m, e.g. sampler.batch_size={batch_size // m * m or m}"
             )
         classes, counts = np.unique(labels, return_counts=True)
         self.classes_per_batch = batch_size // m

@@ -31,8 +31,9 @@ MAX_UNIFORMITY_SAMPLES = 4096
 CHUNK = 1024
 
 
-def normalize_rows(z) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
+def normalize_rows(z, dtype=np.float64) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), in ``dtype``."""
+    z = np.asarray(z, dtype=dtype)
     return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
 

@@ -53,13 +53,9 @@ def maybe_to_gpu(index):
 @functools.cache
 def note_cpu_fallback() -> None:
     """Say once per process when a GPU is present but faiss searches on the CPU."""
-    try:
-        import torch
+    import torch
 
-        gpu = torch.cuda.is_available()
-    except ImportError:
-        gpu = False
-    if gpu:
+    if torch.cuda.is_available():
         logging.getLogger("harness").info(
             "faiss has no GPU support here: exact searches run on the CPU (pip install -e '.[gpu]' for faiss-gpu)")
 

@@ -18,23 +18,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from harness.losses.soft_labels import SoftLabelLoss
 
 
-class MixedContrastive(nn.Module):
+class MixedContrastive(SoftLabelLoss):
     def __init__(self, pos_margin: float = 0.0, neg_margin: float = 0.5):
         super().__init__()
-        self.pos_margin = float(pos_margin)
-        self.neg_margin = float(neg_margin)
+        self.pos_margin, self.neg_margin = float(pos_margin), float(neg_margin)
 
-    def forward(self, anchors: torch.Tensor, examples: torch.Tensor, y: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``anchors`` (n, d), ``examples`` (k, d), ``y`` (n, k) soft positivity; ``mask`` (n, k) bool
-        keeps the anchor-example pairs that exist (default: all)."""
+    def pair_loss(self, anchors, examples, w_pos, w_neg) -> torch.Tensor:
         d = torch.cdist(F.normalize(anchors, dim=1), F.normalize(examples, dim=1))
-        keep = torch.ones_like(y, dtype=torch.bool) if mask is None else mask
-        pos = torch.where(keep, y * F.relu(d - self.pos_margin), 0.0)
-        neg = torch.where(keep, (1 - y) * F.relu(self.neg_margin - d), 0.0)
+        pos = w_pos * F.relu(d - self.pos_margin)
+        neg = w_neg * F.relu(self.neg_margin - d)
         return average_non_zero(pos) + average_non_zero(neg)
 
 

@@ -17,30 +17,17 @@ miner (tested). The weights enter as ``log y`` inside a log-sum-exp, so a zero w
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+
+from harness.losses.soft_labels import SoftLabelLoss, cosine, log1p_weighted_sum_exp
 
 
-class MixedMultiSimilarity(nn.Module):
+class MixedMultiSimilarity(SoftLabelLoss):
     def __init__(self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5):
         super().__init__()
-        self.alpha = float(alpha)
-        self.beta = float(beta)
-        self.base = float(base)
+        self.alpha, self.beta, self.base = float(alpha), float(beta), float(base)
 
-    def forward(self, anchors: torch.Tensor, examples: torch.Tensor, y: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``anchors`` (n, d), ``examples`` (k, d), ``y`` (n, k) soft positivity; ``mask`` (n, k) bool
-        keeps the anchor-example pairs that exist (default: all)."""
-        s = F.normalize(anchors, dim=1) @ F.normalize(examples, dim=1).T
-        keep = torch.ones_like(y, dtype=torch.bool) if mask is None else mask
-        pos = log1p_weighted_sum_exp(-self.alpha * (s - self.base), torch.where(keep, y, 0.0)) / self.alpha
-        neg = log1p_weighted_sum_exp(self.beta * (s - self.base), torch.where(keep, 1 - y, 0.0)) / self.beta
+    def pair_loss(self, anchors, examples, w_pos, w_neg) -> torch.Tensor:
+        s = cosine(anchors, examples)
+        pos = log1p_weighted_sum_exp(-self.alpha * (s - self.base), w_pos) / self.alpha
+        neg = log1p_weighted_sum_exp(self.beta * (s - self.base), w_neg) / self.beta
         return (pos + neg).mean()
-
-
-def log1p_weighted_sum_exp(z: torch.Tensor, w: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """log(1 + sum_j w_j exp(z_j)) along ``dim``, stably; entries with w_j = 0 drop out (no NaN gradient)."""
-    logits = torch.where(w > 0, z + torch.log(w.clamp_min(torch.finfo(w.dtype).tiny)), float("-inf"))
-    zero = torch.zeros_like(logits.narrow(dim, 0, 1))
-    return torch.logsumexp(torch.cat([logits, zero], dim=dim), dim=dim)

@@ -14,25 +14,18 @@ is exactly pytorch-metric-learning's ``ProxyAnchorLoss`` (tested).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from harness.losses.mixed_multi_similarity import log1p_weighted_sum_exp
+from harness.losses.soft_labels import SoftLabelLoss, cosine, log1p_weighted_sum_exp
 
 
-class MixedProxyAnchor(nn.Module):
+class MixedProxyAnchor(SoftLabelLoss):
     def __init__(self, margin: float = 0.1, alpha: float = 32.0):
         super().__init__()
-        self.margin = float(margin)
-        self.alpha = float(alpha)
+        self.margin, self.alpha = float(margin), float(alpha)
 
-    def forward(self, proxies: torch.Tensor, examples: torch.Tensor, y: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``proxies`` (P, d), ``examples`` (k, d), ``y`` (P, k) soft positivity; ``mask`` (P, k) bool
-        keeps the proxy-example pairs that exist (default: all)."""
-        s = F.normalize(proxies, dim=1) @ F.normalize(examples, dim=1).T
-        keep = torch.ones_like(y, dtype=torch.bool) if mask is None else mask
-        w_pos, w_neg = torch.where(keep, y, 0.0), torch.where(keep, 1 - y, 0.0)
+    def pair_loss(self, proxies, examples, w_pos, w_neg) -> torch.Tensor:
+        """``proxies`` (P, d) are the anchors."""
+        s = cosine(proxies, examples)
         pos = log1p_weighted_sum_exp(-self.alpha * (s - self.margin), w_pos)
         neg = log1p_weighted_sum_exp(self.alpha * (s + self.margin), w_neg)
         with_pos = w_pos.sum(dim=1) > 0

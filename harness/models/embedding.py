@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.config import check_embed_dim
 from harness.errors import ConfigError
 
 POOLINGS = ("avg", "max", "double", "token")
@@ -20,14 +21,12 @@ POOLINGS = ("avg", "max", "double", "token")
 class EmbeddingModel(nn.Module):
     def __init__(self, backbone: nn.Module, embed_dim: int, normalize: bool = True, pooling: str = "avg"):
         super().__init__()
-        if embed_dim is None or int(embed_dim) <= 0:
-            raise ConfigError(f"head.embed_dim={embed_dim} must be a positive integer; set e.g. head.embed_dim=128")
         if pooling not in POOLINGS:
             raise ConfigError(f"head.pooling={pooling!r} is unknown; use one of {', '.join(POOLINGS)}")
         self.backbone = backbone
         self.pooling = pooling
         self.normalize = normalize
-        self.embed_dim = int(embed_dim)
+        self.embed_dim = check_embed_dim(embed_dim)
         self.head = nn.Linear(int(backbone.num_features), self.embed_dim)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

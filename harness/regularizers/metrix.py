@@ -27,8 +27,6 @@ generator, seeded by the run and saved in checkpoints, so runs and resumes repea
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import distances, losses
@@ -38,6 +36,7 @@ from harness.losses.mixed_contrastive import MixedContrastive
 from harness.losses.mixed_multi_similarity import MixedMultiSimilarity
 from harness.losses.mixed_proxy_anchor import MixedProxyAnchor
 from harness.regularizers.base import Batch, Regularizer
+from harness.runtime import amp_of, autocast_for
 
 LEVELS = ("input", "feature", "embedding")
 MODES = ("pos_neg", "anchor_neg")
@@ -93,7 +92,7 @@ class Metrix(Regularizer):
             return F.normalize(lam * e[first] + (1 - lam) * e[second], dim=1)
         source = batch.features if self.level == "feature" else batch.inputs
         mixed = lam * source[first] + (1 - lam) * source[second]
-        with autocast_like(batch.features):  # the dtype the training step ran the model in (AMP or not)
+        with autocast_for(batch.features.device, amp_of(batch.features)):  # as the training step ran the model
             return (model.embed(mixed) if self.level == "feature" else model(mixed)).float()
 
 
@@ -148,8 +147,3 @@ def mixup_positivity(anchor_labels, first_labels, second_labels, lam: float) -> 
     return (lam * (anchor_labels[:, None] == first_labels[None, :]).double()
             + (1 - lam) * (anchor_labels[:, None] == second_labels[None, :]).double())
 
-
-def autocast_like(t: torch.Tensor):
-    if t.is_cuda and t.dtype in (torch.float16, torch.bfloat16):
-        return torch.autocast("cuda", dtype=t.dtype)
-    return contextlib.nullcontext()

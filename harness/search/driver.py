@@ -21,7 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import distribution_to_json, json_to_distribution
 
 from harness import records
+from harness.config import selection_of
 from harness.errors import ConfigError, HarnessError
+from harness.io import atomic_write_text
 from harness.search.report import write_reports
 from harness.search.space import format_override, param_name, parse_search_space, split_overrides
 from harness.search.study import SEARCH_FILE, Search, check_search, create_study, storage_label, tally
@@ -93,15 +95,13 @@ def build_search(spec: dict, arguments: list, config: DictConfig) -> Search:
     cli_space, cli_fixed = split_overrides(list(arguments))
     fixed_keys = {line.split("=", 1)[0] for line in cli_fixed}
     space = {k: d for k, d in {**space, **cli_space}.items() if k not in fixed_keys}
-    direction = {"max": "maximize", "min": "minimize"}.get(str(config.selection.mode))
-    if direction is None:
-        raise ConfigError(f"selection.mode={config.selection.mode} must be max or min")
+    selection = selection_of(config)
     known = set(Search.__dataclass_fields__) - {"space", "fixed", "objective", "direction"}
     unknown = set(spec) - known - {"params", "_target_", "_recursive_"}
     if unknown:
         raise ConfigError(f"hydra.sweeper has unknown keys {sorted(unknown)}; known: {sorted(known | {'params'})}")
-    search = Search(space=space, fixed=fixed + cli_fixed, objective=f"val/{config.selection.metric}",
-                    direction=direction, **{k: v for k, v in spec.items() if k in known})
+    search = Search(space=space, fixed=fixed + cli_fixed, objective=selection.key,
+                    direction=selection.direction, **{k: v for k, v in spec.items() if k in known})
     check_search(search)
     return search
 
@@ -110,7 +110,7 @@ def check_trial_config(search: Search, config_loader, config: DictConfig) -> Non
     """Compose one trial's config and validate it before launching anything: a wrong key, group or value fails
     here, in one line, instead of failing every trial of the study."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from harness.task import validate_config
+    from harness.config import validate_config
 
     values = {key: representative(dist) for key, dist in search.space.items()}
     overrides = list(search.fixed) + [format_override(key, value) for key, value in values.items()]
@@ -146,4 +146,4 @@ def read_search(study_dir: Path) -> Search:
 
 
 def atomic_write_yaml(path: Path, data: dict) -> None:
-    records.atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))

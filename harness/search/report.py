@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from harness.records import atomic_write_text
+from harness.io import atomic_write_text
 from harness.search.study import Search, counted, fail_reason, retry_root, storage_label, tally
 from harness.search.space import param_name
 

@@ -30,7 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict, read_write
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 
-from harness import records
+from harness import identity
 from harness.errors import RunPruned
 from harness.search.space import format_override, suggest
 from harness.search.study import Search, is_surplus, load_study, retry_root, tally
@@ -79,7 +79,7 @@ def run_trial(trial: optuna.Trial, *, search: Search, master_config: DictConfig,
     values = {key: suggest(trial, key, dist) for key, dist in search.space.items()}
     overrides = list(search.fixed) + [format_override(key, value) for key, value in values.items()]
     cfg = compose_trial(config_loader, master_config, overrides, search.study_name, retry_root(frozen))
-    trial.set_user_attr("run_dir", str(records.run_dir_for(cfg)))
+    trial.set_user_attr("run_dir", str(identity.run_dir_for(cfg)))
     log.info("trial %d: %s", trial.number, " ".join(overrides[len(search.fixed):]))
     try:
         record = run(cfg, on_evaluate=partial(report_epoch, trial, search.objective))

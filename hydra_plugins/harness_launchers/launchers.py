@@ -87,10 +87,8 @@ class LocalLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        jobs = launching.plan_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx,
-                                   launching.skips_finished(self.skip_finished, self.config))
+        sweep_dir, jobs = launching.prepare(self.hydra_context, self.config, job_overrides, initial_job_idx,
+                                            self.skip_finished)
         returns = []
         for job in jobs:
             if job.finished:
@@ -133,10 +131,8 @@ class SubmititLauncher(BaseSubmititLauncher):
             print("error: hydra/launcher=slurm needs SLURM's sbatch on this machine: run on the cluster's login node, "
                   "or use hydra/launcher=local or submitit_local here", file=sys.stderr)
             raise SystemExit(2)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        jobs = launching.plan_jobs(self.hydra_context, self.config, job_overrides, initial_job_idx,
-                                   launching.skips_finished(self.skip_finished, self.config))
+        sweep_dir, jobs = launching.prepare(self.hydra_context, self.config, job_overrides, initial_job_idx,
+                                            self.skip_finished)
         if self._EXECUTOR == "slurm":
             launching.find_queued(jobs, launching.active_slurm_jobs())
         todo = [j for j in jobs if not j.finished and not j.queued]

@@ -1,0 +1,159 @@
+"""Build once: ``build(cfg, device) -> Parts``, the only place that instantiates a run's parts from its config.
+
+    data         instantiate(cfg.dataset)            train / class-disjoint val / test splits
+    augment      instantiate(cfg.dataset.augment)    train-time batch augmentation on the device (or None)
+    model        backbone + pooling + embedding head (harness.models.EmbeddingModel)
+    loss         the base loss (a pytorch-metric-learning loss in harness.losses.MetricLoss; may own proxies)
+    regularizers one module per entry of cfg.regularizer, each checked against the base loss
+    optimizer    parameter groups: backbone, head, loss parameters, each regularizer's, with lr multipliers
+    scheduler, sampler (batches a pure function of seed and epoch), loader, evaluator
+
+The training loop (harness.fit), the benchmarks and reloading a run all build through here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
+from omegaconf import DictConfig, open_dict
+from torch import nn
+
+from harness.config import complete_config
+from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch
+from harness.errors import ConfigError, HarnessError
+from harness.evaluation.evaluator import Evaluator
+from harness.models import EmbeddingModel
+from harness.models.backbones import accelerate
+from harness.runtime import pick_amp, pick_device, seed_everything, seed_worker
+
+
+@dataclass
+class Parts:
+    """Everything a run trains and evaluates with, built from its config."""
+
+    cfg: DictConfig              # completed: the ``???`` values the data decides are filled in
+    data: DMLData
+    model: EmbeddingModel
+    loss: nn.Module
+    regularizers: nn.ModuleDict
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    sampler: torch.utils.data.Sampler  # a batch sampler with set_epoch: batches are a pure function of (seed, epoch)
+    loader: object
+    evaluator: Evaluator
+    device: torch.device
+    amp: str                     # off | bf16 | fp16
+    scaler: object | None        # the fp16 gradient scaler
+    augment: nn.Module | None = None  # dataset.augment: augment(x, seed=, epoch=, step=) on the device; None: off
+
+    @property
+    def modules(self) -> dict:
+        """What a checkpoint holds the weights of."""
+        return {"model": self.model, "loss": self.loss, "regularizers": self.regularizers}
+
+
+def build(cfg: DictConfig, device: torch.device | None = None) -> Parts:
+    """Seed, then build every part of the run (the seed is set first, so the same config builds the same init)."""
+    seed = int(cfg.seed)
+    seed_everything(seed)
+    device = device or pick_device(cfg.trainer.device)
+    amp = pick_amp(cfg.trainer.amp, device)
+    data, augment = build_data(cfg.dataset)
+    if data.val is None:
+        raise ConfigError(f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction")
+    cfg = complete_config(cfg, data)
+    model = accelerate(build_model(cfg).to(device), device, channels_last=cfg.trainer.get("channels_last", "auto"),
+                       compile=cfg.trainer.get("compile", False), cudnn_benchmark=cfg.trainer.get("cudnn_benchmark", True))
+    loss = instantiate(cfg.loss).to(device)
+    regularizers = build_regularizers(cfg.get("regularizer"), loss).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model, loss, regularizers, cfg.lr_mult)
+    scheduler = instantiate(cfg.scheduler, optimizer=optimizer) if cfg.get("scheduler") else None
+    sampler = instantiate(cfg.sampler, labels=data.train.labels, seed=seed)
+    workers = int(cfg.trainer.num_workers)
+    loader = build_loader(data.train, sampler, workers, seed, device)
+    evaluator = Evaluator(k=tuple(cfg.eval.k), metric=cfg.eval.metric, nmi=cfg.eval.nmi, val_nmi=cfg.eval.val_nmi,
+                          seed=seed, batch_size=int(cfg.eval.batch_size), num_workers=workers, device=device, amp=amp)
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    return Parts(cfg, data, model, loss, regularizers, optimizer, scheduler, sampler, loader, evaluator, device, amp,
+                 scaler, augment.to(device) if augment is not None else None)
+
+
+def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:
+    """The dataset's splits, and its train-time batch augmentation from ``dataset.augment`` (absent or null: None).
+
+    The augmentation is not the loader's business: it is built here and applied by the training loop to each
+    batch on the device (harness.data.augment.BatchAugment), so it needs batches of images (B x C x H x W)."""
+    node = node.copy()
+    with open_dict(node):
+        augment_node = node.pop("augment", None)
+    data = instantiate(node, _convert_="all")
+    if augment_node is None:
+        return data, None
+    if len(data.input_shape) != 3:
+        raise ConfigError(f"dataset.augment works on image batches, but {data.name} gives inputs of shape "
+                          f"{data.input_shape}; set dataset.augment=null")
+    return data, instantiate(augment_node, _convert_="all")
+
+
+def instantiate(node, *args, **kwargs):
+    """hydra.utils.instantiate, re-raising our own one-line errors instead of Hydra's wrapped traceback."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, HarnessError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+
+
+def build_model(cfg: DictConfig) -> EmbeddingModel:
+    """Backbone, pooling and embedding head from a completed config (also how a saved run is rebuilt)."""
+    backbone = instantiate(cfg.backbone)
+    if not hasattr(backbone, "forward_features") or not hasattr(backbone, "num_features"):
+        raise ConfigError(f"backbone {cfg.backbone._target_} has no forward_features / num_features; "
+                          f"use a timm model or harness.models.MLP / SmallCNN")
+    return EmbeddingModel(backbone, embed_dim=cfg.head.embed_dim, normalize=cfg.head.normalize, pooling=cfg.head.pooling)
+
+
+def build_regularizers(nodes: DictConfig | None, base_loss) -> nn.ModuleDict:
+    regs = nn.ModuleDict()
+    for name, node in (nodes or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            raise ConfigError(f"regularizer.{name} has no _target_; select regularizers with regularizer=[a,b] "
+                              f"from conf/regularizer/")
+        reg = instantiate(node)
+        reg.check_compatible(base_loss)
+        regs[name] = reg
+    return regs
+
+
+def build_optimizer(node: DictConfig, model, base_loss, regularizers, lr_mult) -> torch.optim.Optimizer:
+    """Parameter groups with their own learning-rate multipliers: backbone, head, loss, each regularizer."""
+    base_lr = float(node.lr)
+    groups = []
+    for g in model.param_groups():
+        g["lr_mult"] = float(lr_mult.get(g["name"], 1.0))
+        groups.append(g)
+    groups += base_loss.param_groups()
+    for name, reg in regularizers.items():
+        for g in reg.param_groups():
+            g["name"] = f"{name}.{g['name']}" if g["name"] != name else name
+            groups.append(g)
+    for g in groups:
+        g["lr"] = base_lr * g.pop("lr_mult")
+    return instantiate(node, _partial_=True)([g for g in groups if g["params"]])
+
+
+def build_loader(dataset, sampler, workers: int, seed: int, device: torch.device):
+    if workers == 0 and isinstance(dataset, ArrayDataset):  # in memory: no DataLoader machinery per step
+        return InMemoryLoader(dataset, sampler)
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_batch,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed), worker_init_fn=seed_worker if workers > 0 else None,
+    )

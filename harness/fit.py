@@ -1,0 +1,191 @@
+"""The loop: train, validate, keep the best epoch, checkpoint; then test the selected epoch.
+
+    fit(parts, plan, run_dir, on_evaluate, on_epoch) -> the record's results
+
+reads top to bottom. The state that survives a restart is a :class:`LoopState`, saved with the weights,
+optimizer, scheduler, scaler and RNG states in ``checkpoints/last.pt`` every ``checkpoint_every`` epochs;
+a run that finds one resumes there and produces the numbers of an uninterrupted run. The test split never
+drives a choice: the epoch is selected on the class-disjoint validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from harness import checkpoint as ckpt
+from harness import records
+from harness.build import Parts
+from harness.config import Selection, selection_of
+from harness.training import train_one_epoch
+
+log = logging.getLogger("harness")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the loop runs: read from the config once."""
+
+    epochs: int
+    selection: Selection
+    eval_every: int = 1
+    checkpoint_every: int = 1
+    freeze_backbone_epochs: int = 0
+    grad_clip: float | None = None
+    utilization: bool = True       # Metrix's test/utilization (one more pass over the training split)
+    raw_baseline: bool = True      # vector datasets: score the raw inputs too
+    progress: bool = True          # a progress bar over long epochs on a terminal
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "Plan":
+        t = cfg.trainer
+        return cls(epochs=int(t.epochs), selection=selection_of(cfg), eval_every=int(t.eval_every),
+                   checkpoint_every=int(t.checkpoint_every), freeze_backbone_epochs=int(t.freeze_backbone_epochs),
+                   grad_clip=t.grad_clip, utilization=bool(cfg.eval.get("utilization", True)),
+                   raw_baseline=bool(cfg.eval.raw_baseline), progress=bool(t.progress))
+
+
+@dataclass
+class LoopState:
+    """What the loop knows between epochs; saved in last.pt (as JSON) and restored on resume."""
+
+    epoch: int = 0                 # the last finished epoch
+    best_epoch: int | None = None
+    best_value: float | None = None
+    best_val: dict = field(default_factory=dict)
+    init: dict = field(default_factory=dict)   # the untrained network's metrics (init/val/*, init/test/*)
+    elapsed: float = 0.0           # training seconds of earlier attempts
+    attempts: int = 0
+
+
+def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None) -> dict:
+    """Train ``parts`` by ``plan``, writing ``run_dir``'s epochs and checkpoints; return the record's results.
+    ``on_evaluate(epoch, val_metrics)`` may raise :class:`~harness.errors.RunPruned`; ``on_epoch(row)`` sees
+    every row written to epochs.jsonl."""
+    model, evaluator, data = parts.model, parts.evaluator, parts.data
+    last = run_dir / "checkpoints" / ckpt.LAST
+
+    def write_row(row: dict) -> None:
+        records.append_epoch(run_dir, row)
+        if on_epoch is not None:
+            on_epoch(row)
+
+    if last.exists():
+        state = resume(parts, last)
+        records.truncate_epochs(run_dir, state.epoch)
+        log.info("resumed from epoch %d: %s", state.epoch, last)
+    else:
+        state = LoopState()
+        records.truncate_epochs(run_dir, -1)
+        state.init = {**prefixed("init/val", evaluator.evaluate(model, data.val)),
+                      **prefixed("init/test", evaluator.evaluate(model, data.test))}
+        write_row({"epoch": 0, **state.init})
+    state.attempts += 1
+    attempt_start = time.perf_counter()
+
+    steps_per_epoch = len(parts.sampler)
+    for epoch in range(state.epoch + 1, plan.epochs + 1):
+        parts.sampler.set_epoch(epoch)
+        set_backbone_frozen(model, epoch <= plan.freeze_backbone_epochs)
+        row = {"epoch": epoch}
+        with progress_bar(plan.progress, steps_per_epoch, f"epoch {epoch}/{plan.epochs}") as bar:
+            row.update(train_one_epoch(model, parts.loss, parts.regularizers, parts.optimizer, parts.loader,
+                                       epoch=epoch, device=parts.device, amp=parts.amp, scaler=parts.scaler,
+                                       grad_clip=plan.grad_clip, step0=(epoch - 1) * steps_per_epoch, progress=bar,
+                                       augment=parts.augment, seed=int(parts.cfg.seed)))
+        row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(parts.optimizer.param_groups)})
+        if parts.scheduler is not None:
+            parts.scheduler.step()
+
+        if epoch % plan.eval_every == 0 or epoch == plan.epochs:
+            t0 = time.perf_counter()
+            val = prefixed("val", evaluator.validate(model, data.val))
+            row.update(val)
+            row["time/eval_s"] = time.perf_counter() - t0
+            value = val[plan.selection.key]
+            if plan.selection.better(value, state.best_value):
+                state.best_epoch, state.best_value, state.best_val = epoch, value, val
+                ckpt.atomic_save({"modules": ckpt.module_states(parts.modules), "epoch": epoch},
+                                 run_dir / "checkpoints" / ckpt.BEST)
+            log.info("epoch %d/%d  loss %.4f  %s %.4f  (best %.4f @ %d)  [%.1fs]", epoch, plan.epochs,
+                     row["train/loss"], plan.selection.key, value, state.best_value, state.best_epoch,
+                     row["time/train_s"])
+            write_row(row)
+            if on_evaluate is not None:
+                on_evaluate(epoch, val)  # may raise RunPruned
+        else:
+            log.info("epoch %d/%d  loss %.4f  [%.1fs]", epoch, plan.epochs, row["train/loss"], row["time/train_s"])
+            write_row(row)
+
+        state.epoch = epoch
+        if epoch % plan.checkpoint_every == 0 or epoch == plan.epochs:
+            save_last(parts, state, state.elapsed + time.perf_counter() - attempt_start, last)
+
+    # ---- the selected epoch, on the test split
+    ckpt.load_module_states(parts.modules, ckpt.load(run_dir / "checkpoints" / ckpt.BEST)["modules"])
+    test, val = evaluator.embed(model, data.test), evaluator.embed(model, data.val)
+    result = {
+        "selected_epoch": state.best_epoch,
+        **state.best_val,
+        **prefixed("test", evaluator.score(test)),
+        **prefixed("diag/val", evaluator.diagnostics(val)),
+        **prefixed("diag/test", evaluator.diagnostics(test)),
+        **state.init,
+    }
+    if plan.utilization:
+        result["test/utilization"] = evaluator.utilization(model, data.train, test)
+    if data.vector_inputs and plan.raw_baseline:
+        result.update(prefixed("raw/val", evaluator.score(evaluator.raw(data.val))))
+        result.update(prefixed("raw/test", evaluator.score(evaluator.raw(data.test))))
+    result["train_time_s"] = state.elapsed + time.perf_counter() - attempt_start
+    result["attempts"] = state.attempts
+    return result
+
+
+def save_last(parts: Parts, state: LoopState, elapsed: float, path: Path) -> None:
+    ckpt.atomic_save({
+        "modules": ckpt.module_states(parts.modules), "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
+        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+        "state": json.dumps(asdict(state) | {"elapsed": elapsed}), "rng": ckpt.rng_state(),
+    }, path)
+
+
+def resume(parts: Parts, path: Path) -> LoopState:
+    saved = ckpt.load(path)
+    ckpt.load_module_states(parts.modules, saved["modules"])
+    parts.optimizer.load_state_dict(saved["optimizer"])
+    if parts.scheduler is not None and saved.get("scheduler"):
+        parts.scheduler.load_state_dict(saved["scheduler"])
+    if parts.scaler is not None and saved.get("scaler"):
+        parts.scaler.load_state_dict(saved["scaler"])
+    ckpt.set_rng_state(saved["rng"])
+    return LoopState(**json.loads(saved["state"]))
+
+
+def prefixed(prefix: str, metrics: dict) -> dict:
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}
+
+
+def set_backbone_frozen(model, frozen: bool) -> None:
+    for p in model.backbone.parameters():
+        p.requires_grad_(not frozen)
+
+
+@contextmanager
+def progress_bar(enabled: bool, total: int, desc: str):
+    """A tqdm bar over an epoch's steps on an interactive terminal (epoch lines are logged either way)."""
+    if not enabled or total < 20 or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True) as bar:
+        yield bar
