@@ -284,6 +284,23 @@ def test_omniglot_validation_alphabets_are_held_out_whole(tmp_path):
         load("omniglot", root, "dataset.val_alphabets=[Tagalog]")
 
 
+def test_omniglot_rotated_training_classes(tmp_path):
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background_small1", {"Balinese": 4, "Korean": 2})
+    make_omniglot_zip(root, "images_background_small2", {"Tagalog": 2})
+    plain = load("omniglot", root, "dataset.val_alphabets=[Korean]")
+    data = load("omniglot", root, "dataset.val_alphabets=[Korean]", "dataset.rotated_classes=4")
+    assert plain.num_classes == 4 and data.num_classes == 16 and len(data.train) == 4 * len(plain.train)
+    n = len(plain.train)
+    x, y = plain.train.inputs, plain.train.labels
+    assert torch.equal(data.train.inputs[n:2 * n], torch.rot90(x, 1, dims=(2, 3)))  # a quarter turn: new classes
+    assert (data.train.labels[n:2 * n] == y + 4).all() and (data.train.labels[3 * n:] == y + 12).all()
+    assert torch.equal(data.val.query.inputs, plain.val.query.inputs)  # validation and test are not rotated
+    assert torch.equal(data.test.query.inputs, plain.test.query.inputs)
+    with pytest.raises(ConfigError, match="dataset.rotated_classes=5 must be 1"):
+        load("omniglot", root, "dataset.rotated_classes=5")
+
+
 def test_omniglot_standard_background_evaluation_split(tmp_path):
     """dataset=omniglot_standard on zips in the layout of the release's images_background / images_evaluation."""
     root = tmp_path / "omniglot"
