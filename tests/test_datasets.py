@@ -297,6 +297,8 @@ def test_omniglot_rotated_training_classes(tmp_path):
     assert (data.train.labels[n:2 * n] == y + 4).all() and (data.train.labels[3 * n:] == y + 12).all()
     assert torch.equal(data.val.query.inputs, plain.val.query.inputs)  # validation and test are not rotated
     assert torch.equal(data.test.query.inputs, plain.test.query.inputs)
+    both = load("omniglot", root, "dataset.val_alphabets=[Korean]", "dataset.rotated_classes=2", "dataset.mirrored_classes=true")
+    assert both.num_classes == 16 and torch.equal(both.train.inputs[2 * n:3 * n], torch.flip(x, dims=(3,)))
     with pytest.raises(ConfigError, match="dataset.rotated_classes=5 must be 1"):
         load("omniglot", root, "dataset.rotated_classes=5")
 

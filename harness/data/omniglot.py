@@ -54,7 +54,8 @@ DEFAULT_TRANSFORM = {"size": 28, "resize": 28, "normalize": "none", "mode": "L",
 
 def load_omniglot(root, train_subsets=("images_background_small1",), test_subsets=("images_background_small2",),
                   val_classes=None, val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
-                  on_corrupt: str = "fail", val_alphabets=None, rotated_classes: int = 1) -> DMLData:
+                  on_corrupt: str = "fail", val_alphabets=None, rotated_classes: int = 1,
+                  mirrored_classes: bool = False) -> DMLData:
     root = resolve_root(root)
     train_subsets, test_subsets = subset_list(train_subsets, "train"), subset_list(test_subsets, "test")
     transform = {**DEFAULT_TRANSFORM, **(transform or {})}
@@ -91,8 +92,8 @@ def load_omniglot(root, train_subsets=("images_background_small1",), test_subset
     log.info("omniglot: train %d characters, val %d, test %d (%s -> %s)", len(train_c), len(val_c), len(test_keys),
              "+".join(train_subsets), "+".join(test_subsets))
     train = subset(x_train, y_train, train_c, remap=True)
-    if int(rotated_classes) > 1:
-        train = with_rotated_classes(train, int(rotated_classes))
+    if int(rotated_classes) > 1 or mirrored_classes:
+        train = with_transformed_classes(train, int(rotated_classes), bool(mirrored_classes))
     return DMLData(
         name="omniglot", train=train,
         val=EvalSet(subset(x_train, y_train, val_c)) if val_c else None,
@@ -112,16 +113,19 @@ def alphabet_classes(alphabets, items, class_id: dict, where: str) -> list:
     return sorted({class_id[k] for k, _ in items if k.split("/")[0] in alphabets})
 
 
-def with_rotated_classes(train: ArrayDataset, k: int) -> ArrayDataset:
-    """The training split plus each character turned by 90, 180, 270 degrees (``k`` = 2, 3, 4 turns in all),
-    each turn a class of its own: Omniglot's class augmentation (Santoro et al. 2016; Vinyals et al. 2016;
-    Snell et al. 2017 train prototypical networks on 4 x 964 classes). Validation and test are untouched."""
-    if not 1 <= k <= 4:
-        raise ConfigError(f"dataset.rotated_classes={k} must be 1 (off) to 4 (0, 90, 180 and 270 degrees)")
+def with_transformed_classes(train: ArrayDataset, turns: int, mirrored: bool) -> ArrayDataset:
+    """The training split plus each character turned by 90, 180, 270 degrees (``turns`` = 2, 3, 4 in all) and,
+    when ``mirrored``, each of those mirrored left-right, every transform a class of its own: Omniglot's class
+    augmentation (Santoro et al. 2016; Vinyals et al. 2016; Snell et al. 2017 train prototypical networks on
+    4 x 964 rotated classes). Validation and test are untouched."""
+    if not 1 <= turns <= 4:
+        raise ConfigError(f"dataset.rotated_classes={turns} must be 1 (off) to 4 (0, 90, 180 and 270 degrees)")
     n = int(train.labels.max()) + 1
-    inputs = torch.cat([torch.rot90(train.inputs, turn, dims=(2, 3)) for turn in range(k)])
-    labels = np.concatenate([train.labels + turn * n for turn in range(k)])
-    return ArrayDataset(inputs, labels)
+    views = [torch.rot90(train.inputs, turn, dims=(2, 3)) for turn in range(turns)]
+    if mirrored:
+        views += [torch.flip(v, dims=(3,)) for v in views]
+    labels = np.concatenate([train.labels + i * n for i in range(len(views))])
+    return ArrayDataset(torch.cat(views), labels)
 
 
 def subset_list(subsets, split: str) -> list:
