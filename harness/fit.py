@@ -62,6 +62,7 @@ class LoopState:
     best_val: dict = field(default_factory=dict)
     init: dict = field(default_factory=dict)   # the untrained network's metrics (init/val/*, init/test/*)
     elapsed: float = 0.0           # training seconds of earlier attempts
+    cpu_elapsed: float = 0.0       # their CPU seconds (process time, all threads)
     attempts: int = 0
 
 
@@ -88,7 +89,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
                       **prefixed("init/test", evaluator.evaluate(model, data.test))}
         write_row({"epoch": 0, **state.init})
     state.attempts += 1
-    attempt_start = time.perf_counter()
+    attempt_start, attempt_cpu = time.perf_counter(), time.process_time()
 
     steps_per_epoch = len(parts.sampler)
     for epoch in range(state.epoch + 1, plan.epochs + 1):
@@ -126,7 +127,8 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
 
         state.epoch = epoch
         if epoch % plan.checkpoint_every == 0 or epoch == plan.epochs:
-            save_last(parts, state, state.elapsed + time.perf_counter() - attempt_start, last)
+            save_last(parts, state, state.elapsed + time.perf_counter() - attempt_start,
+                      state.cpu_elapsed + time.process_time() - attempt_cpu, last)
 
     # ---- the selected epoch, on the test split
     ckpt.load_module_states(parts.modules, ckpt.load(run_dir / "checkpoints" / ckpt.BEST)["modules"])
@@ -145,16 +147,18 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         result.update(prefixed("raw/val", evaluator.score(evaluator.raw(data.val))))
         result.update(prefixed("raw/test", evaluator.score(evaluator.raw(data.test))))
     result["train_time_s"] = state.elapsed + time.perf_counter() - attempt_start
+    # CPU seconds of the same span (process time, every thread): comparable across loads of a shared machine
+    result["train_cpu_s"] = state.cpu_elapsed + time.process_time() - attempt_cpu
     result["attempts"] = state.attempts
     return result
 
 
-def save_last(parts: Parts, state: LoopState, elapsed: float, path: Path) -> None:
+def save_last(parts: Parts, state: LoopState, elapsed: float, cpu_elapsed: float, path: Path) -> None:
     ckpt.atomic_save({
         "modules": ckpt.module_states(parts.modules), "optimizer": parts.optimizer.state_dict(),
         "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "state": json.dumps(asdict(state) | {"elapsed": elapsed}), "rng": ckpt.rng_state(),
+        "state": json.dumps(asdict(state) | {"elapsed": elapsed, "cpu_elapsed": cpu_elapsed}), "rng": ckpt.rng_state(),
     }, path)
 
 
