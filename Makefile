@@ -3,25 +3,38 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
+# faiss build: cpu (default) or gpu (faiss-gpu-cu12, for CUDA hosts): make install FAISS=gpu. The two builds ship
+# the same `faiss` module, so switching removes both before installing the one asked for.
+FAISS  ?= cpu
+OTHER_FAISS := $(if $(filter gpu,$(FAISS)),faiss-cpu,faiss-gpu-cu12)
+# the other build's files are this build's files too: when it is installed, remove both, then install this one
+SWITCH_FAISS := if $(PIP) show -q $(OTHER_FAISS) 2>/dev/null; then $(PIP) uninstall -y -q faiss-cpu faiss-gpu-cu12; fi
+STAMP      := $(VENV)/.installed-$(FAISS)
+STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
-.PHONY: run test install install-test tune tables bench clean-results slurm-packages slurm-up slurm-down
+.PHONY: run test install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down postgres-packages
 
 # `make run`: one intra-op thread, since the digits MLP is too small to gain from two, and on a busy machine
 # OpenMP threads waiting for each other made the grid 6x slower; the numbers are the same (OMP_NUM_THREADS=2 make run).
-run: $(VENV)/.installed            ## the main job: the digits ablation (sweeps/digits_ablation.yaml), then its table (about a minute on CPU)
+run: $(STAMP)            ## the main job: the digits ablation (sweeps/digits_ablation.yaml), then its table (about a minute on CPU)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
 	$(BIN)/python -m harness.tables --sweep digits_ablation --seeds 3 && exit $$grid
 
-test: $(VENV)/.installed-test slurm-packages   ## the whole test suite (installs what it needs)
+test: $(STAMP_TEST) slurm-packages postgres-packages   ## the whole test suite (installs what it needs)
 	$(BIN)/python -m pytest
 
-tune: $(VENV)/.installed           ## Optuna search over AntiCo's eps and weight on digits (sweeps/tune_eps.yaml; TUNE_ARGS=...)
+tune: $(STAMP)           ## Optuna search over AntiCo's eps and weight on digits (sweeps/tune_eps.yaml; TUNE_ARGS=...)
 	$(BIN)/python run.py -m sweep=tune_eps hydra/launcher=submitit_local $(TUNE_ARGS)
 
-tables: $(VENV)/.installed         ## every run under results/ -> results/tables/all/ (Markdown, LaTeX, CSV, parquet, plots)
+tables: $(STAMP)         ## every run under results/ -> results/tables/all/ (Markdown, LaTeX, CSV, parquet, plots)
 	$(BIN)/python -m harness.tables $(TABLES_ARGS)
 
-bench: $(VENV)/.installed          ## performance ratios -> results/bench/ (about 10 min on 2 cores; BENCH_ARGS=--quick / --only NAME)
+reproduce: $(STAMP)       ## one paper's seed table, PAPER=antico|nir|metrix (sweeps/reproduce_$(PAPER).yaml, then its tables)
+	@case "$(PAPER)" in antico|nir|metrix) ;; *) echo "error: set PAPER=antico, nir or metrix (make reproduce PAPER=nir)"; exit 2;; esac
+	$(BIN)/python run.py -m sweep=reproduce_$(PAPER) $(REPRODUCE_ARGS); grid=$$?; \
+	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER) --seeds 3 $(TABLES_ARGS) && exit $$grid
+
+bench: $(STAMP)          ## performance ratios -> results/bench/ (about 10 min on 2 cores; BENCH_ARGS=--quick / --only NAME)
 	$(BIN)/python -m harness.bench $(BENCH_ARGS)
 
 # A one-node SLURM cluster on localhost (tests/slurm_cluster.py; the SLURM tests start their own).
@@ -33,20 +46,28 @@ slurm-up: slurm-packages            ## start it; then: export SLURM_CONF=$(SLURM
 slurm-down:                         ## stop what slurm-up started
 	$(PYTHON) tests/slurm_cluster.py down $(SLURM_DIR)
 
-install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+# A PostgreSQL server for the Optuna storage test (tests/postgres_server.py; the test starts and stops its own).
+postgres-packages:                  ## apt-get install postgresql (as root, when missing)
+	$(PYTHON) tests/postgres_server.py install
+
+install: $(STAMP)      ## the harness and faiss-cpu (FAISS=gpu: faiss-gpu-cu12 instead)
+install-test: $(STAMP_TEST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.installed: setup.cfg pyproject.toml | $(BIN)/python
-	$(PIP) install -e .
+$(STAMP): setup.cfg pyproject.toml | $(BIN)/python
+	$(SWITCH_FAISS)
+	rm -f $(VENV)/.installed-*
+	$(PIP) install -e '.[$(FAISS)]'
 	touch $@
 
-$(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[test]'
-	touch $(VENV)/.installed $@
+$(STAMP_TEST): setup.cfg pyproject.toml | $(BIN)/python
+	$(SWITCH_FAISS)
+	rm -f $(VENV)/.installed-*
+	$(PIP) install -e '.[$(FAISS),test]'
+	touch $(STAMP) $@
 
 clean-results:                      ## remove everything runs wrote under results/ (keeps its README)
 	find results -mindepth 1 -not -name README.md -delete

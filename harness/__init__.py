@@ -1,6 +1,9 @@
 """dml-harness: compose, train, evaluate and record deep metric learning runs."""
 
 from harness.errors import ConfigError, DataError, HarnessError, NonFiniteLossError
+from harness.redact import install_log_redaction
+
+install_log_redaction()  # every log record is redacted when created, whatever handler writes it
 
 __all__ = ["run", "load_run", "ConfigError", "DataError", "HarnessError", "NonFiniteLossError"]
 

@@ -7,13 +7,15 @@
     regularizers one module per entry of cfg.regularizer, each checked against the base loss
     optimizer    parameter groups: backbone, head, loss parameters, each regularizer's, with lr multipliers
     scheduler, sampler (batches a pure function of seed and epoch), loader, evaluator
+    parallel     the model as the training step uses it: alone, or across the processes of ``world``
+                 (harness.distributed: global BatchNorm, DDP, each process loading its share of every batch)
 
 The training loop (harness.fit), the benchmarks and reloading a run all build through here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from hydra.errors import InstantiationException
@@ -23,6 +25,8 @@ from torch import nn
 
 from harness.config import complete_config
 from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch
+from harness.distributed import ShardedBatchSampler, World
+from harness.distributed.parallel import DataParallel
 from harness.errors import ConfigError, HarnessError
 from harness.evaluation.evaluator import Evaluator
 from harness.models import EmbeddingModel
@@ -47,7 +51,9 @@ class Parts:
     device: torch.device
     amp: str                     # off | bf16 | fp16
     scaler: object | None        # the fp16 gradient scaler
-    augment: nn.Module | None = None  # dataset.augment: augment(x, seed=, epoch=, step=) on the device; None: off
+    world: World = field(default_factory=World)   # the processes of this run (one by default)
+    parallel: DataParallel | None = None          # the training step's model across them
+    augment: nn.Module | None = None  # dataset.augment: augment(x, seed=, epoch=, step=, rank=) on the device
 
     @property
     def modules(self) -> dict:
@@ -55,11 +61,13 @@ class Parts:
         return {"model": self.model, "loss": self.loss, "regularizers": self.regularizers}
 
 
-def build(cfg: DictConfig, device: torch.device | None = None) -> Parts:
-    """Seed, then build every part of the run (the seed is set first, so the same config builds the same init)."""
+def build(cfg: DictConfig, device: torch.device | None = None, world: World | None = None) -> Parts:
+    """Seed, then build every part of the run (the seed is set first, so the same config builds the same init:
+    on every process of a data-parallel ``world`` too)."""
     seed = int(cfg.seed)
     seed_everything(seed)
-    device = device or pick_device(cfg.trainer.device)
+    world = world or World()
+    device = world.device if world.distributed else device or pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
     data, augment = build_data(cfg.dataset)
     if data.val is None:
@@ -72,13 +80,17 @@ def build(cfg: DictConfig, device: torch.device | None = None) -> Parts:
     optimizer = build_optimizer(cfg.optimizer, model, loss, regularizers, cfg.lr_mult)
     scheduler = instantiate(cfg.scheduler, optimizer=optimizer) if cfg.get("scheduler") else None
     sampler = instantiate(cfg.sampler, labels=data.train.labels, seed=seed)
+    if world.distributed:  # the 1-process sampler draws the global batch; this process loads its share
+        sampler = ShardedBatchSampler(sampler, world.rank, world.world_size)
+    parallel = DataParallel(model, [*loss.parameters(), *regularizers.parameters()], world)
     workers = int(cfg.trainer.num_workers)
     loader = build_loader(data.train, sampler, workers, seed, device)
     evaluator = Evaluator(k=tuple(cfg.eval.k), metric=cfg.eval.metric, nmi=cfg.eval.nmi, val_nmi=cfg.eval.val_nmi,
-                          seed=seed, batch_size=int(cfg.eval.batch_size), num_workers=workers, device=device, amp=amp)
+                          seed=seed, batch_size=int(cfg.eval.batch_size), num_workers=workers, device=device, amp=amp,
+                          world=world)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    return Parts(cfg, data, model, loss, regularizers, optimizer, scheduler, sampler, loader, evaluator, device, amp,
-                 scaler, augment.to(device) if augment is not None else None)
+    return Parts(cfg, data, parallel.model, loss, regularizers, optimizer, scheduler, sampler, loader, evaluator,
+                 device, amp, scaler, world, parallel, augment.to(device) if augment is not None else None)
 
 
 def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:
@@ -117,7 +129,8 @@ def build_model(cfg: DictConfig) -> EmbeddingModel:
     if not hasattr(backbone, "forward_features") or not hasattr(backbone, "num_features"):
         raise ConfigError(f"backbone {cfg.backbone._target_} has no forward_features / num_features; "
                           f"use a timm model or harness.models.MLP / SmallCNN")
-    return EmbeddingModel(backbone, embed_dim=cfg.head.embed_dim, normalize=cfg.head.normalize, pooling=cfg.head.pooling)
+    return EmbeddingModel(backbone, embed_dim=cfg.head.embed_dim, normalize=cfg.head.normalize, pooling=cfg.head.pooling,
+                          init=cfg.head.get("init", "default"))
 
 
 def build_regularizers(nodes: DictConfig | None, base_loss) -> nn.ModuleDict:
@@ -133,7 +146,9 @@ def build_regularizers(nodes: DictConfig | None, base_loss) -> nn.ModuleDict:
 
 
 def build_optimizer(node: DictConfig, model, base_loss, regularizers, lr_mult) -> torch.optim.Optimizer:
-    """Parameter groups with their own learning-rate multipliers: backbone, head, loss, each regularizer."""
+    """Parameter groups with their own learning-rate multipliers: backbone, head, loss, each regularizer. A group
+    that carries ``weight_decay`` (the loss's or a regularizer's ``weight_decay`` option) keeps it; the others get
+    ``optimizer.weight_decay``: coupled L2 with torch.optim.Adam / SGD, decoupled with AdamW."""
     base_lr = float(node.lr)
     groups = []
     for g in model.param_groups():

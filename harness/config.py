@@ -14,16 +14,107 @@ from harness.errors import ConfigError
 
 SELECTION_METRICS = ("map@r", "r_precision", "nmi")
 SELECTION_MODES = ("max", "min")
+GRAD_CLIP_MODES = ("norm", "value")
+
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+AMP_SPECS = ("auto", "bf16", "fp16", "off", True, False)
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Cheap checks before anything is built."""
-    if int(cfg.trainer.epochs) < 1:
-        raise ConfigError(f"trainer.epochs={cfg.trainer.epochs} must be >= 1")
-    if int(cfg.trainer.eval_every) < 1:
-        raise ConfigError(f"trainer.eval_every={cfg.trainer.eval_every} must be >= 1")
+    """Cheap checks before anything is built: each value's type and range, each rule once, in one line."""
+    t = cfg.trainer
+    integer(cfg.seed, "seed", 0, example=0)
+    integer(t.epochs, "trainer.epochs", 1, example=30)
+    integer(t.eval_every, "trainer.eval_every", 1, example=1)
+    integer(t.checkpoint_every, "trainer.checkpoint_every", 1, example=1)
+    integer(t.freeze_backbone_epochs, "trainer.freeze_backbone_epochs", 0, example=0)
+    integer(t.num_workers, "trainer.num_workers", 0, example=8)
+    if t.get("num_threads") is not None:
+        integer(t.num_threads, "trainer.num_threads", 1, example=8, nullable=True)
+    if t.get("grad_clip") is not None:
+        number(t.grad_clip, "trainer.grad_clip", positive=True, example=1.0, nullable=True)
+    check_device(t.device)
+    if t.get("amp", "auto") not in AMP_SPECS:
+        raise ConfigError(f"trainer.amp={t.amp!r} must be auto, bf16, fp16 or off")
+    number(cfg.optimizer.lr, "optimizer.lr", positive=True, example=1e-3)
+    if cfg.optimizer.get("weight_decay") is not None:
+        number(cfg.optimizer.weight_decay, "optimizer.weight_decay", positive=False, example=1e-4)
+    check_k(cfg.eval.k, "eval.k")
+    integer(cfg.eval.batch_size, "eval.batch_size", 1, example=512)
+    if cfg.sampler.get("m") is not None:  # the m-per-class sampler (the random one has no m)
+        integer(cfg.sampler.m, "sampler.m", 1, example=4)
+    integer(cfg.sampler.batch_size, "sampler.batch_size", 1, example=60)
+    if cfg.sampler.get("batches_per_epoch") is not None:
+        integer(cfg.sampler.batches_per_epoch, "sampler.batches_per_epoch", 1, example=100, nullable=True)
     check_embed_dim(cfg.head.embed_dim)
     selection_of(cfg)
+    check_processes(cfg)
+    mode = cfg.trainer.get("grad_clip_mode", "norm")
+    if mode not in GRAD_CLIP_MODES:
+        raise ConfigError(f"trainer.grad_clip_mode={mode} is unknown; use one of {', '.join(GRAD_CLIP_MODES)}")
+    if cfg.eval.get("pictures", "auto") not in ("auto", True, False):
+        raise ConfigError(f"eval.pictures={cfg.eval.pictures} must be auto (image datasets), true or false")
+    if cfg.eval.get("picture_map", "umap") not in ("umap", "pca"):
+        raise ConfigError(f"eval.picture_map={cfg.eval.picture_map} must be umap or pca")
+
+
+def integer(value, key: str, minimum: int | None = None, example=1, nullable: bool = False) -> int:
+    """``value`` as an int (an integral float too), else one line naming ``key`` and a valid example."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(value, float) and value.is_integer():
+        value, ok = int(value), True
+    if not ok or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        null = " (or null)" if nullable else ""
+        raise ConfigError(f"{key}={value!r} must be an integer{bound}{null}, e.g. {key}={example}")
+    return int(value)
+
+
+def number(value, key: str, positive: bool = True, example=1.0, nullable: bool = False) -> float:
+    """``value`` as a finite float, > 0 (``positive``) or >= 0, else one line naming ``key`` and an example."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    if ok and (value <= 0 if positive else value < 0):
+        ok = False
+    if not ok:
+        kind = "a positive" if positive else "a non-negative"
+        null = " (or null)" if nullable else ""
+        raise ConfigError(f"{key}={value!r} must be {kind} finite number{null}, e.g. {key}={example}")
+    return float(value)
+
+
+def check_k(k, key: str = "eval.k") -> list:
+    """A Recall@K list: one or more positive integers."""
+    values = list(k) if OmegaConf.is_list(k) or isinstance(k, (list, tuple)) else None
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        raise ConfigError(f"{key}={k!r} must list positive integers, e.g. {key}=[1,2,4,8]")
+    return [int(v) for v in values]
+
+
+def check_device(spec) -> None:
+    text = str(spec)
+    if not (text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())):
+        raise ConfigError(f"trainer.device={spec!r} is not a device; use {DEVICES}")
+
+
+def world_size_of(cfg: DictConfig) -> int:
+    """The processes of one run: trainer.devices per node x trainer.nodes (1 when unset)."""
+    trainer = cfg.get("trainer") or {}
+    return int(trainer.get("devices", 1) or 1) * int(trainer.get("nodes", 1) or 1)
+
+
+def check_processes(cfg: DictConfig) -> int:
+    """A data-parallel run splits each batch into equal shares (so every process draws the same random numbers)."""
+    devices, nodes = int(cfg.trainer.get("devices", 1) or 0), int(cfg.trainer.get("nodes", 1) or 0)
+    if devices < 1 or nodes < 1:
+        raise ConfigError(f"trainer.devices={devices} and trainer.nodes={nodes} must be >= 1")
+    n, batch = devices * nodes, int(cfg.sampler.get("batch_size") or 0)
+    if n > 1 and batch % n:
+        m = int(cfg.sampler.get("m", 1) or 1)
+        step = n * m // np.gcd(n, m)
+        raise ConfigError(f"sampler.batch_size={batch} does not split into {n} equal shares (trainer.devices x "
+                          f"trainer.nodes); use a multiple of {step}, e.g. sampler.batch_size={max(batch // step, 1) * step}")
+    return n
 
 
 @dataclass(frozen=True)
@@ -37,6 +128,10 @@ class Selection:
         return best is None or (value > best if self.mode == "max" else value < best)
 
     @property
+    def metric(self) -> str:
+        return self.key.split("/", 1)[1]
+
+    @property
     def direction(self) -> str:
         return "maximize" if self.mode == "max" else "minimize"
 
@@ -45,6 +140,8 @@ def selection_of(cfg: DictConfig) -> Selection:
     metric = str(cfg.selection.metric)
     if metric not in SELECTION_METRICS and not metric.startswith("recall@"):
         raise ConfigError(f"selection.metric={metric} is unknown; use one of {', '.join(SELECTION_METRICS)} or recall@K")
+    if metric.startswith("recall@") and not metric[7:].isdigit():
+        raise ConfigError(f"selection.metric={metric} is unknown; use recall@K with K in eval.k, e.g. recall@1")
     if metric.startswith("recall@") and int(metric[7:]) not in list(cfg.eval.k):
         raise ConfigError(f"selection.metric={metric} is not computed; add it to eval.k={list(cfg.eval.k)}")
     if metric == "nmi" and not cfg.eval.val_nmi:
@@ -55,9 +152,7 @@ def selection_of(cfg: DictConfig) -> Selection:
 
 
 def check_embed_dim(embed_dim) -> int:
-    if embed_dim is None or int(embed_dim) <= 0:
-        raise ConfigError(f"head.embed_dim={embed_dim} must be a positive integer; set e.g. head.embed_dim=128")
-    return int(embed_dim)
+    return integer(embed_dim, "head.embed_dim", 1, example=128)
 
 
 def complete_config(cfg: DictConfig, data) -> DictConfig:

@@ -13,6 +13,10 @@ class DataError(HarnessError):
     """A missing, incomplete or unusable dataset."""
 
 
+class ResultsDiskError(HarnessError):
+    """The results folder cannot be written: read-only, full, or forbidden (the message names the folder)."""
+
+
 class NonFiniteLossError(HarnessError):
     """A loss term became NaN or infinite; the message names the step and the terms."""
 

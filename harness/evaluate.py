@@ -15,9 +15,16 @@ import sys
 
 import numpy as np
 
+from harness.errors import ConfigError, DataError, HarnessError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line too
+        raise SystemExit(f"error: {message} (python -m harness.evaluate --help)")
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m harness.evaluate", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m harness.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("embeddings", help=".npy file, n x d")
     p.add_argument("labels", help=".npy file, n integer labels")
     p.add_argument("--gallery", nargs=2, metavar=("G.npy", "GL.npy"), help="search queries in this gallery instead")
@@ -29,27 +36,81 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def load_pair(emb_path: str, lab_path: str):
+def parse_k(text: str) -> list:
+    """``"1,2,4,8"`` -> [1, 2, 4, 8]; each K a positive integer."""
+    tokens = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not tokens or not all(t.lstrip("+").isdigit() and int(t) >= 1 for t in tokens):
+        raise ConfigError(f"--k {text!r}: give positive integers separated by commas, e.g. --k 1,2,4,8")
+    return [int(t) for t in tokens]
+
+
+def load_pair(emb_path: str, lab_path: str, what: str = "query"):
+    """Embeddings (float32, n x d, finite) and labels (n) from two .npy files, or one DataError line."""
     try:
         emb, lab = np.load(emb_path, allow_pickle=False), np.load(lab_path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"error: cannot read {emb_path} / {lab_path} as .npy arrays ({err}); save them with numpy.save")
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"cannot read {emb_path} / {lab_path} as .npy arrays "
+                        f"({' '.join(str(err).split())[:200]}); save them with numpy.save") from None
     if emb.ndim != 2 or lab.ndim != 1 or len(emb) != len(lab):
-        raise SystemExit(f"error: expected an n x d embedding array and n labels, got {emb.shape} and {lab.shape}")
-    return emb.astype(np.float32), lab
+        raise DataError(f"expected an n x d embedding array and n labels ({what}), got {emb.shape} and {lab.shape}")
+    if emb.size == 0:
+        raise DataError(f"the {what} embeddings {emb_path} are empty ({emb.shape}); give at least one row and column")
+    if not (np.issubdtype(emb.dtype, np.integer) or np.issubdtype(emb.dtype, np.floating)):
+        raise DataError(f"the {what} embeddings {emb_path} are {emb.dtype}, not numbers; save a float array")
+    with np.errstate(over="ignore"):
+        emb = emb.astype(np.float32)
+    bad = int((~np.isfinite(emb)).any(axis=1).sum())
+    if bad:
+        raise DataError(f"{bad} of {len(emb)} {what} embeddings in {emb_path} hold NaN or inf (or exceed float32); "
+                        f"fix the model or drop those rows")
+    return emb, as_labels(lab, lab_path, what)
+
+
+def as_labels(lab: np.ndarray, path: str, what: str) -> np.ndarray:
+    if np.issubdtype(lab.dtype, np.integer) or lab.dtype.kind in "bUS":
+        return lab
+    if np.issubdtype(lab.dtype, np.floating) and np.isfinite(lab).all() and (lab == np.round(lab)).all():
+        return lab.astype(np.int64)
+    raise DataError(f"the {what} labels {path} are {lab.dtype} with non-integer values; save integer class labels")
+
+
+def check_inputs(q, ql, g=None, gl=None) -> None:
+    """Queries that can be scored: a gallery of the same dimension, and some query with an item to retrieve."""
+    if g is not None and g.shape[1] != q.shape[1]:
+        raise DataError(f"the gallery has {g.shape[1]}-dimensional embeddings but the queries {q.shape[1]}; "
+                        f"embed both with the same model")
+    ref = ql if g is None else gl
+    classes, counts = np.unique(ref, return_counts=True)
+    if g is None and not (counts > 1).any():
+        raise DataError(f"every one of the {len(ql)} labels is unique: no query has another item of its class to "
+                        f"retrieve; give at least 2 items of some class")
+    if g is not None and not np.isin(ql, classes).any():
+        raise DataError("no query label occurs in the gallery labels: nothing to retrieve; check the label files")
+    if len(np.unique(ql)) == 1 and (g is None or len(classes) == 1):
+        print("warning: all items are of one class: every retrieval metric is trivially 1 (and NMI 1); "
+              "evaluate on several classes", file=sys.stderr)
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return evaluate(args)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def evaluate(args) -> int:
     from harness.evaluation import evaluate_embeddings
     from harness.evaluation.diagnostics import collapse_diagnostics, normalize_rows
 
-    args = parse_args(argv)
+    k_list = parse_k(args.k)
     q, ql = load_pair(args.embeddings, args.labels)
-    g, gl = load_pair(*args.gallery) if args.gallery else (None, None)
+    g, gl = load_pair(*args.gallery, what="gallery") if args.gallery else (None, None)
+    check_inputs(q, ql, g, gl)
     if not args.no_normalize:
         q = normalize_rows(q, np.float32)
         g = normalize_rows(g, np.float32) if g is not None else None
-    k_list = [int(k) for k in args.k.split(",") if k]
     out = evaluate_embeddings(q, ql, g, gl, k_list=k_list, metric=args.metric, with_nmi=not args.no_nmi, seed=args.seed)
     out.update({f"diag/{k}": v for k, v in collapse_diagnostics(q, ql).items()})
     json.dump(out, sys.stdout, indent=2)

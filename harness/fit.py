@@ -6,10 +6,20 @@ reads top to bottom. The state that survives a restart is a :class:`LoopState`, 
 optimizer, scheduler, scaler and RNG states in ``checkpoints/last.pt`` every ``checkpoint_every`` epochs;
 a run that finds one resumes there and produces the numbers of an uninterrupted run. The test split never
 drives a choice: the epoch is selected on the class-disjoint validation split.
+
+``eval.test_every_epoch`` adds the papers' view beside it: the test split is scored at every evaluated epoch
+too (``test/*`` in epochs.jsonl) and the best epoch by the selection metric ON TEST is recorded as
+``test_best/<metric>``, ``test_best/epoch`` and ``test_best/optimistic: true``, the optimistic number the
+seeds' papers report. It changes nothing else: the selected epoch and ``test/*`` still come from validation.
+
+In a data-parallel run every process runs this loop on its share of each batch (``parts.parallel``); the
+evaluator gives every process rank 0's numbers, so all take the same decisions; rank 0 alone writes the
+epochs, checkpoints and log, and each process's random state is saved and restored as its own.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -18,12 +28,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from harness import checkpoint as ckpt
+from harness.salvage import load_checkpoint_or_set_aside
 from harness import records
 from harness.build import Parts
 from harness.config import Selection, selection_of
+from harness.distributed import all_gather_object, barrier, broadcast_object
 from harness.training import train_one_epoch
 
 log = logging.getLogger("harness")
@@ -39,6 +52,8 @@ class Plan:
     checkpoint_every: int = 1
     freeze_backbone_epochs: int = 0
     grad_clip: float | None = None
+    grad_clip_mode: str = "norm"   # norm | value
+    test_every_epoch: bool = False # also score test every evaluated epoch: test_best/* (the papers' optimistic view)
     utilization: bool = True       # Metrix's test/utilization (one more pass over the training split)
     raw_baseline: bool = True      # vector datasets: score the raw inputs too
     progress: bool = True          # a progress bar over long epochs on a terminal
@@ -48,7 +63,9 @@ class Plan:
         t = cfg.trainer
         return cls(epochs=int(t.epochs), selection=selection_of(cfg), eval_every=int(t.eval_every),
                    checkpoint_every=int(t.checkpoint_every), freeze_backbone_epochs=int(t.freeze_backbone_epochs),
-                   grad_clip=t.grad_clip, utilization=bool(cfg.eval.get("utilization", True)),
+                   grad_clip=t.grad_clip, grad_clip_mode=str(t.get("grad_clip_mode", "norm")),
+                   test_every_epoch=bool(cfg.eval.get("test_every_epoch", False)),
+                   utilization=bool(cfg.eval.get("utilization", True)),
                    raw_baseline=bool(cfg.eval.raw_baseline), progress=bool(t.progress))
 
 
@@ -61,6 +78,9 @@ class LoopState:
     best_value: float | None = None
     best_val: dict = field(default_factory=dict)
     init: dict = field(default_factory=dict)   # the untrained network's metrics (init/val/*, init/test/*)
+    best_test_epoch: int | None = None         # test_every_epoch: the best epoch by the selection metric on test
+    best_test_value: float | None = None
+    best_test: dict = field(default_factory=dict)
     elapsed: float = 0.0           # training seconds of earlier attempts
     cpu_elapsed: float = 0.0       # their CPU seconds (process time, all threads)
     attempts: int = 0
@@ -70,21 +90,27 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     """Train ``parts`` by ``plan``, writing ``run_dir``'s epochs and checkpoints; return the record's results.
     ``on_evaluate(epoch, val_metrics)`` may raise :class:`~harness.errors.RunPruned`; ``on_epoch(row)`` sees
     every row written to epochs.jsonl."""
-    model, evaluator, data = parts.model, parts.evaluator, parts.data
+    model, evaluator, data, world = parts.model, parts.evaluator, parts.data, parts.world
     last = run_dir / "checkpoints" / ckpt.LAST
 
     def write_row(row: dict) -> None:
-        records.append_epoch(run_dir, row)
-        if on_epoch is not None:
-            on_epoch(row)
+        if world.is_main:
+            records.append_epoch(run_dir, row)
+            if on_epoch is not None:
+                on_epoch(row)
 
-    if last.exists():
-        state = resume(parts, last)
-        records.truncate_epochs(run_dir, state.epoch)
+    # rank 0 checks last.pt (a damaged one is moved aside: start again); the others then read the same file
+    saved = load_checkpoint_or_set_aside(last, ckpt.load) if world.is_main else None
+    resumes = broadcast_object(saved is not None, world)
+    if resumes:
+        state = resume(parts, saved if saved is not None else ckpt.load(last))
+        if world.is_main:
+            records.truncate_epochs(run_dir, state.epoch)
         log.info("resumed from epoch %d: %s", state.epoch, last)
     else:
         state = LoopState()
-        records.truncate_epochs(run_dir, -1)
+        if world.is_main:
+            records.truncate_epochs(run_dir, -1)
         state.init = {**prefixed("init/val", evaluator.evaluate(model, data.val)),
                       **prefixed("init/test", evaluator.evaluate(model, data.test))}
         write_row({"epoch": 0, **state.init})
@@ -95,12 +121,15 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     for epoch in range(state.epoch + 1, plan.epochs + 1):
         parts.sampler.set_epoch(epoch)
         set_backbone_frozen(model, epoch <= plan.freeze_backbone_epochs)
+        parts.parallel.refresh()  # DDP over the parameters that train this epoch
         row = {"epoch": epoch}
-        with progress_bar(plan.progress, steps_per_epoch, f"epoch {epoch}/{plan.epochs}") as bar:
+        with progress_bar(plan.progress and world.is_main, steps_per_epoch, f"epoch {epoch}/{plan.epochs}") as bar:
             row.update(train_one_epoch(model, parts.loss, parts.regularizers, parts.optimizer, parts.loader,
                                        epoch=epoch, device=parts.device, amp=parts.amp, scaler=parts.scaler,
-                                       grad_clip=plan.grad_clip, step0=(epoch - 1) * steps_per_epoch, progress=bar,
+                                       grad_clip=plan.grad_clip, grad_clip_mode=plan.grad_clip_mode,
+                                       step0=(epoch - 1) * steps_per_epoch, progress=bar, parallel=parts.parallel,
                                        augment=parts.augment, seed=int(parts.cfg.seed)))
+        parts.parallel.check_in_sync(epoch)
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(parts.optimizer.param_groups)})
         if parts.scheduler is not None:
             parts.scheduler.step()
@@ -111,10 +140,15 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
             row.update(val)
             row["time/eval_s"] = time.perf_counter() - t0
             value = val[plan.selection.key]
-            if plan.selection.better(value, state.best_value):
+            if plan.selection.better(value, state.best_value):  # the same value on every rank (rank 0's)
                 state.best_epoch, state.best_value, state.best_val = epoch, value, val
-                ckpt.atomic_save({"modules": ckpt.module_states(parts.modules), "epoch": epoch},
-                                 run_dir / "checkpoints" / ckpt.BEST)
+                if world.is_main:
+                    ckpt.atomic_save({"modules": ckpt.module_states(parts.modules), "epoch": epoch},
+                                     run_dir / "checkpoints" / ckpt.BEST)
+            if plan.test_every_epoch:  # the papers' optimistic view, recorded beside the selection, never used by it
+                test = prefixed("test", evaluator.validate(model, data.test))
+                row.update(test)
+                track_best_test(state, plan, epoch, test)
             log.info("epoch %d/%d  loss %.4f  %s %.4f  (best %.4f @ %d)  [%.1fs]", epoch, plan.epochs,
                      row["train/loss"], plan.selection.key, value, state.best_value, state.best_epoch,
                      row["time/train_s"])
@@ -131,6 +165,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
                       state.cpu_elapsed + time.process_time() - attempt_cpu, last)
 
     # ---- the selected epoch, on the test split
+    barrier(world)  # rank 0 has written best.pt
     ckpt.load_module_states(parts.modules, ckpt.load(run_dir / "checkpoints" / ckpt.BEST)["modules"])
     test, val = evaluator.embed(model, data.test), evaluator.embed(model, data.val)
     result = {
@@ -141,6 +176,9 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         **prefixed("diag/test", evaluator.diagnostics(test)),
         **state.init,
     }
+    if plan.test_every_epoch and state.best_test_epoch is not None:
+        result.update({f"test_best/{k.removeprefix('test/')}": v for k, v in state.best_test.items()})
+        result.update({"test_best/epoch": state.best_test_epoch, "test_best/optimistic": True})
     if plan.utilization:
         result["test/utilization"] = evaluator.utilization(model, data.train, test)
     if data.vector_inputs and plan.raw_baseline:
@@ -153,24 +191,48 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     return result
 
 
+def track_best_test(state: LoopState, plan: Plan, epoch: int, test: dict) -> None:
+    """Keep the epoch that scores best on test by the selection metric (as the papers pick theirs)."""
+    value = test[f"test/{plan.selection.metric}"]
+    if plan.selection.better(value, state.best_test_value):
+        state.best_test_epoch, state.best_test_value, state.best_test = epoch, value, test
+
+
 def save_last(parts: Parts, state: LoopState, elapsed: float, cpu_elapsed: float, path: Path) -> None:
+    """last.pt, written by rank 0; it holds every rank's random state (``rng_ranks``), gathered first."""
+    rngs = every_rank_rng(parts.world)
+    if not parts.world.is_main:
+        return
     ckpt.atomic_save({
         "modules": ckpt.module_states(parts.modules), "optimizer": parts.optimizer.state_dict(),
         "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "state": json.dumps(asdict(state) | {"elapsed": elapsed, "cpu_elapsed": cpu_elapsed}), "rng": ckpt.rng_state(),
+        "state": json.dumps(asdict(state) | {"elapsed": elapsed, "cpu_elapsed": cpu_elapsed}), "rng": rngs[0],
+        **({"rng_ranks": rngs} if parts.world.distributed else {}),
     }, path)
 
 
-def resume(parts: Parts, path: Path) -> LoopState:
-    saved = ckpt.load(path)
+def every_rank_rng(world) -> list:
+    """Every rank's RNG states (rank 0's first), sent as torch.save bytes (tensors do not survive the objects'
+    own pickling across processes)."""
+    if not world.distributed:
+        return [ckpt.rng_state()]
+    buffer = io.BytesIO()
+    torch.save(ckpt.rng_state(), buffer)
+    return [torch.load(io.BytesIO(blob), weights_only=True) for blob in all_gather_object(buffer.getvalue(), world)]
+
+
+def resume(parts: Parts, saved: dict) -> LoopState:
+    """Restore every state of a loaded last.pt into ``parts``; the loop state to go on from."""
     ckpt.load_module_states(parts.modules, saved["modules"])
     parts.optimizer.load_state_dict(saved["optimizer"])
     if parts.scheduler is not None and saved.get("scheduler"):
         parts.scheduler.load_state_dict(saved["scheduler"])
     if parts.scaler is not None and saved.get("scaler"):
         parts.scaler.load_state_dict(saved["scaler"])
-    ckpt.set_rng_state(saved["rng"])
+    ranks = saved.get("rng_ranks") or []
+    world = parts.world
+    ckpt.set_rng_state(ranks[world.rank] if len(ranks) == world.world_size else saved["rng"])
     return LoopState(**json.loads(saved["state"]))
 
 

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from harness.redact import redact_text
+
 TMP_SUFFIX = ".tmp"
 
 
@@ -39,6 +41,8 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Every text file goes through the one redaction (harness.redact): no secret reaches the disk."""
+    text = redact_text(text)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 

@@ -38,7 +38,10 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness import identity, records
+from harness.distributed.world import launch_from_env
+from harness.errors import HarnessError
 from harness.io import atomic_write_json, atomic_write_text
+from harness.redact import redact, redact_text
 
 log = logging.getLogger("harness.launching")
 
@@ -84,6 +87,7 @@ def prepare(hydra_context, master_config: DictConfig, job_overrides: Sequence[Se
     """What every launcher does first: create the sweep directory and plan the jobs; (sweep dir, jobs)."""
     sweep_dir = Path(str(master_config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    redact_sweep_config(sweep_dir)
     jobs = plan_jobs(hydra_context, master_config, job_overrides, initial_job_idx,
                      skips_finished(skip_finished, master_config))
     return sweep_dir, jobs
@@ -93,6 +97,7 @@ def plan_jobs(hydra_context, master_config: DictConfig, job_overrides: Sequence[
               initial_job_idx: int, skip_finished: bool) -> list:
     """Compose each job's config now (a wrong override fails before any submission) and find finished runs."""
     jobs = []
+    identity.forget_data()  # fingerprint each dataset once for the whole plan
     for i, overrides in enumerate(job_overrides):
         config = hydra_context.config_loader.load_sweep_config(master_config, list(overrides))
         with open_dict(config):
@@ -100,7 +105,7 @@ def plan_jobs(hydra_context, master_config: DictConfig, job_overrides: Sequence[
         job = Job(idx=initial_job_idx + i, overrides=list(overrides), config=config)
         if skip_finished:
             job.run_dir, rerun = run_dir_of(config)
-            record = records.read_record(job.run_dir)
+            record = records.read_record(job.run_dir) if job.run_dir is not None else None
             if record and record.get("status") == "finished" and not rerun:
                 job.finished = record
         jobs.append(job)
@@ -112,7 +117,8 @@ def plan_jobs(hydra_context, master_config: DictConfig, job_overrides: Sequence[
 
 def run_dir_of(config: DictConfig) -> tuple:
     """The run directory ``harness.run`` will use for this job (and its ``trainer.rerun``), computed as the job
-    will: on the config without its ``hydra`` node, while HydraConfig holds the job's config."""
+    will: on the config without its ``hydra`` node, while HydraConfig holds the job's config. None when it
+    cannot be known here (the data is not visible, or the job's config is bad): the job is then submitted."""
     hydra_config = HydraConfig.instance()
     saved = hydra_config.cfg
     hydra_config.set_config(copy.deepcopy(config))
@@ -120,7 +126,13 @@ def run_dir_of(config: DictConfig) -> tuple:
         cfg = copy.deepcopy(config)
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]
-        return identity.run_dir_for(cfg), bool(OmegaConf.select(cfg, "trainer.rerun", default=False))
+        rerun = bool(OmegaConf.select(cfg, "trainer.rerun", default=False))
+        if not identity.data_available(cfg):  # e.g. a login node that does not see the compute nodes' data
+            return None, rerun
+        try:
+            return identity.run_dir_for(cfg), rerun
+        except HarnessError:  # bad data or config: the job itself fails with that line
+            return None, rerun
     finally:
         hydra_config.cfg = saved
 
@@ -164,11 +176,11 @@ def run_one(hydra_context, task_function: Callable, config: DictConfig) -> JobRe
     """Hydra's ``run_job`` for one job; a failure also leaves its traceback in ``<job dir>/error.txt``."""
     ret = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-    if ret.status == JobStatus.FAILED:
+    if ret.status == JobStatus.FAILED and launch_from_env().rank == 0:  # one writer: a job's other tasks only log
         error = ret._return_value
         path = Path(str(config.hydra.runtime.output_dir)) / "error.txt"
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        atomic_write_text(path, text)
+        atomic_write_text(path, redact_text(text))
         log.error("job %s failed (%s: %s); traceback in %s", config.hydra.job.num, type(error).__name__, error, path)
     return ret
 
@@ -235,13 +247,39 @@ def write_summary(sweep_dir: Path, rows: list, extra: Optional[dict] = None) -> 
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     path = Path(sweep_dir) / SUMMARY
-    atomic_write_json(path, {"counts": counts, **(extra or {}), "jobs": rows})
+    atomic_write_json(path, redact({"counts": counts, **(extra or {}), "jobs": rows}))
     log.info("sweep summary: %s (%s)", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
     for row in rows:
         if row["status"] == "failed":
             log.error("failed: #%d %s\n    %s\n    error: %s%s", row["job"], row["overrides"], row["error"],
                       row["error_file"], f"\n    log:   {row['log']}" if row["log"] else "")
     return path
+
+
+def close_sweep(sweep_dir: Path, jobs: list, returns: list, master_config: DictConfig,
+                extra: Optional[dict] = None) -> list:
+    """Write the summary; a grid with failed jobs then ends in one line naming the first and the summary, and
+    exit code 1 (the other jobs ran). Without this, Hydra's grid sweeper re-raises the first failed job's
+    exception and prints its traceback. Search workers are not judged here: the search driver counts trials."""
+    rows = [summary_row(j, r) for j, r in zip(jobs, returns)]
+    path = write_summary(sweep_dir, rows, extra)
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed and OmegaConf.select(master_config, "hydra.sweeper._target_") == GRID_SWEEPER:
+        first = failed[0]
+        error = " ".join(str(first["error"]).split())[:300]
+        print(redact_text(f"error: {len(failed)} of {len(rows)} jobs failed (first: #{first['job']} "
+                          f"{first['overrides']}: {error}); every job's error and log: {path}"), file=sys.stderr)
+        raise SystemExit(1)
+    return returns
+
+
+def redact_sweep_config(sweep_dir: Path) -> None:
+    """Hydra's grid sweeper saves the whole command as ``<sweep dir>/multirun.yaml`` before any launcher runs:
+    rewrite it without secrets (a password typed as an override never stays on disk)."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if path.exists():
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(redact(data))))
 
 
 def read_summary(sweep_dir: Path) -> dict:

@@ -15,34 +15,23 @@ Re-running a config whose record says ``finished`` returns that record and train
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from harness.io import atomic_write_text, json_default
 
+from harness.redact import redact  # noqa: F401  (the one redaction module, re-exported)
+
 RECORD = "record.json"
 EPOCHS = "epochs.jsonl"
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@\s]+)@")
-
-
-def redact(value):
-    """Remove passwords from URLs anywhere in a nested structure (``postgresql://u:pw@h`` -> ``u:***@h``)."""
-    if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", value)
-    if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(redact(v) for v in value)
-    return value
 
 
 def read_record(run_dir: Path) -> dict | None:
-    path = Path(run_dir) / RECORD
-    if not path.exists():
-        return None
+    """The run's record, or None when there is none or it is damaged (only the run itself moves it aside)."""
+    from harness.salvage import Corrupt, parse_record
+
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        return parse_record(Path(run_dir) / RECORD)
+    except Corrupt:
         return None
 
 

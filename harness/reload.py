@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from harness import checkpoint as ckpt
 from harness.errors import ConfigError
+from harness.reload_guard import safe_backbone, safe_head, safe_transform_kwargs
 
 
 @dataclass
@@ -59,25 +60,45 @@ class LoadedRun:
 
 
 def load_run(run_dir, device: str = "cpu") -> LoadedRun:
+    """Rebuild a run's model from its saved config and ``best.pt``. Nothing named in the directory is executed:
+    only the harness's own backbones and timm models are built, from plain values (harness.reload_guard)."""
     from harness.build import build_model
 
     run_dir = Path(run_dir)
     best = run_dir / "checkpoints" / ckpt.BEST
     if not best.exists():
         raise ConfigError(f"{best} does not exist; load_run needs a run that has evaluated at least one epoch")
-    cfg = OmegaConf.load(run_dir / "config.yaml")  # saved complete: no ??? left, no data needed to build
-    model = build_model(cfg)
-    state = ckpt.load(best)["modules"]["model"]
-    model.load_state_dict(state)
+    cfg = read_config(run_dir / "config.yaml")  # saved complete: no ??? left, no data needed to build
+    safe = OmegaConf.create({"backbone": safe_backbone(cfg.get("backbone")), "head": safe_head(cfg.get("head"))})
+    dataset = cfg.get("dataset")
+    transform = safe_transform_kwargs(dataset.get("transform") if dataset is not None else None)
+    model = build_model(safe)
+    try:
+        state = ckpt.load(best)["modules"]["model"]
+        model.load_state_dict(state)
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign checkpoint: one line naming it
+        raise ConfigError(f"{best} does not hold this run's model ({type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:160]}); re-run the run with trainer.rerun=true") from None
     dev = torch.device(device)
-    return LoadedRun(run_dir, cfg, model.to(dev).eval(), eval_transform_for(cfg), dev)
+    return LoadedRun(run_dir, cfg, model.to(dev).eval(), eval_transform(transform), dev)
 
 
-def eval_transform_for(cfg):
-    """The dataset's test-time transform, rebuilt from the saved config (None for vector datasets)."""
-    node = cfg.dataset.get("transform")
-    if node is None:
+def read_config(path: Path):
+    try:
+        cfg = OmegaConf.load(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist; give load_run a run directory (results/runs/<dataset>/<run>)") from None
+    except Exception as err:  # noqa: BLE001 - YAML errors differ
+        raise ConfigError(f"{path} is not a readable config ({type(err).__name__}); the run cannot be rebuilt") from None
+    if not OmegaConf.is_dict(cfg):
+        raise ConfigError(f"{path} is not a config mapping; the run cannot be rebuilt")
+    return cfg
+
+
+def eval_transform(kwargs: dict | None):
+    """The dataset's test-time transform from checked plain values (None for vector datasets)."""
+    if kwargs is None:
         return None
     from harness.data.transforms import build_eval_transform
 
-    return build_eval_transform(**OmegaConf.to_container(node, resolve=True))
+    return build_eval_transform(**kwargs)

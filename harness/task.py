@@ -9,80 +9,165 @@ The test split never drives a choice: the epoch is selected on the class-disjoin
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import shutil
 import time
 import traceback
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness import identity, records
-from harness.build import build
+from harness import identity, processes, records, salvage
+from harness.build import build, instantiate
+from harness.distributed import World, barrier, broadcast_object, lost_peer, on_main
 from harness.config import selection_of, validate_config
 from harness.console import format_summary, logging_to
-from harness.errors import RunPruned
+from harness.errors import ResultsDiskError, RunPruned
+from harness.evaluation.faiss_build import faiss_build
 from harness.fit import Plan, fit
+from harness.inspect import pictures_at_end, pictures_wanted
 from harness.io import atomic_write_json, atomic_write_text, remove_orphans
-from harness.provenance import provenance, task_overrides
+from harness.lock import run_lock
+from harness.provenance import git_state, provenance, task_overrides
+from harness.redact import redact
+from harness.tracking import Trackers, build_trackers, run_tags
 
 log = logging.getLogger("harness")
 
 
 def run(cfg: DictConfig, on_evaluate=None) -> dict:
     """Train, select on validation, test, and record one run. ``on_evaluate(epoch, val_metrics)`` may
-    raise :class:`~harness.errors.RunPruned` (the Optuna driver's pruning hook)."""
+    raise :class:`~harness.errors.RunPruned` (the Optuna driver's pruning hook).
+
+    One process at a time writes a run directory (harness.lock: a second one waits for the first, then skips
+    or resumes); a directory holding another identity's run is refused; a damaged record is moved aside.
+
+    ``trainer.devices`` x ``trainer.nodes`` > 1: one run on that many processes. Started by SLURM or torchrun,
+    this process is one of them (harness.distributed); started alone, it starts them (harness.processes)."""
     validate_config(cfg)
+    if processes.must_spawn(cfg):
+        return processes.run_local(cfg, on_evaluate)
+    with processes.joined(cfg, on_evaluate) as world:
+        return run_in(cfg, world, on_evaluate)
+
+
+def run_in(cfg: DictConfig, world: World, on_evaluate=None) -> dict:
+    """One run in this process, alone or as one rank of ``world``: rank 0 holds the run directory's lock and
+    writes it; the others follow its decisions (skip, resume, fail)."""
     plan = Plan.from_config(cfg)
+    identity.forget_data()  # the data is fingerprinted afresh for every run (and once within it)
     run_dir = identity.run_dir_for(cfg)
-    previous = records.read_record(run_dir)
+    try:
+        with run_lock(run_dir) if world.is_main else contextlib.nullcontext():
+            return run_locked(cfg, plan, run_dir, world, on_evaluate)
+    except OSError as err:
+        if err.errno in DISK_ERRORS:  # a read-only, full or forbidden results disk: one line naming the fix
+            raise ResultsDiskError(disk_error_line(err)) from None
+        raise
+
+
+def run_locked(cfg: DictConfig, plan: Plan, run_dir: Path, world: World, on_evaluate) -> dict:
+    def previous_record():
+        identity.check_identity(run_dir, cfg)
+        return salvage.read_record_or_set_aside(run_dir / records.RECORD)
+
+    previous = on_main(previous_record, world)  # rank 0 reads; every rank takes its answer (or its error)
     if previous and previous.get("status") == "finished":
         if not cfg.trainer.rerun:
             log.info("already finished, skipped: %s", run_dir)
             return previous
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # rerun: train from scratch
+        if world.is_main:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # rerun: train from scratch
+        barrier(world)
 
     started = time.time()
-    if cfg.trainer.get("num_threads"):
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-    parts = build(cfg)
+    parts = build(cfg, world=world)
     cfg = parts.cfg
+    build_line = faiss_build()
+    log.info("%s", build_line.describe())
+    if build_line.conflict:
+        log.warning("%s", build_line.conflict)
+
+    # logger=[tensorboard,wandb] (none by default): rank 0 alone reports to trackers
+    trackers = build_trackers(cfg.get("logger"), instantiate) if world.is_main else Trackers({})
 
     # Everything is built: from here on, a failure leaves a record with status "failed", never "finished".
-    with logging_to(run_dir / "run.log"):
-        open_run_dir(run_dir, cfg)
+    with logging_to(run_dir / "run.log") if world.is_main else contextlib.nullcontext():
+        if world.is_main:
+            config = open_run_dir(run_dir, cfg)
+            trackers.start(run_dir, config, run_tags(config, task_overrides(), git_state()["git/commit"]))
         try:
-            result = fit(parts, plan, run_dir, on_evaluate)
+            result = fit(parts, plan, run_dir, on_evaluate, on_epoch=trackers.log_epoch)
         except RunPruned as pruned:
             log.info("pruned at epoch %d: %s", pruned.epoch, run_dir)
-            return close_record(cfg, run_dir, started, parts.device, "pruned", {"pruned_epoch": pruned.epoch})
+            record = close_record(cfg, run_dir, started, parts, "pruned", {"pruned_epoch": pruned.epoch})
+            trackers.close(record)
+            return record
         except BaseException as exc:  # KeyboardInterrupt too: the record must not look finished
-            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-            close_record(cfg, run_dir, started, parts.device, "failed",
-                         {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")})
+            error = lost_peer(exc, world) or exc  # a rank that died: one line saying so, not the backend's
+            if world.is_main:
+                failed = record_failure(cfg, run_dir, started, parts, error)
+                if failed is not None:
+                    trackers.close(failed)
+                else:
+                    trackers.finish("failed")
+            if error is not exc:
+                raise error from exc
             raise
-    record = close_record(cfg, run_dir, started, parts.device, "finished", result)
+        record = close_record(cfg, run_dir, started, parts, "finished", result) if world.is_main else None
+        if world.is_main:
+            draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
+            trackers.close(record, pictures_at_end(run_dir, parts.device, cfg.eval.get("picture_map", "umap"))
+                           if draw else ())
+    record = broadcast_object(record, world)
     log.info("%s", format_summary(record))
     return record
 
 
-def open_run_dir(run_dir: Path, cfg: DictConfig) -> None:
-    """Start an attempt: clear the last attempt's outcome and temporary files, write the config and overrides."""
+def record_failure(cfg: DictConfig, run_dir: Path, started: float, parts, exc: BaseException) -> dict | None:
+    """The traceback in error.txt and a ``failed`` record (rank 0); if the disk refuses even that, say so in the
+    log."""
+    try:
+        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        exc.error_file = str(run_dir / "error.txt")  # the command line then names it instead of the traceback
+        return close_record(cfg, run_dir, started, parts, "failed",
+                            {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")})
+    except OSError as err:
+        log.error("could not record the failure in %s (%s); the record stays unwritten", run_dir, err)
+        return None
+
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def disk_error_line(err: OSError) -> str:
+    where = err.filename or "the results folder"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the disk of {where} ({err.strerror}); free space there, or set paths.results to "
+                f"another disk, and run again: the run resumes from its last checkpoint")
+    return f"cannot write {where} ({err.strerror}); set paths.results to a folder you can write"
+
+
+def open_run_dir(run_dir: Path, cfg: DictConfig) -> dict:
+    """Start an attempt: clear the last attempt's outcome and temporary files, write the config and overrides;
+    return the config as written (resolved, secrets redacted)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for folder in (run_dir, run_dir / "checkpoints"):
         for orphan in remove_orphans(folder):
             log.info("removed %s, left by a write that was killed", orphan)
     (run_dir / records.RECORD).unlink(missing_ok=True)  # an old failed/pruned record: this attempt replaces it
     (run_dir / "error.txt").unlink(missing_ok=True)
-    resolved = records.redact(OmegaConf.to_container(cfg, resolve=True))
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
-    atomic_write_text(run_dir / "overrides.txt", "\n".join(task_overrides()) + "\n")
+    atomic_write_text(run_dir / "overrides.txt", "\n".join(redact(task_overrides())) + "\n")
+    return resolved
 
 
-def close_record(cfg: DictConfig, run_dir: Path, started: float, device, status: str, extra: dict) -> dict:
-    """Write record.json: identity, results, the flattened config, provenance, and ``status`` last."""
-    container = records.redact(OmegaConf.to_container(cfg, resolve=True))
+def close_record(cfg: DictConfig, run_dir: Path, started: float, parts, status: str, extra: dict) -> dict:
+    """Write record.json (rank 0): identity, results, the flattened config, provenance, and ``status`` last."""
+    container = redact(OmegaConf.to_container(cfg, resolve=True))
     record = {
         "run_dir": str(run_dir),
         "name": run_dir.name,
@@ -91,8 +176,10 @@ def close_record(cfg: DictConfig, run_dir: Path, started: float, device, status:
         "epochs": int(cfg.trainer.epochs),
         **extra,
         **{f"config/{k}": v for k, v in records.flatten(container).items()},
-        "overrides": records.redact(task_overrides()),
-        **provenance(device),
+        "overrides": redact(task_overrides()),
+        **provenance(parts.device),
+        "processes": parts.world.world_size,
+        "faiss/build": faiss_build().describe(),
         "wall_time_s": time.time() - started,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": status,  # written last

@@ -7,8 +7,9 @@ import time
 
 import torch
 
+from harness.distributed import World
+from harness.distributed.parallel import DataParallel
 from harness.errors import NonFiniteLossError
-from harness.regularizers.base import Batch
 from harness.runtime import autocast_for
 
 
@@ -22,15 +23,25 @@ def check_finite(total: torch.Tensor, terms: dict, epoch: int, step: int) -> Non
 
 
 def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, epoch: int, device: torch.device,
-                    amp: str = "off", scaler=None, grad_clip: float | None = None, step0: int = 0, progress=None,
+                    amp: str = "off", scaler=None, grad_clip: float | None = None, grad_clip_mode: str = "norm",
+                    step0: int = 0, progress=None, parallel: DataParallel | None = None,
                     augment=None, seed: int = 0) -> dict:
     """Train for one pass over ``loader``; return the mean of each loss term and the epoch's timings.
-    ``augment(inputs, seed=, epoch=, step=)`` transforms each batch on the device first (a pure function of
-    seed, epoch and step: resume stays exact)."""
+    ``grad_clip`` clips every trained parameter's gradient before the step: their total norm (``norm``) or each
+    element to [-grad_clip, grad_clip] (``value``, torch's clip_grad_value_).
+
+    ``parallel`` (a data-parallel run): the loader yields this process's share of each batch; the losses see the
+    global batch (harness.distributed). Without it, one process: the same step.
+
+    ``augment(inputs, seed=, epoch=, step=, rank=)`` transforms each (local) batch on the device first: a pure
+    function of seed, epoch, step and rank, so resume stays exact."""
+    parallel = parallel or DataParallel(model, (), World())
+    model = parallel.model
     model.train()
     base_loss.train()
     for reg in regularizers.values():
         reg.train()
+    reads = frozenset().union(*(getattr(r, "reads", ()) for r in regularizers.values()))  # Batch fields to gather
     sums, steps, t0 = {}, 0, time.perf_counter()
     for step, (inputs, labels) in enumerate(loader):
         inputs = inputs.to(device, non_blocking=True)
@@ -39,13 +50,10 @@ def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, 
             with torch.no_grad():
                 inputs = augment(inputs, seed=seed, epoch=epoch, step=step)
 
-        with autocast_for(device, amp):
-            features = model.features(inputs)
-            embeddings = model.embed(features)
-        embeddings = embeddings.float()  # losses and coding rates run in float32 even under AMP
-        batch = Batch(inputs, labels, features, embeddings, step=step0 + step, epoch=epoch)
+        with autocast_for(device, amp):  # embeddings come out in float32 (losses and coding rates run in it)
+            batch = parallel.batch(inputs, labels, reads, step=step0 + step, epoch=epoch)
 
-        terms = {"base": base_loss(embeddings, labels)}
+        terms = {"base": base_loss(batch.embeddings, batch.labels)}
         for name, reg in regularizers.items():
             for term, value in reg(batch, base_loss=base_loss, model=model).items():
                 terms[f"{name}.{term}" if term != name else name] = value
@@ -59,8 +67,9 @@ def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, 
             scaler.unscale_(optimizer)
         else:
             total.backward()
+        parallel.sync_gradients()  # the proxies' and flows' gradients, averaged over the processes
         if grad_clip:
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+            clip_gradients([p for g in optimizer.param_groups for p in g["params"]], float(grad_clip), grad_clip_mode)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -76,3 +85,10 @@ def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, 
     out["train/steps"] = steps
     out["time/train_s"] = time.perf_counter() - t0
     return out
+
+
+def clip_gradients(params, limit: float, mode: str = "norm") -> None:
+    if mode == "value":
+        torch.nn.utils.clip_grad_value_(params, limit)
+    else:
+        torch.nn.utils.clip_grad_norm_(params, limit)

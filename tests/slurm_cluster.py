@@ -48,16 +48,24 @@ def install_packages() -> str | None:
         return f"SLURM is not installed ({', '.join(missing_binaries())} missing) and installing it needs root"
     if shutil.which("apt-get") is None:
         return "SLURM is not installed and there is no apt-get to install " + " ".join(PACKAGES)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    print(f"installing {' '.join(PACKAGES)} (apt-get)", file=sys.stderr)
-    try:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True, text=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES], env=env, check=True,
-                       capture_output=True, text=True)
-    except subprocess.CalledProcessError as err:
-        return f"apt-get failed to install {' '.join(PACKAGES)}: {(err.stderr or '').strip()[-500:]}"
+    failed = apt_get_install(PACKAGES)
+    if failed:
+        return failed
     missing = missing_binaries()
     return f"installed {' '.join(PACKAGES)} but {', '.join(missing)} still missing" if missing else None
+
+
+def apt_get_install(packages) -> str | None:
+    """apt-get update + install (no recommends, non-interactive); why it failed, else None."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    print(f"installing {' '.join(packages)} (apt-get)", file=sys.stderr)
+    try:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True, text=True)
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env, check=True,
+                       capture_output=True, text=True)
+    except subprocess.CalledProcessError as err:
+        return f"apt-get failed to install {' '.join(packages)}: {(err.stderr or '').strip()[-500:]}"
+    return None
 
 
 def cannot_start_reason() -> str | None:

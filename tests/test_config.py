@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 
 from conftest import REPO, compose_cfg, group_options
 
-GROUPS = ["dataset", "backbone", "loss", "regularizer", "optimizer", "scheduler", "sampler", "trainer", "eval"]
+GROUPS = ["dataset", "backbone", "loss", "regularizer", "optimizer", "scheduler", "sampler", "trainer", "eval", "logger"]
 CASES = [(g, o) for g in GROUPS for o in group_options(g)]
 
 

@@ -36,10 +36,10 @@ def test_cli_rejects_bad_input_in_one_line(override, expected, results):
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("head.embed_dim=0", "head.embed_dim=0 must be a positive integer"),
+    ("head.embed_dim=0", "head.embed_dim=0 must be an integer >= 1"),
     ("sampler.m=200 sampler.batch_size=200", "has 17[0-9] samples, fewer than sampler.m=200"),
     ("sampler.batch_size=100", "needs 5 classes but the training split has 3"),
-    ("trainer.epochs=0", "trainer.epochs=0 must be >= 1"),
+    ("trainer.epochs=0", "trainer.epochs=0 must be an integer >= 1"),
     ("selection.metric=recall@16", "add it to eval.k"),
     ("trainer.device=cuda:0", "no CUDA device"),
 ])

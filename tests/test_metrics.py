@@ -108,3 +108,17 @@ def test_evaluate_cli_prints_the_same_metrics(tmp_path):
     for key in ("recall@1", "recall@2", "map@r", "r_precision", "nmi"):
         assert printed[key] == pytest.approx(ref[key], abs=1e-6)
     assert "diag/coding_rate" in printed
+
+
+def test_few_points_per_centroid_cluster_the_same_and_print_nothing(capfd):
+    """Omniglot-sized k-means (20 points per class): faiss's "please provide at least N training points" is not
+    printed, and the clustering equals faiss's own with its default min_points_per_centroid, bit for bit."""
+    import faiss
+
+    x = np.random.default_rng(0).normal(size=(540, 32)).astype(np.float32)
+    ours = kmeans_assign(x, 27, seed=0)
+    assert capfd.readouterr().err == ""
+    km = faiss.Kmeans(32, 27, niter=20, seed=0, verbose=False)
+    km.train(x)
+    assert "please provide at least" in capfd.readouterr().err  # the warning the default prints
+    np.testing.assert_array_equal(ours, km.index.search(x, 1)[1][:, 0])

@@ -157,38 +157,60 @@ def small_setup(kind):
     return model, base, Batch(x, LABELS, f, model.embed(f), step=0)
 
 
-def reference_metrix(kind, level, mode, lam, negatives, model, base, batch):
-    """Metrix's loss built with loops: pairs, mixtures, the anchors of each mixture and their labels."""
-    labels, emb = batch.labels.tolist(), batch.embeddings.detach().tolist()
+def reference_triplets(mode, negatives, labels, emb, positives="all", negative_index="own"):
+    """(anchor, x, x') triplets with repeats, as the Metrix docs describe them, built with loops."""
     n = len(labels)
-    pairs = []
-    for i in range(n):
-        if (mode == "pos_neg") != any(labels[j] == labels[i] for j in range(n) if j != i):
+    triplets = []
+    all_negs = [(a, j) for a in range(n) for j in range(n) if labels[j] != labels[a]
+                and (mode == "pos_neg" or not any(labels[k] == labels[a] for k in range(n) if k != a))]
+    for a in range(n):
+        pos = [j for j in range(n) if j != a and labels[j] == labels[a]]
+        if (mode == "pos_neg") != bool(pos):
             continue
-        negs = [j for j in range(n) if labels[j] != labels[i]]
+        negs = [j for j in range(n) if labels[j] != labels[a]]
         if negatives is not None:
-            negs = sorted(negs, key=lambda j: -cos(emb[i], emb[j]))[:negatives]
-        pairs += [(i, j) for j in negs]
-    mixtures = []
-    for i, j in pairs:
+            ranked = sorted(range(len(negs)), key=lambda r: -cos(emb[a], emb[negs[r]]))[:negatives]
+            negs = [negs[r] for r in ranked] if negative_index == "own" else [all_negs[r][1] for r in ranked]
+        xs = [a] if mode == "anchor_neg" else (pos if positives == "all" else [pos[0]] * len(pos))
+        triplets += [(a, x, j) for x in xs for j in negs]
+    return triplets
+
+
+def reference_metrix(kind, level, mode, lam, negatives, model, base, batch, positives="all", negative_index="own"):
+    """Metrix's loss built with loops: triplets, mixtures, the anchors of each mixture and their labels."""
+    labels, emb = batch.labels.tolist(), batch.embeddings.detach().tolist()
+    triplets = reference_triplets(mode, negatives, labels, emb, positives, negative_index)
+    pairs = sorted({(x, j) for _, x, j in triplets})
+
+    def mix(i, j):
         if level == "embedding":
             e = batch.embeddings
-            mixtures.append(F.normalize(lam * e[i] + (1 - lam) * e[j], dim=0))
-        elif level == "feature":
-            mixtures.append(model.embed((lam * batch.features[i] + (1 - lam) * batch.features[j])[None])[0])
-        else:
-            mixtures.append(model((lam * batch.inputs[i] + (1 - lam) * batch.inputs[j])[None])[0])
-    mixed = torch.stack(mixtures)
+            return F.normalize(lam * e[i] + (1 - lam) * e[j], dim=0)
+        if level == "feature":
+            return model.embed((lam * batch.features[i] + (1 - lam) * batch.features[j])[None])[0]
+        return model((lam * batch.inputs[i] + (1 - lam) * batch.inputs[j])[None])[0]
+
+    mixed = {p: mix(*p).detach().tolist() for p in pairs}
+    if kind == "contrastive":  # one entry per triplet, repeats included (the authors' lists)
+        pos, neg = [], []
+        for a, x, j in triplets:
+            y = lam * (labels[x] == labels[a]) + (1 - lam) * (labels[j] == labels[a] and negative_index == "own")
+            d = math.dist(unit(emb[a]), unit(mixed[(x, j)]))
+            pos.append(y * max(d - 0.1, 0.0))
+            neg.append((1 - y) * max(0.8 - d, 0.0))
+        avg = lambda v: sum(v) / max(sum(t > 0 for t in v), 1)  # noqa: E731
+        return avg(pos) + avg(neg)
+    examples = torch.tensor([mixed[p] for p in pairs], dtype=torch.float64)
     if kind == "proxy_anchor":
         anchors, anchor_labels = base.proxies, list(range(len(base.proxies)))
         mask = torch.ones(len(anchors), len(pairs), dtype=torch.bool)
     else:
         anchors, anchor_labels = batch.embeddings, labels
-        mask = torch.tensor([[(a == i) if mode == "anchor_neg" else (labels[a] == labels[i] and a != i)
-                              for i, _ in pairs] for a in range(n)])
+        present = {(a, x, j) for a, x, j in triplets}
+        mask = torch.tensor([[(a, x, j) in present for x, j in pairs] for a in range(len(labels))])
     y = torch.tensor([[lam * (c == labels[i]) + (1 - lam) * (c == labels[j]) for i, j in pairs]
                       for c in anchor_labels], dtype=torch.float64)
-    return brute_loss(kind, anchors.detach(), mixed.detach(), y, mask)
+    return brute_loss(kind, anchors.detach(), examples, y, mask)
 
 
 @pytest.mark.parametrize("mode", ["pos_neg", "anchor_neg"])
@@ -203,11 +225,30 @@ def test_metrix_matches_a_loop_built_reference(kind, level, negatives, mode):
     got = reg(batch, base_loss=base, model=model)["metrix"]
     assert drawn_mode == mode and 0 < lam < 1
     expected = 0.4 * reference_metrix(kind, level, mode, lam, negatives, model, base, batch)
-    assert got.item() == pytest.approx(expected, rel=1e-6)  # torch.cdist's matmul form for > 25 rows, as PML
+    assert got.item() == pytest.approx(expected, rel=1e-9)
     assert got.item() > 0
     params = [p for p in model.parameters()] + ([base.proxies] if kind == "proxy_anchor" else [])
     grads = torch.autograd.grad(got, params, allow_unused=True)
     assert any(gr is not None and gr.abs().sum() > 0 for gr in grads)
+
+
+@pytest.mark.parametrize("mode", ["pos_neg", "anchor_neg"])
+@pytest.mark.parametrize("positives,negative_index,negatives", [("first", "own", None), ("first", "own", 2),
+                                                                ("all", "pair_list_position", 1),
+                                                                ("first", "pair_list_position", 2)])
+def test_the_authors_pairing_options_match_a_loop_built_reference(positives, negative_index, negatives, mode):
+    model, base, batch = small_setup("contrastive")
+    reg = Metrix(level="embedding", weight=1.0, modes=[mode], negatives=negatives, positives=positives,
+                 negative_index=negative_index, anchor_neg_weight=0.3)
+    reg.draw = lambda: (mode, 0.35)
+    got = reg(batch, base_loss=base, model=model)["metrix"].item()
+    expected = reference_metrix("contrastive", "embedding", mode, 0.35, negatives, model, base, batch,
+                                positives, negative_index)
+    assert got == pytest.approx((0.3 if mode == "anchor_neg" else 1.0) * expected, rel=1e-9)
+    default = Metrix(level="embedding", weight=1.0, modes=[mode], negatives=negatives)
+    default.draw = reg.draw
+    if mode == "pos_neg" or negative_index != "own":  # class 0 has three samples: the options change the pairs
+        assert default(batch, base_loss=base, model=model)["metrix"].item() != pytest.approx(got)
 
 
 def test_metrix_is_reproducible_and_zero_without_pairs():
@@ -229,7 +270,10 @@ def test_metrix_refuses_other_base_losses_and_bad_settings():
     with pytest.raises(ConfigError, match="LpDistance"):
         Metrix().check_compatible(MetricLoss("contrastive", losses.ContrastiveLoss(
             distance=distances.LpDistance(normalize_embeddings=False))))
-    for bad in ({"level": "pixel"}, {"modes": ["mix_all"]}, {"modes": []}, {"negatives": 0}, {"beta_a": 0}):
+    with pytest.raises(ConfigError, match="contrastive loss only"):
+        Metrix(positives="first").check_compatible(MetricLoss("multi_similarity", losses.MultiSimilarityLoss()))
+    for bad in ({"level": "pixel"}, {"modes": ["mix_all"]}, {"modes": []}, {"negatives": 0}, {"beta_a": 0},
+                {"positives": "last"}, {"negative_index": "pair_list_position"}, {"anchor_neg_weight": -1}):
         with pytest.raises(ConfigError):
             Metrix(**bad)
 

@@ -7,6 +7,8 @@ must retrieve the unseen characters far better than the same network untrained (
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import SHARED_DATA, compose_cfg
@@ -23,7 +25,8 @@ pytestmark = pytest.mark.skipif(
 
 # the command a user types: python run.py dataset=omniglot backbone=small_cnn + these
 OVERRIDES = ["dataset=omniglot", f"dataset.root={OMNIGLOT}", "backbone=small_cnn", "sampler.m=4",
-             "sampler.batch_size=64", "trainer.epochs=3", "eval.val_nmi=false", "trainer.progress=false"]
+             "sampler.batch_size=64", "trainer.epochs=3", "eval.val_nmi=false", "trainer.progress=false",
+             "eval.picture_map=pca"]  # PCA: the UMAP map's first call compiles for ~25 s (test_inspect tests it once)
 
 
 @pytest.mark.slow
@@ -38,3 +41,6 @@ def test_small_cnn_on_omniglot_beats_its_untrained_self(results):
     assert record["test/recall@1"] > record["init/test/recall@1"] + 0.15
     assert record["test/map@r"] > 2 * record["init/test/map@r"]
     assert record["test/nmi"] > record["init/test/nmi"]
+    # an image dataset draws its pictures at the end (eval.pictures=auto)
+    pictures = Path(record["run_dir"]) / "pictures"
+    assert sorted(p.name for p in pictures.iterdir()) == ["embedding_map.png", "retrieval_grid.png", "spectrum.png"]

@@ -7,7 +7,6 @@ study, with tiny runs (2 epochs of 2 batches, no NMI); ``submitit_local`` gives 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from harness.search.space import format_override, parse_override, parse_search_s
 from harness.search.study import (JournalHeartbeatStorage, Search, build_sampler, counted, is_surplus, open_storage,
                                   retry_root, tally)
 from conftest import CONF, REPO
+from search_kill import kill_a_worker_mid_trial
 
 TINY = ["trainer.epochs=2", "sampler.batches_per_epoch=2", "eval.nmi=false", "eval.raw_baseline=false",
         "trainer.progress=false", "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=5",
@@ -151,6 +151,13 @@ def test_workers_and_resumed_commands_do_not_replay_one_random_sequence():
     assert len({first_point(0, 0), first_point(1, 0), first_point(0, 4)}) == 3  # another worker, a later command
 
 
+def wait_for(condition, timeout: float, poll: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{condition.__name__} did not happen within {timeout} s"
+        time.sleep(poll)
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_journal_storage_heartbeat_fails_and_retries_a_silent_trial(tmp_path):
     search = make_search(tmp_path, storage="journal", heartbeat_interval=1, grace_period=2, max_retry=1)
@@ -159,8 +166,12 @@ def test_journal_storage_heartbeat_fails_and_retries_a_silent_trial(tmp_path):
     study = optuna.create_study(study_name="s", storage=storage)
     alive, dead = study.ask({"x": FloatDistribution(0, 1)}), study.ask({"x": FloatDistribution(0, 1)})
     storage.record_heartbeat(dead._trial_id)
-    time.sleep(2.5)
-    storage.record_heartbeat(alive._trial_id)  # only this one still beats
+
+    def only_the_dead_one_is_stale() -> bool:
+        storage.record_heartbeat(alive._trial_id)  # only this one still beats
+        return storage._get_stale_trial_ids(study._study_id) == [dead._trial_id]
+
+    wait_for(only_the_dead_one_is_stale, timeout=60)  # the event, not a guess at how long the grace period takes
     optuna.storages.fail_stale_trials(study)
     trials = optuna.load_study(study_name="s", storage=open_storage(search)).get_trials()  # a fresh reader
     assert [t.state for t in trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
@@ -213,18 +224,8 @@ def test_a_killed_worker_trial_is_failed_by_heartbeat_retried_and_resumed(result
            "hydra/launcher=submitit_local", *TINY, "trainer.epochs=6", "hydra.sweeper.n_trials=4"]
     driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        victim = None
-        deadline = time.time() + 300
-        while victim is None and time.time() < deadline and driver.poll() is None:
-            time.sleep(0.2)
-            try:
-                running = load(results).get_trials(states=(TrialState.RUNNING,))
-            except Exception:  # the study is not created yet
-                continue
-            # two reported epochs: epoch 1's checkpoint is on disk, so the retry resumes rather than restarts
-            victim = next((t for t in running if len(t.intermediate_values) >= 2), None)
-        assert victim is not None, "no trial reached its second epoch"
-        os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+        # two reported epochs: epoch 1's checkpoint is on disk, so the retry resumes rather than restarts
+        victim = kill_a_worker_mid_trial(lambda: load(results), driver, reported=2)
         out, _ = driver.communicate(timeout=400)
     finally:
         if driver.poll() is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -188,6 +189,8 @@ SWEEPS = {
     # check interval is left), late enough for submitit's handler to be in place
     "time_limit": ["trainer.epochs=100000", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15",
                    "hydra.launcher.max_num_timeout=1"],
+    # the interrupted run again, as one job of 2 tasks (2 processes, gloo), pre-empted mid-training too
+    "two_tasks": [*RESUMED, f"trainer.epochs={RESUMED_EPOCHS}", "trainer.devices=2"],
 }
 
 
@@ -230,6 +233,9 @@ def sweeps(slurm, tmp_path_factory):
     run_dir = identity.run_dir_for(tiny(RESUMED, started["interrupted"].results, epochs=RESUMED_EPOCHS))
     interrupter = threading.Thread(target=preempt_mid_training, args=(started["interrupted"], run_dir), daemon=True)
     interrupter.start()
+    two_dir = identity.run_dir_for(tiny(SWEEPS["two_tasks"], started["two_tasks"].results))
+    two_interrupter = threading.Thread(target=preempt_mid_training, args=(started["two_tasks"], two_dir), daemon=True)
+    two_interrupter.start()
     duplicate = threading.Thread(target=rerun_while_queued, daemon=True,
                                  args=(started["time_limit"], base / "time_limit_again", env))
     duplicate.start()
@@ -239,6 +245,7 @@ def sweeps(slurm, tmp_path_factory):
             sweep.proc.kill()
             sweep.proc.wait()
     interrupter.join(timeout=10)
+    two_interrupter.join(timeout=10)
     duplicate.join(timeout=10)
 
 
@@ -279,7 +286,7 @@ def wait_for(condition, sweep: Sweep, what: str, timeout: float = 300) -> None:
 
 def job_ids(sweep: Sweep) -> list:
     """The SLURM ids of the sweep's jobs that started (submitit's folder per job holds its log)."""
-    return sorted(log.parent.name for log in (sweep.sweep_dir / ".submitit").glob("*/*_log.out"))
+    return sorted({log.parent.name for log in (sweep.sweep_dir / ".submitit").glob("*/*_log.out")})
 
 
 @pytest.mark.slow
@@ -353,3 +360,47 @@ def test_slurm_time_limit_requeues_up_to_max_num_timeout_then_fails(sweeps):
     assert again.get("still_running"), again
     assert again["rc"] == 0 and again["summary"]["counts"] == {"queued": 1} and not again["submitted"]
     assert again["summary"]["jobs"][0]["job_id"] == job["job_id"]
+
+
+@pytest.fixture(scope="module")
+def reference_two(tmp_path_factory):
+    """The 2-task run uninterrupted, started by run.py itself on this machine (2 processes, gloo)."""
+    results = tmp_path_factory.mktemp("reference_two")
+    done = run_sweep([*SWEEPS["two_tasks"], "hydra/launcher=local"], results, results / "sweep")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_dir = identity.run_dir_for(tiny(SWEEPS["two_tasks"], results))
+    return records.read_record(run_dir), epoch_rows(run_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_slurm_two_task_run_is_requeued_and_resumes_exactly(sweeps, slurm, reference_two):
+    """One run as one job of 2 SLURM tasks (trainer.devices=2), pre-empted mid-training: it resumes exactly as the
+    uninterrupted 2-process run, as a 1-process job does."""
+    sweep = sweeps["two_tasks"]
+    [script] = sweep.sweep_dir.glob(".submitit/*/*_submission.sh")
+    assert "#SBATCH --ntasks-per-node=2\n" in script.read_text() and "--gpus" not in script.read_text()
+    rc, summary, output = sweep.wait()
+    assert rc == 0, output[-3000:]
+    assert summary["counts"] == {"finished": 1} and "job_id" in sweep.note, sweep.note
+    run_dir = Path(summary["jobs"][0]["run_dir"])
+    record = records.read_record(run_dir)
+    assert record["processes"] == 2
+    assert record["attempts"] == 2, f"the interruption did not land mid-training: {sweep.note}"
+    assert_same_run(record, run_dir, reference_two)
+    logs = sorted(p.name for p in Path(summary["jobs"][0]["log"]).parent.glob("*_log.out"))
+    assert [name.rsplit("_", 2)[1] for name in logs] == ["0", "1"]  # a log per task
+    job_log = Path(summary["jobs"][0]["log"]).read_text()
+    assert "this job is preempted" in job_log and "Requeued job" in job_log
+
+
+def test_slurm_job_asking_for_more_gpus_than_processes_fails_at_submission(tmp_path):
+    if shutil.which("sbatch") is None:
+        pytest.skip("no sbatch on this machine")
+    out = run_sweep(["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer.devices=2"], tmp_path / "r",
+                    tmp_path / "sweep", env=dict(os.environ, SLURM_CONF="/nonexistent"))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: hydra.launcher.gpus_per_node=4 asks for 4 GPUs per node but trainer.devices=2 starts 2 processes per "
+        "node, one GPU each: 2 would sit idle; set trainer.devices=4 (or ask for 2 GPUs)")
+    assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted

@@ -7,8 +7,10 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from conftest import REPO
 from harness import tables
 from harness.io import atomic_write_json
+from harness.tables.render import to_markdown
 
 METRICS = ("recall@1", "recall@2", "map@r", "nmi")
 
@@ -135,7 +138,7 @@ def test_delta_view_subtracts_the_no_regularizer_row_of_the_same_loss(grid):
     assert delta.mean.loc[("ms", "antico"), r1] == pytest.approx(4.0)
     assert delta.mean.loc[("pa", "antico"), r1] == pytest.approx(-6.0)
     assert delta.flagged.loc[("pa", "antico"), r1]  # its baseline is short of seeds
-    text = tables.to_markdown(delta)
+    text = to_markdown(delta)
     assert "+4.0" in text and "-6.0 †" in text
 
 
@@ -238,6 +241,23 @@ def test_the_index_cache_matches_a_cold_read_and_sees_changed_records(grid):
     assert again.set_index("path").loc[path, "test/recall@1"] == 0.5
 
 
+def test_unchanged_records_come_from_the_index_and_an_old_index_is_not_trusted(grid):
+    tables.load_runs(grid)  # writes the index
+    index_path = grid / tables.INDEX_FILE
+    index = pd.read_parquet(index_path)
+    index["test/recall@1"] = 0.123  # a value no record holds: it can only come from the index
+    index.to_parquet(index_path, index=False)
+    assert (tables.load_runs(grid)["test/recall@1"].dropna() == 0.123).all()
+    first = index["path"].iloc[0]
+    record = (Path(first) / "record.json").read_text()
+    (Path(first) / "record.json").write_text(record + " ")  # a rewritten record (new size): read again
+    warm = tables.load_runs(grid).set_index("path")["test/recall@1"]
+    assert warm[first] == json.loads(record)["test/recall@1"] and (warm.drop(first).dropna() == 0.123).all()
+    index["_stamp"] = index["_stamp"].str.split(":", n=1).str[1]  # an index written before its version
+    index.to_parquet(index_path, index=False)
+    assert not (tables.load_runs(grid)["test/recall@1"] == 0.123).any()
+
+
 def test_command_line_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -270,6 +290,193 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(tmp_path):
     assert runs.groupby(["loss", "regularizer"])["seed"].nunique().eq(2).all()
     csv = pd.read_csv(out / "table.csv")
     assert len(csv) == 4 and (csv["n"] == 2).all()
-    for name in ("table.md", "table.tex", "delta.md", "delta.tex"):
-        assert (out / name).stat().st_size > 0
+    assert (out / "table.md").read_text() in proc.stdout and (out / "delta.md").read_text() in proc.stdout
+    for name, body_rows in (("table.tex", 4), ("delta.tex", 2)):
+        tex = (out / name).read_text()
+        assert balanced(tex) and len([line for line in tex.splitlines() if line.endswith(r"\\")]) == 1 + body_rows
     assert len(list((out / "plots" / "curves").glob("*.png"))) == 4
+
+
+# ----------------------------------------------------------------------------------------------- bad records
+def finished_record(**changes):
+    """A finished record's JSON text, as ``write_run`` writes it, with keys changed (None: removed)."""
+    def mutate(record):
+        for key, value in changes.items():
+            if value is None:
+                record.pop(key, None)
+            else:
+                record[key] = value
+        return json.dumps(record).encode()
+    return mutate
+
+
+def without_test_metrics(record):
+    return json.dumps({k: v for k, v in record.items() if not k.startswith("test/")}).encode()
+
+
+BAD_RECORDS = {  # name: (the record.json bytes, or a function of the good record -> bytes; the reason listed)
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\xff\xfe\x00", "record.json is not UTF-8 text (a binary file?)"),
+    "truncated": (b'{"status": "finished", "test/recall@1": 0.9', "unreadable record.json (truncated, or not JSON)"),
+    "empty": (b"", "empty record.json (0 bytes)"),
+    "not an object": (b"[1, 2, 3]", "record.json holds a list, not an object"),
+    "stub": (b'{"name": "ms__none__mlp__0000beef__seed5"}', "record.json has no status"),
+    "metric as text": (finished_record(**{"test/recall@1": "high"}), "test/recall@1 is text ('high'), not a number"),
+    "seed as text": (finished_record(seed="5"), "seed is text ('5'), not an integer"),
+    "dataset as a list": (finished_record(dataset=["digits"]), "dataset is a list"),
+    "status unknown": (finished_record(status="done"), "status 'done' is none of finished, failed, pruned"),
+    "finished without metrics": (without_test_metrics, "finished, but no test metrics"),
+    "finished without config hash": (finished_record(config_hash=None), "finished, but no config_hash"),
+}
+
+
+def plant_bad_record(root, content):
+    """A run ms/none seed 5 whose R@1 (0.10) would pull its group's mean down, with its record.json replaced."""
+    run_dir = write_run(root, "ms", "none", 5, 0.10)
+    path = run_dir / "record.json"
+    path.write_bytes(content(json.loads(path.read_text())) if callable(content) else content)
+    return path
+
+
+@pytest.mark.parametrize("case", BAD_RECORDS)
+def test_a_bad_record_is_listed_with_its_reason_and_the_tables_are_still_written(grid, case):
+    content, reason = BAD_RECORDS[case]
+    path = plant_bad_record(grid, content)
+    result = tables.make_tables([grid], plots=False)
+    assert [(p.path, p.effect) for p in result["problems"]] == [(str(path), "in no table")]
+    assert reason in result["problems"][0].reason
+    row = next(line for line in result["texts"]["problems.md"].splitlines() if line.startswith(f"| {path} "))
+    assert reason in row and "in no table" in row
+    # the rest as without it: ms/none is still 90, 92, 94 over 3 seeds; the bad run is no failed run either
+    assert result["table"].mean.loc[("ms", "none"), ("digits", "R@1")] == pytest.approx(92.0)
+    assert result["table"].seeds.tolist() == ["3", "3", "2/3", "3"]
+    assert len(result["runs"]) == 14 and str(path.parent) not in set(result["runs"]["path"])
+    assert (result["out"] / "problems.md").read_text() == result["texts"]["problems.md"]
+    for name in ("table.md", "table.tex", "delta.md", "references.md", "table.csv", "runs.parquet"):
+        assert (result["out"] / name).exists()
+
+
+def test_a_bad_record_is_never_cached_and_is_read_again_once_fixed(grid, tmp_path):
+    path = plant_bad_record(grid, b"\x00\x01")
+    assert len(tables.make_tables([grid], plots=False)["problems"]) == 1
+    assert len(tables.make_tables([grid], plots=False)["problems"]) == 1  # the index does not hide it
+    good = write_run(tmp_path / "elsewhere", "ms", "none", 5, 0.10) / "record.json"
+    path.write_bytes(good.read_bytes())
+    result = tables.make_tables([grid], plots=False)
+    assert result["problems"] == [] and "files with problems" not in result["texts"]["problems.md"]
+    assert result["table"].mean.loc[("ms", "none"), ("digits", "R@1")] == pytest.approx((90 + 92 + 94 + 10) / 4)
+
+
+def test_a_problems_list_of_an_earlier_call_does_not_outlive_its_problems(tmp_path):
+    root = tmp_path / "results"
+    for seed in range(2):
+        write_run(root, "ms", "none", seed, 0.9)
+    path = plant_bad_record(root, b"{}")
+    out = tables.make_tables([root], plots=False)["out"]
+    assert str(path) in (out / "problems.md").read_text()
+    shutil.rmtree(path.parent)  # the bad run removed
+    result = tables.make_tables([root], plots=False)
+    assert "problems.md" not in result["texts"] and not (out / "problems.md").exists()
+    assert result["problems_line"] is None and (out / "table.md").exists()
+
+def test_a_finished_run_without_one_metric_is_listed_and_its_cell_flagged(grid):
+    run = next(p for p in (grid / "runs" / "digits").iterdir() if p.name.startswith("ms__none__") and p.name.endswith("seed2"))
+    record = json.loads((run / "record.json").read_text())
+    del record["test/map@r"]
+    atomic_write_json(run / "record.json", record)
+    result = tables.make_tables([grid], plots=False)
+    assert [(p.path, p.reason) for p in result["problems"]] == [(str(run / "record.json"), "finished, but no test/map@r")]
+    table, key = result["table"], ("ms", "none")
+    assert table.mean.loc[key, ("digits", "MAP@R")] == pytest.approx(89.0)  # seeds 0 and 1: 88 and 90
+    assert table.flagged.loc[key, ("digits", "MAP@R")] and not table.flagged.loc[key, ("digits", "R@1")]
+    assert table.mean.loc[key, ("digits", "R@1")] == pytest.approx(92.0) and table.seeds.loc[key] == "2/3"
+    csv = pd.read_csv(result["out"] / "table.csv").set_index(["loss", "regularizer"])
+    assert (csv.loc[key, "n"], csv.loc[key, "n/test/map@r"], csv.loc[key, "n/test/recall@1"]) == (3, 2, 3)
+
+
+def test_unreadable_epoch_logs_are_listed_and_the_curves_drawn_without_them(grid):
+    finished = next(p for p in (grid / "runs" / "digits").iterdir() if p.name.startswith("ms__antico__"))
+    (finished / "epochs.jsonl").write_bytes(b"\xff\xfe\x00binary")
+    running = grid / "runs" / "digits" / "ms__none__mlp__0000abcd__seed7"
+    (running / "epochs.jsonl").write_text('{"epoch": 0}\nnot json\n{"epoch": 2}\n')
+    writing = grid / "runs" / "digits" / "pa__none__mlp__0000abce__seed8"  # a line being written: no problem
+    writing.mkdir()
+    (writing / "config.yaml").write_text("seed: 8\n")
+    (writing / "epochs.jsonl").write_text('{"epoch": 0}\n{"epoch": 1}\n{"epo')
+    result = tables.make_tables([grid], max_curves=4)
+    problems = {p.path: (p.reason, p.effect) for p in result["problems"]}
+    assert problems == {
+        str(finished / "epochs.jsonl"): ("epochs.jsonl is not UTF-8 text (a binary file?)", "left out of the training curves"),
+        str(running / "epochs.jsonl"): ("epochs.jsonl line 2 is not JSON: Expecting value: line 1 column 1 (char 0)",
+                                        "the run is listed without its last epoch"),
+    }
+    runs = result["runs"].set_index("path")
+    assert runs.loc[str(writing), "last_epoch"] == 1 and pd.isna(runs.loc[str(running), "last_epoch"])
+    assert len([p for p in result["written"] if p.parent.name == "curves"]) == 4
+
+
+def test_the_console_says_how_many_problems_and_where_in_one_line(grid, tmp_path):
+    plant_bad_record(grid, b"\x00")
+    out = tmp_path / "tables"
+    proc = subprocess.run([sys.executable, "-m", "harness.tables", str(grid), "--out", str(out), "--no-plots"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("problems:")]
+    assert lines == [f"problems: 1 file with a problem, 1 failed, 1 pruned, 1 running; listed in {out / 'problems.md'}"]
+    assert "Traceback" not in proc.stderr and (out / "table.md").exists()
+
+
+def test_only_bad_records_is_one_line_naming_them(tmp_path):
+    root = tmp_path / "results"
+    plant_bad_record(root, b"[]")
+    proc = subprocess.run([sys.executable, "-m", "harness.tables", str(root), "--no-plots"], capture_output=True,
+                          text=True, cwd=REPO)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (f"error: no finished run under {root} (all failed, pruned or running, "
+                                   "1 with records that cannot be read: listed above)")
+    assert "record.json holds a list, not an object" in proc.stdout
+
+
+# ----------------------------------------------------------------------------------------------- the paper view
+def paper_rows(text: str, first: str) -> list:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith(f"| {first}")]
+
+
+def test_paper_view_shows_published_authors_selection_and_validation_selection(tmp_path):
+    root = tmp_path / "results"
+    where = {"published.source": "Kim et al. CVPR 2020", "published.table": 2, "published.arxiv": "2003.13911v1"}
+    best = lambda r1: {"test_best/recall@1": r1, "test_best/map@r": r1 - 0.1, "test_best/epoch": 2,  # noqa: E731
+                       "test_best/optimistic": True}
+    for seed, (r1, b1) in enumerate([(0.70, 0.73), (0.72, 0.75), (0.74, 0.77)]):
+        write_run(root, "pa", "none", seed, r1, dataset="cub", extra=best(b1),
+                  config={"published.recall@1": 69.5, **where})
+    for seed, r1 in enumerate((0.76, 0.78)):  # the authors' selection recorded by one seed only
+        write_run(root, "pa", "antico", seed, r1, dataset="cub", extra=best(0.80) if seed == 0 else {},
+                  config={"published.recall@1": 78.24, "published.source": "Jiang et al.", "published.table": "Table 3"})
+    write_run(root, "ms", "antico", 0, 0.60, dataset="cub", config={"published.recall@1": 65.0})  # no test_best
+    write_run(root, "ms", "none", 0, 0.50, dataset="cub")  # nothing published: not in the view
+    result = tables.make_tables([root], plots=False)
+    texts, paper = result["texts"], result["texts"]["paper.md"]
+    header = paper_rows(paper, "loss")[0]
+    assert header == ["loss", "regularizer", "dataset", "metric", "published", "authors' selection ‡",
+                      "validation selection", "Δ", "seeds", "source"]
+    assert paper_rows(paper, "pa") == [
+        ["pa", "none", "cub", "R@1", "69.5", "75.0 ± 2.0", "72.0 ± 2.0", "+2.5", "3",
+         "Kim et al. CVPR 2020, Table 2, arXiv 2003.13911v1"],
+        ["pa", "antico", "cub", "R@1", "78.24", "80.0", "77.0 ± 1.4", "-1.2", "2 (1 ‡)", "Jiang et al., Table 3"],
+    ]
+    assert paper_rows(paper, "ms") == [["ms", "antico", "cub", "R@1", "65.0", "—", "60.0", "-5.0", "1", ""]]
+    assert paper.rstrip().splitlines()[-1].startswith("‡ optimistic: the authors' selection (test_best/*), each run's best test epoch")
+    tex = texts["paper.tex"]
+    assert balanced(tex) and r"authors' selection $^\ddagger$" in tex and r"\footnotesize $^\ddagger$ optimistic" in tex
+    # the main table stays on validation selection
+    assert result["table"].mean.loc[("pa", "none"), ("cub", "R@1")] == pytest.approx(72.0)
+    assert "R@1" in result["table"].mean.columns.get_level_values(-1) and "test_best" not in texts["table.md"]
+
+
+def test_paper_view_without_authors_selection_has_one_reproduced_column_and_no_footnote(tmp_path):
+    root = tmp_path / "results"
+    for seed, r1 in enumerate((0.70, 0.72)):
+        write_run(root, "pa", "none", seed, r1, dataset="cub", config={"published.recall@1": 69.5})
+    paper = tables.make_tables([root], plots=False)["texts"]["paper.md"]
+    assert paper_rows(paper, "loss")[0][4:7] == ["published", "reproduced", "Δ"]
+    assert "‡" not in paper and "optimistic" not in paper

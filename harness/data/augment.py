@@ -9,8 +9,8 @@ Source Differentiable Computer Vision Library for PyTorch", WACV 2020):
       -> elastic distortion  (kornia.augmentation.RandomElasticTransform; Simard et al., ICDAR 2003)
       -> random affine       (kornia.augmentation.RandomAffine: rotation, translation, scale, shear)
 
-The parameters are a pure function of ``(seed, epoch, step)``: they are drawn from the CPU generator
-re-seeded with that triple inside ``torch.random.fork_rng``, which restores the global CPU generator
+The parameters are a pure function of ``(seed, epoch, step)`` (and the rank, see :func:`augment_seed`):
+they are drawn from the CPU generator re-seeded with them inside ``torch.random.fork_rng``, which restores the global CPU generator
 afterwards (CUDA generators are never touched: kornia draws on the CPU). So a resumed run sees the same
 augmented batches as an uninterrupted one, and augmenting changes no other random stream of the run.
 Computed in float32 and returned in the input's dtype and shape. Configured under ``dataset.augment``
@@ -30,9 +30,12 @@ from torch import nn
 from harness.errors import ConfigError
 
 
-def augment_seed(seed: int, epoch: int, step: int) -> int:
-    """A 63-bit seed from (seed, epoch, step), well mixed (numpy's SeedSequence)."""
-    state = np.random.SeedSequence([int(seed), int(epoch), int(step)]).generate_state(2, dtype=np.uint32)
+def augment_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
+    """A 63-bit seed from (seed, epoch, step) and, in a data-parallel run, the rank (well mixed: numpy's
+    SeedSequence). Rank 0 draws what a one-process run draws; each other rank augments its share of the
+    global batch with its own draws (the same distribution, not the same samples as with one process)."""
+    entropy = [int(seed), int(epoch), int(step)] + ([int(rank)] if rank else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 
 
@@ -83,12 +86,12 @@ class BatchAugment(nn.Module):
                                          shear=(-float(shear), float(shear)) * 2 if shear else None,
                                          p=float(affine_p), padding_mode="zeros")
 
-    def forward(self, x: torch.Tensor, seed: int, epoch: int, step: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, seed: int, epoch: int, step: int, rank: int = 0) -> torch.Tensor:
         if x.ndim != 4:
             raise ValueError(f"BatchAugment needs a B x C x H x W batch, got shape {tuple(x.shape)}")
         dtype, out = x.dtype, x.float()
         with torch.random.fork_rng(devices=[]):  # the CPU generator is restored on exit
-            torch.random.default_generator.manual_seed(augment_seed(seed, epoch, step))
+            torch.random.default_generator.manual_seed(augment_seed(seed, epoch, step, rank))
             if self.stroke_p > 0:
                 out = self.jitter_strokes(out)
             if self.elastic is not None:

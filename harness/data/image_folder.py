@@ -19,6 +19,9 @@ from harness.errors import ConfigError, DataError
 LAYOUT = "one sub-folder of images per class (root/<class>/<image>.jpg)"
 
 
+MIN_CLASSES = 4  # 2 training, 1 validation and 1 test class at the very least
+
+
 def load_image_folder(root, train_classes=None, test_classes=None, val_classes=None, test_fraction: float = 0.5,
                       val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
                       on_corrupt: str = "fail", fast_decode: bool = True) -> DMLData:
@@ -32,6 +35,10 @@ def load_image_folder(root, train_classes=None, test_classes=None, val_classes=N
                         f"(extensions {', '.join(IMAGE_EXTENSIONS)}); set dataset.root")
     ids = {name: i for i, name in names.items()}
     everything = sorted(names)
+    if len(everything) < MIN_CLASSES:
+        raise DataError(f"image folder {root} has {len(everything)} class folder(s) ({', '.join(sorted(ids)[:4])}); "
+                        f"metric learning needs at least {MIN_CLASSES} disjoint classes (2 training, 1 validation, "
+                        f"1 test): add one sub-folder per class")
     if test_classes is not None:
         test_c = to_ids(test_classes, ids)
         train_c = to_ids(train_classes, ids) if train_classes is not None else [c for c in everything if c not in test_c]

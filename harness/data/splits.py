@@ -32,6 +32,11 @@ def carve_validation(train_classes: list, val_classes=None, val_fraction: float 
             raise ConfigError(f"dataset.val_fraction={val_fraction} must be in (0, 1); set e.g. dataset.val_fraction=0.2")
         rng = np.random.default_rng(seed)
         n_val = max(2, int(round(val_fraction * len(train_classes))))
+        if len(train_classes) < 4:  # 2 validation classes at least, 2 training classes left: no fraction helps
+            raise ConfigError(
+                f"only {len(train_classes)} training class(es): a validation split needs 2 more classes besides 2 for "
+                f"training; add classes (at least 4 training classes), or list dataset.val_classes of held-out classes"
+            )
         if n_val >= len(train_classes) - 1:
             raise ConfigError(
                 f"dataset.val_fraction={val_fraction} leaves fewer than 2 training classes of {len(train_classes)}; lower it"

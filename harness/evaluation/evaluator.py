@@ -2,6 +2,10 @@
 
 An evaluation split is queries searched among themselves (leave-one-out) or in a gallery
 (:class:`~harness.data.base.EvalSet`); :class:`Embedded` holds its embeddings and labels.
+
+In a data-parallel run (``world`` of N processes) every process embeds its contiguous share of a split and the
+shares are gathered in order, so every process holds the split's embeddings; the searches, NMI and diagnostics
+run on rank 0 alone and their numbers are broadcast, so every rank takes the same decisions (the selected epoch).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness.distributed import World, gather_array, on_main, shard
 from harness.evaluation import evaluate_embeddings
 from harness.evaluation.diagnostics import collapse_diagnostics, normalize_rows
 from harness.evaluation.embed import embed_dataset
@@ -36,6 +41,7 @@ class Evaluator:
     num_workers: int = 0
     device: torch.device = torch.device("cpu")
     amp: str = "off"
+    world: World = World()       # the processes of a data-parallel run (one by default)
 
     def embed(self, model, evalset) -> Embedded:
         q, ql = self.embed_split(model, evalset.query)
@@ -43,11 +49,19 @@ class Evaluator:
         return Embedded(q, ql, g, gl)
 
     def embed_split(self, model, dataset):
-        return embed_dataset(model, dataset, self.device, self.batch_size, self.amp, self.num_workers)
+        world = self.world
+        rows = shard(len(dataset), world.rank, world.world_size) if world.distributed else None
+        emb, labels = embed_dataset(model, dataset, self.device, self.batch_size, self.amp, self.num_workers, rows)
+        return gather_array(emb, world), labels
+
+    def on_main(self, compute):
+        """``compute()`` on rank 0, its value on every rank."""
+        return on_main(compute, self.world)
 
     def score(self, emb: Embedded, with_nmi: bool = True) -> dict:
-        return evaluate_embeddings(emb.query, emb.query_labels, emb.gallery, emb.gallery_labels, k_list=self.k,
-                                   metric=self.metric, with_nmi=with_nmi and self.nmi, seed=self.seed)
+        return self.on_main(lambda: evaluate_embeddings(
+            emb.query, emb.query_labels, emb.gallery, emb.gallery_labels, k_list=self.k, metric=self.metric,
+            with_nmi=with_nmi and self.nmi, seed=self.seed))
 
     def evaluate(self, model, evalset) -> dict:
         """Every metric (NMI when ``nmi``)."""
@@ -57,13 +71,13 @@ class Evaluator:
         """The per-epoch validation: NMI only when ``val_nmi`` too (k-means on every epoch costs)."""
         return self.score(self.embed(model, evalset), with_nmi=self.val_nmi)
 
-    @staticmethod
-    def diagnostics(emb: Embedded) -> dict:
-        return collapse_diagnostics(emb.query, emb.query_labels)
+    def diagnostics(self, emb: Embedded) -> dict:
+        return self.on_main(lambda: collapse_diagnostics(emb.query, emb.query_labels))
 
     def utilization(self, model, train, test: Embedded) -> float:
         """Metrix's utilization: mean distance from each test embedding to its nearest training one."""
-        return utilization(test.query, self.embed_split(model, train)[0])
+        train_emb = self.embed_split(model, train)[0]
+        return self.on_main(lambda: utilization(test.query, train_emb))
 
     @staticmethod
     def raw(evalset) -> Embedded:

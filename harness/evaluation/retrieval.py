@@ -19,8 +19,11 @@ from __future__ import annotations
 import functools
 import logging
 
-import faiss
 import numpy as np
+
+from harness.evaluation.faiss_build import GPU_INSTALL, import_faiss
+
+faiss = import_faiss()
 
 METRICS = ("ip", "l2")
 
@@ -57,7 +60,7 @@ def note_cpu_fallback() -> None:
 
     if torch.cuda.is_available():
         logging.getLogger("harness").info(
-            "faiss has no GPU support here: exact searches run on the CPU (pip install -e '.[gpu]' for faiss-gpu)")
+            f"faiss has no GPU support here: exact searches run on the CPU (for faiss-gpu: {GPU_INSTALL})")
 
 
 def search_neighbours(query, k: int, gallery=None, metric: str = "ip") -> np.ndarray:
@@ -79,15 +82,27 @@ def search_neighbours(query, k: int, gallery=None, metric: str = "ip") -> np.nda
     return idx
 
 
+def same_class_counts(query_labels, ref_labels, leave_one_out: bool) -> np.ndarray:
+    """R of each query: how many reference items share its class (itself excluded when leave-one-out)."""
+    query_labels, ref_labels = np.asarray(query_labels), np.asarray(ref_labels)
+    classes, ref_counts = np.unique(ref_labels, return_counts=True)
+    pos = np.clip(np.searchsorted(classes, query_labels), 0, len(classes) - 1)
+    r = np.where(classes[pos] == query_labels, ref_counts[pos], 0)
+    return r - 1 if leave_one_out else r
+
+
+def ap_at_r(match: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Per-query average precision at R from the neighbour match matrix (n x k, k >= max R) and each query's R."""
+    k = match.shape[1]
+    rel = match & (np.arange(k)[None, :] < r[:, None])
+    precision_at_i = np.cumsum(rel, axis=1) / np.arange(1, k + 1)[None, :]
+    return (precision_at_i * rel).sum(axis=1) / np.maximum(r, 1)
+
+
 def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, k_list=(1, 2, 4, 8), metric="ip") -> dict:
     query_labels = np.asarray(query_labels)
     ref_labels = query_labels if gallery is None else np.asarray(gallery_labels)
-    classes, ref_counts = np.unique(ref_labels, return_counts=True)
-    pos = np.searchsorted(classes, query_labels)
-    pos = np.clip(pos, 0, len(classes) - 1)
-    r = np.where(classes[pos] == query_labels, ref_counts[pos], 0)
-    if gallery is None:
-        r = r - 1  # the query itself is not retrievable
+    r = same_class_counts(query_labels, ref_labels, leave_one_out=gallery is None)
     valid = r > 0
     k = int(max(max(k_list), r.max(initial=1)))
     idx = search_neighbours(query, k, gallery, metric)
@@ -99,9 +114,7 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, k_
         raise ValueError("no query has a same-class item to retrieve; every class needs at least 2 items")
     for kk in k_list:
         out[f"recall@{kk}"] = float(match[:, :kk].any(axis=1).mean())
-    within_r = np.arange(k)[None, :] < r[:, None]
-    rel = match & within_r
+    rel = match & (np.arange(k)[None, :] < r[:, None])
     out["r_precision"] = float((rel.sum(axis=1) / r).mean())
-    precision_at_i = np.cumsum(rel, axis=1) / np.arange(1, k + 1)[None, :]
-    out["map@r"] = float(((precision_at_i * rel).sum(axis=1) / r).mean())
+    out["map@r"] = float(ap_at_r(match, r).mean())
     return out

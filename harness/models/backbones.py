@@ -11,9 +11,9 @@ with ``torch.save(timm.create_model(name, pretrained=True).state_dict(), path)``
 ``model.safetensors`` of the model's hub page. Classifier weights in the file are ignored; every
 other tensor of the model must be in it.
 
-Frozen BatchNorm (``frozen_bn: true``): every BatchNorm becomes timm's ``FrozenBatchNorm2d``, whose
-statistics and affine parameters are fixed buffers (eval-mode normalisation in training too), as the
-seeds' ResNet-50 runs do.
+BatchNorm (``batchnorm``, see ``harness.models.batchnorm``): ``train`` (default), ``eval`` (running statistics,
+affine trained: the seeds' releases' "frozen" BatchNorm) or ``frozen`` (timm's ``FrozenBatchNorm2d``: statistics
+and affine fixed). ``frozen_bn: true`` is the older spelling of ``batchnorm: frozen``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.models.batchnorm import set_batchnorm_mode
 
 log = logging.getLogger(__name__)
 
 
-def timm_backbone(model_name: str, pretrained: bool = False, weights: str | None = None, frozen_bn: bool = False,
-                  in_chans: int = 3, **kwargs) -> nn.Module:
+def timm_backbone(model_name: str, pretrained: bool = False, weights: str | None = None, batchnorm: str = "train",
+                  in_chans: int = 3, frozen_bn: bool | None = None, **kwargs) -> nn.Module:
     """``timm.create_model(model_name, num_classes=0, ...)`` plus local weights and frozen BatchNorm.
 
     Extra keyword arguments go to timm (e.g. ``img_size`` for a ViT at another resolution,
@@ -57,11 +58,11 @@ def timm_backbone(model_name: str, pretrained: bool = False, weights: str | None
         ) from None
     if weights:
         load_local_weights(model, str(weights), int(in_chans))
-    if frozen_bn:
-        from timm.layers import freeze_batch_norm_2d
-
-        model = freeze_batch_norm_2d(model)
-    return model
+    if frozen_bn is not None:
+        if frozen_bn and batchnorm != "train":
+            raise ConfigError("backbone.frozen_bn and backbone.batchnorm are both set; keep batchnorm (train|eval|frozen)")
+        batchnorm = "frozen" if frozen_bn else batchnorm
+    return set_batchnorm_mode(model, batchnorm)
 
 
 def load_local_weights(model: nn.Module, path: str, in_chans: int) -> None:

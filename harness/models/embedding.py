@@ -3,6 +3,8 @@
     x --backbone.forward_features--> features --pool--> pooled --head--> embedding (L2-normalised)
 
 ``features`` (before pooling) is what feature-level Metrix mixes; ``embed`` takes features to embeddings.
+The head's initialisation (``head.init``): PyTorch's ``nn.Linear`` default, or ``kaiming_normal_fan_out``
+(weight ~ Kaiming normal over fan-out, bias 0, as the Metrix release).
 Any backbone works that exposes ``forward_features`` and ``num_features`` (timm models, MLP, SmallCNN).
 """
 
@@ -16,10 +18,12 @@ from harness.config import check_embed_dim
 from harness.errors import ConfigError
 
 POOLINGS = ("avg", "max", "double", "token")
+HEAD_INITS = ("default", "kaiming_normal_fan_out")
 
 
 class EmbeddingModel(nn.Module):
-    def __init__(self, backbone: nn.Module, embed_dim: int, normalize: bool = True, pooling: str = "avg"):
+    def __init__(self, backbone: nn.Module, embed_dim: int, normalize: bool = True, pooling: str = "avg",
+                 init: str = "default"):
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"head.pooling={pooling!r} is unknown; use one of {', '.join(POOLINGS)}")
@@ -28,6 +32,11 @@ class EmbeddingModel(nn.Module):
         self.normalize = normalize
         self.embed_dim = check_embed_dim(embed_dim)
         self.head = nn.Linear(int(backbone.num_features), self.embed_dim)
+        if init not in HEAD_INITS:
+            raise ConfigError(f"head.init={init!r} is unknown; use one of {', '.join(HEAD_INITS)}")
+        if init == "kaiming_normal_fan_out":  # Metrix's (and the Proxy Anchor code's) embedding layer
+            nn.init.kaiming_normal_(self.head.weight, mode="fan_out")
+            nn.init.zeros_(self.head.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(x)

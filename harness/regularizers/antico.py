@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning.losses import ProxyAnchorLoss
 
 from harness.errors import ConfigError
-from harness.regularizers.base import Batch, Regularizer
+from harness.regularizers.base import Batch, Regularizer, with_weight_decay
 from harness.regularizers.coding_rate import SCALES, coding_rate
 
 VARIANTS = ("pair", "batch_proxy", "all_proxy")
@@ -46,7 +46,8 @@ class AntiCo(Regularizer):
     def __init__(self, variant: str = "pair", weight: float = 1.0, eps: float = 0.5, gam1: float = 1.0,
                  gam2: float = 1.0, form: str = "exp", scale: str = "textbook", w_align: float = 0.0035,
                  align_alpha: float = 32.0, align_delta: float = 0.1, proxy_lr_mult: float = 100.0,
-                 num_classes: int | None = None, embed_dim: int | None = None, dtype: str = "float32"):
+                 num_classes: int | None = None, embed_dim: int | None = None, dtype: str = "float32",
+                 proxy_init_std: float | None = None, weight_decay: float | None = None):
         super().__init__()
         where = f"regularizer.antico_{variant}"
         for name, value, choices in (("variant", variant, VARIANTS), ("form", form, FORMS),
@@ -58,6 +59,10 @@ class AntiCo(Regularizer):
                 raise ConfigError(f"{where}.{name}={value} must be > 0, e.g. {name}=0.5")
         if weight < 0 or w_align < 0:
             raise ConfigError(f"{where}.weight={weight} and w_align={w_align} must be >= 0")
+        if (proxy_init_std is not None and not proxy_init_std > 0) or (weight_decay is not None and weight_decay < 0):
+            raise ConfigError(f"{where}.proxy_init_std={proxy_init_std} must be > 0 and weight_decay={weight_decay} >= 0 "
+                              f"(or null: the ProxyAnchor initialisation, the optimizer's weight decay)")
+        self.weight_decay = weight_decay
         self.variant, self.form, self.scale, self.dtype = variant, form, scale, DTYPES[dtype]
         self.weight, self.eps, self.gam1, self.gam2 = float(weight), float(eps), float(gam1), float(gam2)
         self.w_align, self.proxy_lr_mult = float(w_align), float(proxy_lr_mult)
@@ -67,6 +72,9 @@ class AntiCo(Regularizer):
         if variant != "pair" and num_classes and embed_dim:
             self.align = ProxyAnchorLoss(num_classes=int(num_classes), embedding_size=int(embed_dim),
                                          margin=float(align_delta), alpha=float(align_alpha))
+            if proxy_init_std is not None:
+                with torch.no_grad():
+                    self.align.proxies.normal_(0.0, float(proxy_init_std))
 
     # ------------------------------------------------------------------------------------------- start-up
     def check_compatible(self, base_loss) -> None:
@@ -98,7 +106,8 @@ class AntiCo(Regularizer):
     def param_groups(self) -> list:
         if self.align is None:
             return []
-        return [{"name": "proxies", "params": [self.align.proxies], "lr_mult": self.proxy_lr_mult}]
+        return [with_weight_decay({"name": "proxies", "params": [self.align.proxies], "lr_mult": self.proxy_lr_mult},
+                                  self.weight_decay)]
 
     # ------------------------------------------------------------------------------------------- the terms
     def forward(self, batch: Batch, base_loss, model=None) -> dict:

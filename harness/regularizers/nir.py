@@ -14,7 +14,8 @@ of collapsing onto it. The flow (FrEIA blocks, see ``harness.regularizers.flow``
 authors': 5 blocks of random permutation + GLOW coupling (clamp 2), every block conditioned on c_i,
 subnets of 8 linear layers x 128 units. The returned term is ``weight * L_NIR``; the authors'
 ``L_NIR + w_align * L_proxy`` is ``regularizer.nir.weight=1 loss.weight=<w_align>``. The flow's learning
-rate is ``optimizer.lr * lr_mult``: the class default is the authors' x50 (over their lr 1e-5, i.e. 5e-4);
+rate is ``optimizer.lr * lr_mult`` and its weight decay ``weight_decay`` (None: the optimizer's; the authors'
+flow group has none, i.e. 0). The class default lr_mult is the authors' x50 (over their lr 1e-5, i.e. 5e-4);
 ``conf/regularizer/nir.yaml`` sets 0.5, the same 5e-4 over the harness's default lr 1e-3 (x5 diverges there).
 
 Proxies come from the base loss (``base_loss.proxies`` / ``proxy_labels``), so any proxy-based loss
@@ -54,7 +55,7 @@ PROXY_LOSSES = "proxy_anchor, proxy_nca, normalized_softmax, soft_triple or arcf
 class NIR(Regularizer):
     def __init__(self, embed_dim: int, weight: float = 1.0, lr_mult: float = 50.0, blocks: int = 5, depth: int = 8,
                  width: int = 128, clamp: float = 2.0, conditioning: str = "dense", multi_proxy: str = "nearest",
-                 form: str = "exp"):
+                 form: str = "exp", weight_decay: float | None = None):
         super().__init__()
         if form not in FORMS:
             raise ConfigError(f"regularizer.nir.form={form!r} is unknown; use one of {', '.join(FORMS)}")
@@ -65,6 +66,9 @@ class NIR(Regularizer):
         self.embed_dim = int(embed_dim)
         self.weight = float(weight)
         self.lr_mult = float(lr_mult)
+        if weight_decay is not None and weight_decay < 0:
+            raise ConfigError(f"regularizer.nir.weight_decay={weight_decay} must be >= 0, or null for the optimizer's")
+        self.weight_decay = weight_decay  # the flow's group; None: the optimizer's weight decay
         self.form = form
         self.multi_proxy = multi_proxy
         self.flow = build_conditional_flow(self.embed_dim, self.embed_dim, blocks=blocks, depth=depth, width=width,

@@ -10,7 +10,8 @@ import sys
 
 import optuna
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
+from harness.redact import redact_text
 
 
 def main(argv=None) -> int:
@@ -25,10 +26,15 @@ def main(argv=None) -> int:
 
     try:
         search = read_search(args.study_dir)
-        study = optuna.load_study(study_name=search.study_name, storage=open_storage(search))
+        storage = open_storage(search)
+        try:
+            study = optuna.load_study(study_name=search.study_name, storage=storage)
+        except KeyError:
+            raise ConfigError(f"the storage of {args.study_dir} holds no study {search.study_name!r}; run the search "
+                              f"command first (python run.py -m sweep=<search>)") from None
         write_reports(study, search)
     except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact_text(str(err))}", file=sys.stderr)
         return 2
     return 0
 

@@ -139,10 +139,14 @@ def read_search(study_dir: Path) -> Search:
     if not path.exists():
         raise ConfigError(f"{path} does not exist; give the study directory a search wrote "
                           f"(results/search/<study_name>)")
-    data = yaml.safe_load(path.read_text())
-    data["space"] = {key: json_to_distribution(json.dumps(d)) for key, d in data["space"].items()}
-    data["study_dir"] = str(Path(study_dir))
-    return Search(**data)
+    try:
+        data = yaml.safe_load(path.read_text())
+        data["space"] = {key: json_to_distribution(json.dumps(d)) for key, d in data["space"].items()}
+        data["study_dir"] = str(Path(study_dir))
+        return Search(**data)
+    except (yaml.YAMLError, TypeError, KeyError, ValueError, AttributeError) as err:
+        raise ConfigError(f"{path} is damaged ({type(err).__name__}); run the search command again to rewrite "
+                          f"it") from None
 
 
 def atomic_write_yaml(path: Path, data: dict) -> None:

@@ -25,6 +25,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from harness.io import atomic_write_text
+from harness.redact import redact
 from harness.search.study import Search, counted, fail_reason, retry_root, storage_label, tally
 from harness.search.space import param_name
 
@@ -39,7 +40,7 @@ def write_reports(study: optuna.Study, search: Search) -> dict:
     frame = trials_frame(trials)
     atomic_write_text(out / "trials.csv", frame.to_csv(index=False))
     best = best_summary(study, search)
-    atomic_write_text(out / "best.yaml", yaml.safe_dump(best, sort_keys=False))
+    atomic_write_text(out / "best.yaml", yaml.safe_dump(redact(best), sort_keys=False))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     plot_history(complete, search, out / "history.png")
     plot_importance(study, search, out / "importance.png")
@@ -61,7 +62,7 @@ def trials_frame(trials) -> pd.DataFrame:
                "duration_s": t.duration.total_seconds() if t.duration else None}
         row.update({f"params_{k}": v for k, v in t.params.items()})
         row.update({f"user_attrs_{k}": v for k, v in t.user_attrs.items() if k != "fail_reason"})
-        rows.append(row)
+        rows.append(redact(row))
     return pd.DataFrame(rows)
 
 

@@ -36,6 +36,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
+from harness.redact import redact_text
 
 STORAGES = ("sqlite", "journal", "env")
 SEARCH_FILE = "search.yaml"  # the study directory's description of the search (no secrets)
@@ -139,7 +140,37 @@ def open_storage(search: Search):
             url = f"sqlite:///{Path(search.study_dir).resolve() / 'study.db'}"
         # a generous SQLite lock timeout: several workers write trials and heartbeats to one file
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-        return RDBStorage(url, engine_kwargs=engine, heartbeat_stale_trial_callback=retry, **beat)
+        return rdb_storage(url, storage_label(search), engine_kwargs=engine, heartbeat_stale_trial_callback=retry,
+                           **beat)
+
+
+# the pip package of each database driver SQLAlchemy may import (by the module name it failed to import)
+DRIVER_PACKAGES = {"psycopg": '"psycopg[binary]"', "psycopg2": "psycopg2-binary", "pg8000": "pg8000",
+                   "asyncpg": "asyncpg", "MySQLdb": "mysqlclient", "pymysql": "PyMySQL",
+                   "mysql": "mysql-connector-python", "oracledb": "oracledb", "pyodbc": "pyodbc"}
+
+
+def rdb_storage(url: str, label: str, **kwargs) -> RDBStorage:
+    """Optuna's RDBStorage, its failures as one line: a missing driver names its pip package; a wrong URL or an
+    unreachable server names where the URL came from (never the URL: it may hold a password)."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        return RDBStorage(url, **kwargs)
+    except ImportError as err:
+        cause = err.__cause__ if isinstance(err.__cause__, ImportError) else err
+        module = (getattr(cause, "name", None) or "").split(".")[0]
+        if not module:
+            raise
+        scheme = url.split(":", 1)[0]
+        raise ConfigError(f"the {scheme} storage in {label} needs the database driver {module!r}, which is not "
+                          f"installed: pip install {DRIVER_PACKAGES.get(module, module)}") from None
+    except ArgumentError:
+        raise ConfigError(f"the storage URL in {label} is not a database URL; use e.g. "
+                          f"postgresql://user:password@host:5432/optuna") from None
+    except SQLAlchemyError as err:
+        reason = scrub(redact_text(" ".join(str(getattr(err, "orig", None) or err).split())), url)[:300]
+        raise ConfigError(f"cannot open the study storage in {label}: {reason}") from None
 
 
 def storage_label(search: Search) -> str:
@@ -237,3 +268,16 @@ def fail_reason(trial) -> str:
     if "fail_reason" in trial.user_attrs:
         return str(trial.user_attrs["fail_reason"])
     return "worker lost: no heartbeat within the grace period (killed, pre-empted or out of memory)"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` without any piece of ``url``'s password (a driver may quote a mis-parsed URL's host, e.g. the
+    part of an unencoded password after its '@')."""
+    head, sep, rest = url.partition("://")
+    userinfo = rest.rsplit("@", 1)[0] if sep and "@" in rest else ""
+    password = userinfo.split(":", 1)[1] if ":" in userinfo else ""
+    pieces = {password, *password.split("@"), *password.replace("%40", "@").split("@")}
+    for piece in sorted((p for p in pieces if len(p) >= 2), key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
+

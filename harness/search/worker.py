@@ -32,6 +32,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 
 from harness import identity
 from harness.errors import RunPruned
+from harness.redact import redact_text
 from harness.search.space import format_override, suggest
 from harness.search.study import Search, is_surplus, load_study, retry_root, tally
 
@@ -84,7 +85,7 @@ def run_trial(trial: optuna.Trial, *, search: Search, master_config: DictConfig,
     try:
         record = run(cfg, on_evaluate=partial(report_epoch, trial, search.objective))
     except Exception as err:  # NaN loss, bad config, crash: the trial is FAIL with this reason
-        trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}"[:2000])
+        trial.set_user_attr("fail_reason", redact_text(f"{type(err).__name__}: {err}")[:2000])
         raise
     for key in search.record_keys:
         if record.get(key) is not None:

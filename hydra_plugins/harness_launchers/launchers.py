@@ -29,6 +29,8 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmitit
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness import launching
+from harness.errors import ConfigError
+from harness.job_shape import Shape, slurm_resources
 
 log = logging.getLogger("harness.launching")
 
@@ -97,9 +99,7 @@ class LocalLauncher(Launcher):
             log.info("\t#%d : %s", job.idx, job.label)
             returns.append(launching.run_one(self.hydra_context, self.task_function, job.config))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        launching.write_summary(sweep_dir, [launching.summary_row(j, r) for j, r in zip(jobs, returns)],
-                                {"launcher": "local"})
-        return returns
+        return launching.close_sweep(sweep_dir, jobs, returns, self.config, {"launcher": "local"})
 
 
 class SubmititLauncher(BaseSubmititLauncher):
@@ -133,36 +133,55 @@ class SubmititLauncher(BaseSubmititLauncher):
             raise SystemExit(2)
         sweep_dir, jobs = launching.prepare(self.hydra_context, self.config, job_overrides, initial_job_idx,
                                             self.skip_finished)
+        self.shapes(jobs)  # every job's processes, nodes and GPUs agree: checked before the cluster is asked anything
         if self._EXECUTOR == "slurm":
             launching.find_queued(jobs, launching.active_slurm_jobs())
         todo = [j for j in jobs if not j.finished and not j.queued]
         info = {"launcher": self.NAME}
         returns = {}
-        if todo:
-            executor = self.make_executor(sweep_dir, info)
-            submitted = executor.map_array(self, [j.config for j in todo], [Singleton.get_state()] * len(todo))
-            for job, sub in zip(todo, submitted):
+        groups = self.shapes(todo)  # one job array per shape (processes per node, nodes)
+        submitted = []
+        for resources, group in groups:
+            executor = self.make_executor(sweep_dir, info, resources)
+            subs = executor.map_array(self, [j.config for j in group], [Singleton.get_state()] * len(group))
+            for job, sub in zip(group, subs):
                 job.job_id, job.log = sub.job_id, str(sub.paths.stdout)
                 if self._EXECUTOR == "slurm":
                     launching.mark_submitted(job)
                 log.info("\t#%d : %s  (job %s)", job.idx, job.label, sub.job_id)
+                submitted.append((job, sub))
+        if submitted:
             log.info("submitted %d jobs to %s; waiting (logs in %s)", len(todo), self._EXECUTOR,
-                     Path(str(submitted[0].paths.folder)).parent)
-            for job, sub in zip(todo, submitted):
+                     Path(str(submitted[0][1].paths.folder)).parent)
+            for job, sub in submitted:
                 try:
                     returns[job.idx] = sub.results()[0]
                 except Exception as err:  # killed, out of time too often, lost: no result from the job
                     returns[job.idx] = launching.failed_return(job, err)
         ordered = [launching.skipped_return(j) if j.finished else launching.queued_return(j) if j.queued
                    else returns[j.idx] for j in jobs]
-        launching.write_summary(sweep_dir, [launching.summary_row(j, r) for j, r in zip(jobs, ordered)], info)
-        return ordered
+        return launching.close_sweep(sweep_dir, jobs, ordered, self.config, info)
 
-    def make_executor(self, sweep_dir: Path, info: dict):
-        """A submitit executor from this launcher's settings (as hydra-submitit-launcher builds it)."""
+    def shapes(self, jobs: list) -> list:
+        """[(launcher parameters, jobs)]: SLURM starts a run's processes as its tasks (harness/job_shape.py);
+        elsewhere a run on several processes starts them itself (one task)."""
+        groups = {}
+        for job in jobs:
+            groups.setdefault(Shape.of(job.config) if self._EXECUTOR == "slurm" else Shape(), []).append(job)
+        try:
+            return [(slurm_resources(shape, *(self.params.get(k) for k in ("gpus_per_node", "gres", "tasks_per_node",
+                                                                            "nodes")))
+                     if self._EXECUTOR == "slurm" else {}, group) for shape, group in groups.items()]
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def make_executor(self, sweep_dir: Path, info: dict, resources: Optional[dict] = None):
+        """A submitit executor from this launcher's settings (as hydra-submitit-launcher builds it), with the
+        job shape's ``tasks_per_node`` and ``nodes``."""
         import submitit
 
-        params = dict(self.params)
+        params = {**self.params, **(resources or {})}
         init = {"folder": params.pop("submitit_folder")}
         if "max_num_timeout" in params:
             init[f"{self._EXECUTOR}_max_num_timeout"] = params.pop("max_num_timeout")

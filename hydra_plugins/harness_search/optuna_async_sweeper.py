@@ -36,5 +36,7 @@ class OptunaAsyncSweeper(Sweeper):
         try:
             return run_search(self.spec, arguments, hydra_context=self.hydra_context, config=self.config)
         except HarnessError as err:  # a user error: one line, exit code 2, nothing launched
-            print(f"error: {err}", file=sys.stderr)
+            from harness.redact import redact_text
+
+            print(f"error: {redact_text(str(err))}", file=sys.stderr)
             raise SystemExit(2) from None

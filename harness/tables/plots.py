@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from harness import records
+from harness.tables.layout import EPOCHS
+from harness.tables.load import read_epoch_log
+from harness.tables.problems import Problem, Unreadable
 
 log = logging.getLogger("harness.tables")
 
@@ -56,15 +58,21 @@ def plot_metric_vs_knob(runs: pd.DataFrame, knob: str, others: list, metrics: li
     return path
 
 
-def epoch_frame(run_paths) -> pd.DataFrame:
-    """The epoch logs of a group's runs, one row per (run, epoch) with a training step (epoch >= 1)."""
-    rows = [dict(row, run=i) for i, p in enumerate(run_paths) for row in records.read_epochs(Path(p)) if row.get("epoch", 0) >= 1]
+def epoch_frame(run_paths, problems: list) -> pd.DataFrame:
+    """The epoch logs of a group's runs, one row per (run, epoch) with a training step (epoch >= 1); a log
+    that cannot be read is added to ``problems`` and left out."""
+    rows = []
+    for i, run_dir in enumerate(run_paths):
+        try:
+            rows += [dict(row, run=i) for row in read_epoch_log(Path(run_dir)) if row.get("epoch", 0) >= 1]
+        except Unreadable as err:
+            problems.append(Problem(str(Path(run_dir) / EPOCHS), str(err), "left out of the training curves"))
     return pd.DataFrame(rows)
 
 
-def plot_training_curves(run_paths, title: str, selection_metric: str, path: Path) -> Path | None:
+def plot_training_curves(run_paths, title: str, selection_metric: str, path: Path, problems: list) -> Path | None:
     """Loss terms (left) and the validation metric (right) per epoch: mean over seeds, band ± one std."""
-    epochs = epoch_frame(run_paths)
+    epochs = epoch_frame(run_paths, problems)
     if epochs.empty:
         return None
     terms = [c for c in epochs.columns if c.startswith("train/") and c != "train/steps"]
@@ -87,8 +95,8 @@ def plot_training_curves(run_paths, title: str, selection_metric: str, path: Pat
     return path
 
 
-def save_plots(finished: pd.DataFrame, keys: list, knobs: list, metrics: list, out: Path, max_curves: int = 24,
-               max_lines: int = 24) -> list:
+def save_plots(finished: pd.DataFrame, keys: list, knobs: list, metrics: list, out: Path, problems: list,
+               max_curves: int = 24, max_lines: int = 24) -> list:
     """Metric-vs-knob plots for each numeric knob (up to ``max_lines`` lines each), and training curves for up
     to ``max_curves`` groups: beyond that a figure helps nobody, and the log says how to narrow the runs."""
     written = []
@@ -107,7 +115,8 @@ def save_plots(finished: pd.DataFrame, keys: list, knobs: list, metrics: list, o
     for key, part in groups:
         title = group_label(keys, key)
         selection = part["selection/metric"].iloc[0] if "selection/metric" in part else "val/map@r"
-        path = plot_training_curves(part["path"], title, selection, out / "curves" / f"{slug(title)}.png")
+        path = plot_training_curves(part["path"], title, selection, out / "curves" / f"{slug(title)}.png",
+                                    problems)
         if path is not None:
             written.append(path)
     return written

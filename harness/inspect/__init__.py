@@ -1,0 +1,68 @@
+"""Pictures of a finished run: ``python -m harness.inspect RUN_DIR`` writes PNGs into ``RUN_DIR/pictures/``.
+
+* ``retrieval_grid.png``: test queries with their top-k results, green / red frames for same / other class;
+  the worst queries by AP@R and a seeded random sample, with class names (digits: the 8x8 images).
+* ``embedding_map.png``: UMAP of the test embeddings coloured by class, untrained beside trained.
+* ``spectrum.png``: singular values of the test embeddings, untrained, trained, and the trained runs that
+  differ only in the regularizer; the coding rate in the legend.
+
+The trained network is the selected epoch (``checkpoints/best.pt``), the untrained one the same architecture
+seeded as the run seeded it. Runs with ``eval.pictures=true`` draw them at the end and hand them to the trackers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+PICTURES = ("retrieval_grid", "embedding_map", "spectrum")
+log = logging.getLogger("harness.inspect")
+
+
+def pictures_wanted(setting, vector_inputs: bool) -> bool:
+    """``eval.pictures``: auto draws them for image datasets (a vector dataset such as digits trains in seconds
+    on a CPU, where a UMAP map would double the run), true / false for every dataset."""
+    return (not vector_inputs) if setting == "auto" else bool(setting)
+
+
+def pictures_at_end(run_dir, device, map_method: str = "umap") -> list:
+    """The pictures of a run that has just finished; failing to draw them costs one warning, never the run."""
+    try:
+        return make_pictures(run_dir, device=str(device), map_method=map_method)
+    except Exception as err:
+        log.warning("pictures not drawn (%s: %s); draw them later with python -m harness.inspect %s",
+                    type(err).__name__, str(err).splitlines()[0] if str(err) else "", run_dir)
+        return []
+
+
+def make_pictures(run_dir, out=None, device: str = "cpu", only=PICTURES, map_method: str = "umap", k: int = 8,
+                  n_worst: int = 4, n_random: int = 4, max_points: int = 3000, seed: int | None = None) -> list:
+    """Draw the pictures of one run; return the paths written."""
+    from harness.errors import ConfigError
+    from harness.inspect.loading import load_inspection
+
+    unknown = [p for p in only if p not in PICTURES]
+    if unknown:
+        raise ConfigError(f"unknown picture {unknown[0]!r}; choose from {', '.join(PICTURES)}")
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "pictures"
+    needs_untrained = any(p in only for p in ("embedding_map", "spectrum"))
+    inspection = load_inspection(run_dir, device=device, untrained=needs_untrained)
+    seed = int(inspection.config.seed) if seed is None else int(seed)
+    metric = str(inspection.config.eval.get("metric", "ip"))
+    written = []
+    if "retrieval_grid" in only:
+        from harness.inspect.grid import retrieval_grid
+
+        written.append(retrieval_grid(inspection, out / "retrieval_grid.png", k=k, n_worst=n_worst,
+                                      n_random=n_random, seed=seed, metric=metric))
+    if "embedding_map" in only:
+        from harness.inspect.embedding_map import embedding_map
+
+        written.append(embedding_map(inspection, out / "embedding_map.png", method=map_method,
+                                     max_points=max_points, seed=seed))
+    if "spectrum" in only:
+        from harness.inspect.spectrum import spectrum
+
+        written.append(spectrum(inspection, out / "spectrum.png", device=device))
+    return written

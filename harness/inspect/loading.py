@@ -1,0 +1,68 @@
+"""What the pictures are drawn from: a finished run's test split, embedded by the trained network (the
+selected epoch, ``checkpoints/best.pt`` via :func:`harness.load_run`) and by the untrained network (built by
+``harness.build`` from the run's config and seed: the network the run evaluated at epoch 0)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from harness import records
+from harness.errors import ConfigError
+from harness.evaluation.evaluator import Embedded
+
+
+@dataclass
+class Inspection:
+    run_dir: Path
+    record: dict
+    config: object                 # the run's saved config (OmegaConf)
+    test: object                   # the test split (EvalSet: queries, and a gallery for In-Shop)
+    evaluator: object              # the run's Evaluator (embeds on the chosen device)
+    class_names: dict = field(default_factory=dict)
+    trained: Embedded | None = None
+    untrained: Embedded | None = None
+
+    @property
+    def query(self):
+        return self.test.query
+
+    @property
+    def gallery(self):
+        return self.test.gallery
+
+    @property
+    def query_labels(self) -> np.ndarray:
+        return np.asarray(self.test.query.labels)
+
+    @property
+    def gallery_labels(self) -> np.ndarray:
+        return np.asarray((self.test.gallery if self.test.gallery is not None else self.test.query).labels)
+
+    def class_name(self, label: int) -> str:
+        return str(self.class_names.get(int(label), int(label)))
+
+    def embed(self, model) -> Embedded:
+        return self.evaluator.embed(model, self.test)
+
+
+def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Inspection:
+    """Rebuild the run's data and both networks, and embed the test split with each."""
+    from harness.build import build
+    from harness.reload import load_run
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); pass results/runs/<dataset>/<run>")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    parts = build(cfg, torch.device(device))  # seeded as the run was: parts.model is its epoch-0 network
+    run = load_run(run_dir, device=device)
+    out = Inspection(run_dir, records.read_record(run_dir) or {}, cfg, parts.data.test, parts.evaluator,
+                     dict(parts.data.class_names or {}))
+    out.trained = out.embed(run.model)
+    out.untrained = out.embed(parts.model) if untrained else None
+    return out

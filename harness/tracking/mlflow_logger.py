@@ -1,0 +1,108 @@
+"""MLflow: a local file store under the results tree, or the tracking server of ``$MLFLOW_TRACKING_URI``.
+
+``tracking_uri: null`` takes ``$MLFLOW_TRACKING_URI`` from the environment (credentials stay there: the URI is
+never written into the run directory or the config) and else the file store ``local_store``
+(``results/mlruns``: one folder per run, safe for parallel writers on a shared filesystem; browse it with
+``MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri results/mlruns``). MLflow 3 keeps the file store
+in maintenance mode and asks for that opt-in, which this adapter sets for its own local store only.
+
+MLflow chooses its run ids, so the run is found again by the tag ``harness.run_key`` (derived from the run
+directory): a resumed or requeued run continues the same MLflow run. Metric names are the epochs.jsonl keys
+with the characters MLflow refuses replaced (``val/recall@1`` -> ``val/recall_at_1``); the config is logged
+as flat parameters, the tags as tags, the record's results as metrics at the selected epoch and the pictures
+as artifacts under ``pictures/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from harness import records
+from harness.tracking.base import Tracker, metrics_of, record_results, require, result_step, run_key
+
+KEY_TAG = "harness.run_key"
+STATUS = {"finished": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+_REFUSED = re.compile(r"[^/\w.\- ]")
+
+
+def mlflow_key(key: str) -> str:
+    return _REFUSED.sub("_", str(key).replace("@", "_at_"))
+
+
+class MLflowLogger(Tracker):
+    name = "mlflow"
+
+    def __init__(self, experiment: str = "dml-harness", tracking_uri: str | None = None,
+                 local_store: str = "results/mlruns"):
+        require("mlflow", "mlflow-skinny", self.name)
+        self.experiment, self.tracking_uri, self.local_store = experiment, tracking_uri, local_store
+        self.client = self.run_id = None
+
+    def start(self, run_dir, config, tags, resumed_from_epoch):
+        from mlflow.tracking import MlflowClient
+
+        uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            uri = Path(self.local_store).resolve().as_uri()
+        self.client = MlflowClient(tracking_uri=uri)
+        experiment_id = self._experiment_id()
+        key = run_key(run_dir)
+        found = self.client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
+        if found:
+            self.run_id = found[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(experiment_id, run_name=Path(run_dir).name,
+                                         tags={KEY_TAG: key, "run_dir": str(Path(run_dir).resolve())})
+            self.run_id = run.info.run_id
+            self._log_params(config)
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def _experiment_id(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(self.experiment)
+        except Exception:  # another run created it in the meantime
+            found = self.client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def _log_params(self, config: dict) -> None:
+        from mlflow.entities import Param
+
+        params = [Param(mlflow_key(k), str(v)[:500]) for k, v in records.flatten(config).items()]
+        for i in range(0, len(params), 100):  # MLflow takes at most 100 parameters per batch
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
+
+    def _log_metrics(self, values: dict, step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(mlflow_key(k), v, now, step) for k, v in values.items()]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
+
+    def log_epoch(self, row):
+        self._log_metrics(metrics_of(row), int(row["epoch"]))
+
+    def log_record(self, record, logged=frozenset()):
+        self._log_metrics(record_results(record, leave_out=logged), result_step(record))
+
+    def log_images(self, paths, step):
+        for path in paths:
+            self.client.log_artifact(self.run_id, str(path), artifact_path="pictures")
+
+    def finish(self, status):
+        if self.client is not None and self.run_id is not None:
+            self.client.set_terminated(self.run_id, STATUS.get(status, "FAILED"))
+            self.run_id = None
+

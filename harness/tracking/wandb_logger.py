@@ -1,0 +1,66 @@
+"""Weights & Biases: offline by default, so runs on clusters without network lose nothing.
+
+``mode: null`` takes ``$WANDB_MODE`` and else ``offline``: the run is written to ``<run dir>/wandb/offline-run-*``
+and uploaded later with ``wandb sync <run dir>/wandb/offline-run-*`` (the files of a resumed run are synced
+into one run, in order). The W&B run id is derived from the run directory, so a resumed or requeued run
+continues the same W&B run. An attempt killed before wandb-core flushed its buffer loses rows from its offline
+file: the next attempt reads what the earlier files hold (``wandb_file``) and sends the rest again. The group
+is the sweep (or the Optuna study); the tags name the sweep, study, trial, seed and git commit. History rows
+are the epochs.jsonl rows with the epoch as step; the record's results go into the run summary; pictures are
+logged as images (at the step after the last epoch: W&B steps only go forward). The API key comes from the
+environment only (``WANDB_API_KEY`` or ``wandb login``), never from the config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.tracking.base import Tracker, metrics_of, record_results, require, run_key
+
+
+class WandbLogger(Tracker):
+    name = "wandb"
+
+    def __init__(self, project: str = "dml-harness", entity: str | None = None, mode: str | None = None,
+                 group: str | None = None):
+        require("wandb", "wandb", self.name)
+        self.project, self.entity, self.mode, self.group = project, entity, mode, group
+        self.run = None
+
+    def start(self, run_dir, config, tags, resumed_from_epoch):
+        import wandb
+
+        run_dir = Path(run_dir)
+        self.run = wandb.init(
+            project=self.project, entity=self.entity, id=run_key(run_dir), resume="allow", name=run_dir.name,
+            dir=str(run_dir), mode=self.mode or os.environ.get("WANDB_MODE") or "offline", config=config,
+            group=self.group or tags.get("sweep") or tags.get("study"), tags=[f"{k}={v}"[:64] for k, v in tags.items()],
+            reinit="finish_previous", settings=wandb.Settings(console="off", silent=True))
+        if self.run.offline:  # the steps earlier attempts' files really hold (a killed process loses its buffer)
+            from harness.tracking.wandb_file import last_step, offline_runs
+
+            mine = Path(self.run.dir).parent
+            return last_step([f for f in offline_runs(run_dir, run_key(run_dir)) if f.parent != mine])
+        if self.run.resumed:  # online: the server's next step
+            return int(self.run.step) - 1
+        return None
+
+    def log_epoch(self, row):
+        self.run.log(metrics_of(row), step=int(row["epoch"]), commit=True)
+
+    def log_record(self, record, logged=frozenset()):
+        self.run.summary.update({**record_results(record), "status": record.get("status")})  # all: the summary
+
+    def log_images(self, paths, step):
+        import wandb
+
+        self.run.log({f"pictures/{Path(p).stem}": wandb.Image(str(p)) for p in paths}, step=max(int(step), self.run.step))
+
+    def finish(self, status):
+        if self.run is not None:
+            import wandb
+
+            self.run.finish(exit_code=1 if status == "failed" else 0)
+            self.run = None
+            wandb.teardown()  # waits for wandb-core to write the run file: run.finish() alone may return before

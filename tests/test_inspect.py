@@ -1,0 +1,140 @@
+"""Pictures of a run (python -m harness.inspect): drawn from the networks the run evaluated (the untrained one
+reproduces the run's epoch-0 numbers, the trained one its test numbers), the grid's worst queries are the worst,
+siblings that differ only in the regularizer join the spectrum, and every PNG decodes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, tiny
+from harness.evaluation import evaluate_embeddings
+from harness.inspect import PICTURES, make_pictures
+from harness.inspect.grid import neighbours_and_ap, pick_queries, thumbnail
+from harness.inspect.loading import load_inspection
+from harness.inspect.spectrum import regularizer_siblings
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Two real digits runs of 3 epochs that differ only in the regularizer, and one of another seed."""
+    from harness.task import run
+
+    results = tmp_path_factory.mktemp("results")
+    out = {}
+    for name, overrides in {"none": [], "antico": ["regularizer=antico_pair"], "seed1": ["seed=1"]}.items():
+        out[name] = Path(run(tiny(overrides, results=results, epochs=3))["run_dir"])
+    return out
+
+
+def test_the_networks_are_those_the_run_evaluated(runs):
+    """Untrained = the run's epoch-0 network (seeded as the run seeded it); trained = the selected epoch."""
+    inspection = load_inspection(runs["none"])
+    record = inspection.record
+    untrained = evaluate_embeddings(inspection.untrained.query, inspection.query_labels, with_nmi=False)
+    trained = evaluate_embeddings(inspection.trained.query, inspection.query_labels, with_nmi=False)
+    assert untrained["map@r"] == pytest.approx(record["init/test/map@r"], abs=1e-6)
+    assert trained["map@r"] == pytest.approx(record["test/map@r"], abs=1e-6)
+    assert untrained["map@r"] != pytest.approx(trained["map@r"], abs=1e-4)
+
+
+def test_the_grid_shows_the_worst_queries_and_ap_at_r_matches_the_metric(runs):
+    inspection = load_inspection(runs["none"], untrained=False)
+    idx, ap = neighbours_and_ap(inspection, k=8)
+    assert idx.shape == (len(inspection.query_labels), 8)
+    assert np.nanmean(ap) == pytest.approx(inspection.record["test/map@r"], abs=1e-6)
+    worst, sample = pick_queries(ap, 4, 4, seed=0)
+    assert sorted(ap[worst]) == sorted(np.sort(ap)[:4]) and not set(worst) & set(sample)
+    assert pick_queries(ap, 4, 4, seed=0) == (worst, sample)  # seeded
+
+
+def test_siblings_differ_only_in_the_regularizer(runs):
+    assert regularizer_siblings(runs["none"]) == [runs["antico"]]
+    assert regularizer_siblings(runs["antico"]) == [runs["none"]]
+    assert regularizer_siblings(runs["seed1"]) == []
+
+
+def test_every_picture_is_written_and_decodes(runs, tmp_path):
+    paths = make_pictures(runs["none"], out=tmp_path, map_method="pca")
+    assert [p.name for p in paths] == [f"{name}.png" for name in PICTURES]
+    for path in paths:
+        with Image.open(path) as img:
+            assert img.format == "PNG" and min(img.size) >= 300
+        assert path.stat().st_size < 300_000
+
+
+def test_thumbnails_of_vectors_tensors_and_image_files(tmp_path):
+    from harness.data.base import ArrayDataset
+    from harness.data.images import ImageListDataset
+    import torch
+
+    digits = ArrayDataset(torch.arange(64, dtype=torch.float32).repeat(2, 1), np.array([0, 1]))
+    image, cmap = thumbnail(digits, 1)
+    assert image.shape == (8, 8) and cmap == "gray_r" and image.min() == 0 and image.max() == 1
+    gray = ArrayDataset(torch.rand(2, 1, 28, 28), np.array([0, 1]))
+    assert thumbnail(gray, 0)[0].shape == (28, 28)
+    path = tmp_path / "a.png"
+    Image.new("RGB", (200, 120), (10, 200, 30)).save(path)
+    image, cmap = thumbnail(ImageListDataset([path], [3]), 0, size=64)
+    assert image.shape == (64, 64, 3) and cmap is None and tuple(image[32, 32]) == (10, 200, 30)
+
+
+def test_cli_writes_into_the_run_directory_and_refuses_a_non_run(runs, tmp_path, capsys):
+    from harness.inspect.__main__ import main
+
+    cmd = [sys.executable, "-m", "harness.inspect", str(runs["seed1"]), "--only", "retrieval_grid", "--map", "pca"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (runs["seed1"] / "pictures" / "retrieval_grid.png").is_file()
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not a run directory" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_umap_map_of_a_run(runs, tmp_path):
+    """The real UMAP (umap-learn, numba-compiled on first use: ~25 s), on a bounded sample of 150 points. It leaves
+    torch's thread count as it was (numba resets OpenMP's: later runs in the process would round differently)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        [path] = make_pictures(runs["none"], out=tmp_path, only=["embedding_map"], map_method="umap", max_points=150)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    with Image.open(path) as img:
+        assert img.size[0] > img.size[1] >= 300
+
+
+def test_a_run_draws_its_pictures_at_the_end_and_hands_them_to_the_trackers(tmp_path, runs):
+    import harness
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert not (runs["antico"] / "pictures").exists()  # eval.pictures=auto: not for a vector dataset
+    cfg = tiny(["logger=tensorboard", "eval.pictures=true", "eval.picture_map=pca", "eval.test_every_epoch=true"],
+               tmp_path / "results", epochs=2)
+    record = harness.run(cfg)
+    run_dir = Path(record["run_dir"])
+    assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == sorted(f"{p}.png" for p in PICTURES)
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    # test/* is in every epoch row here (test_every_epoch): the record adds no second value at the selected epoch
+    assert [e.step for e in events.Scalars("test/map@r")] == [1, 2]
+    assert [e.step for e in events.Scalars("diag/test/coding_rate")] == [record["selected_epoch"]]
+    assert sorted(events.Tags()["images"]) == sorted(f"pictures/{p}" for p in PICTURES)
+    assert [e.step for e in events.Images("pictures/spectrum")] == [2]
+
+
+def test_a_bad_pictures_setting_is_one_line_naming_the_fix(tmp_path):
+    import harness
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.pictures=sometimes must be auto"):
+        harness.run(tiny(["eval.pictures=sometimes"], tmp_path / "results"))

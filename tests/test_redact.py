@@ -1,0 +1,119 @@
+"""No secret on disk: the one redaction module (harness/redact.py) and the writers that go through it."""
+
+import logging
+
+import pytest
+
+from harness import records
+from harness.redact import MASK, redact, redact_text
+
+SECRETS = ["hunter2", "p@ss@w0rd", "s3cr3t", "tok-123", "AIzaKEY", "a/b@c"]
+
+
+@pytest.mark.parametrize("text,kept", [
+    ("postgresql://user:hunter2@db.lab:5432/optuna", "postgresql://user:***@db.lab:5432/optuna"),
+    ("postgresql://:hunter2@db.lab/optuna", "postgresql://:***@db.lab/optuna"),          # no user name
+    ("postgresql://u:p@ss@w0rd@db.lab/optuna?sslmode=require", "postgresql://u:***@db.lab/optuna?sslmode=require"),
+    ("mysql://u:a/b@c@host/db", "mysql://u:***@host/db"),                              # '/' and '@' in it
+    ("https://h/x?password=hunter2&n=1", "https://h/x?password=***&n=1"),
+    ("https://h/x?n=1&token=tok-123#top", "https://h/x?n=1&token=***#top"),
+    ("https://h/x?key=AIzaKEY&sig=s3cr3t", "https://h/x?key=***&sig=***"),
+    ("+db.password=hunter2 trainer.epochs=3", "+db.password=*** trainer.epochs=3"),
+    ("tracker.api_key=tok-123", "tracker.api_key=***"),
+    ("client_secret: s3cr3t", "client_secret: ***"),
+    ('{"db_password": "hunter2", "n": 1}', '{"db_password": "***", "n": 1}'),
+    ("password='p w' x=1", "password='***' x=1"),
+])
+def test_text_redaction_catches_every_form(text, kept):
+    assert redact_text(text) == kept
+    assert redact_text(kept) == kept  # idempotent
+
+
+@pytest.mark.parametrize("text", [
+    "http://host:8080/path", "results/runs/digits/ms__none__mlp__1a2b3c4d__seed0", "test/map@r=0.5123",
+    "signal_delay_s: 120", "cls_token: true", "storage: ${oc.env:HARNESS_OPTUNA_STORAGE}", "num_tokens=8",
+    "error: trainer.epochs=abc must be an integer", "sort_key=name",
+])
+def test_text_without_secrets_is_unchanged(text):
+    assert redact_text(text) == text
+
+
+def test_nested_data_redacts_secret_keys_and_urls_but_keeps_the_rest():
+    data = {"db": {"password": "hunter2", "port": 5432, "url": "postgresql://u:s3cr3t@h/d", "token": None},
+            "backbone": {"class_token": True, "num_tokens": 4}, "record_keys": ["test/map@r"],
+            "overrides": ["+x.api_key=tok-123", "seed=1"], "pin": {"passwd": 1234}}
+    out = redact(data)
+    assert out["db"] == {"password": MASK, "port": 5432, "url": "postgresql://u:***@h/d", "token": None}
+    assert out["backbone"] == data["backbone"] and out["record_keys"] == ["test/map@r"]
+    assert out["overrides"] == ["+x.api_key=***", "seed=1"] and out["pin"] == {"passwd": MASK}
+    assert records.redact is redact  # the records module re-exports the one implementation
+
+
+def test_log_records_are_redacted_whatever_the_handler(tmp_path):
+    import harness  # noqa: F401  (installs the redacting log record factory)
+
+    path = tmp_path / "x.log"
+    handler = logging.FileHandler(path)
+    log = logging.getLogger("harness.test_redact")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        log.info("connecting to %s", "postgresql://u:hunter2@h/d")
+        try:
+            raise RuntimeError("bad url postgresql://u:s3cr3t@h/d")
+        except RuntimeError:
+            log.exception("failed with db.password=%s", "p@ss@w0rd")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    text = path.read_text()
+    assert "postgresql://u:***@h/d" in text and "RuntimeError" in text
+    assert not [s for s in SECRETS if s in text]
+
+
+# ----------------------------------------------------------------------------------------------- on disk
+SECRET_OVERRIDES = ["+db.password=hunter2", "+db.url='postgresql://u:p@ss@w0rd@db.lab/x'",
+                    "+db.link='https://h/x?token=tok-123&n=1'"]
+SECRET_VALUES = ["hunter2", "p@ss@w0rd", "ss@w0rd", "tok-123"]
+
+
+def leaks(root) -> list:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert files
+    return [(str(p), s) for p in files for s in SECRET_VALUES if s.encode() in p.read_bytes()]
+
+
+def test_a_password_in_any_override_of_a_grid_is_nowhere_on_disk(results):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}", *SECRET_OVERRIDES,
+                           "trainer.epochs=1", "sampler.batches_per_epoch=1", "eval.nmi=false",
+                           "eval.utilization=false", "seed=0"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {p.name for p in results.rglob("*")}
+    assert {"config.yaml", "overrides.txt", "record.json", "run.log", "summary.json", "multirun.yaml"} <= names
+    assert not leaks(results)
+    overrides = next(results.rglob("overrides.txt")).read_text()
+    assert "+db.password=***" in overrides and "postgresql://u:***@db.lab/x" in overrides
+    assert "token=***&n=1" in overrides
+
+
+@pytest.mark.slow
+def test_a_password_in_a_search_override_is_nowhere_on_disk(results):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from test_search import TINY
+
+    proc = subprocess.run([sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}", *TINY,
+                           *SECRET_OVERRIDES, "hydra.sweeper.n_trials=1", "hydra.sweeper.n_workers=1",
+                           "trainer.epochs=1", "eval.utilization=false"], cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {p.name for p in results.rglob("*")}
+    assert {"search.yaml", "best.yaml", "trials.csv", "summary.json", "study.db", "overrides.txt"} <= names
+    assert not leaks(results)
