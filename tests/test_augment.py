@@ -30,6 +30,17 @@ def test_same_seed_epoch_step_same_batch_and_each_part_changes_it():
         assert not torch.equal(a, aug(x, **other)), other
 
 
+def test_rank_zero_draws_what_one_process_draws_and_each_other_rank_its_own():
+    """In a data-parallel run each rank augments its share of the global batch: rank 0 as a lone process would,
+    the others with draws of their own (two ranks never give their samples the same warp)."""
+    aug, x = BatchAugment(**FULL), strokes(8)
+    alone = aug(x, seed=0, epoch=2, step=5)
+    assert torch.equal(aug(x, seed=0, epoch=2, step=5, rank=0), alone)
+    ranks = [aug(x, seed=0, epoch=2, step=5, rank=r) for r in (1, 2, 3)]
+    assert all(not torch.equal(r, alone) for r in ranks) and not torch.equal(ranks[0], ranks[1])
+    assert torch.equal(aug(x, seed=0, epoch=2, step=5, rank=2), ranks[1])
+
+
 def test_each_sample_gets_its_own_parameters():
     out = BatchAugment(rotation=20, translate=0.1)(strokes(), seed=0, epoch=1, step=0)
     flat = out.flatten(1)

@@ -23,7 +23,7 @@ import torch
 from omegaconf import open_dict
 from PIL import Image
 
-from conftest import compose_cfg, group_options
+from conftest import CONF, compose_cfg, group_options
 from harness.errors import ConfigError, DataError
 from harness.build import build_data, instantiate  # instantiate re-raises our one-line errors
 from harness.task import run
@@ -440,7 +440,11 @@ def test_one_epoch_resnet18_on_a_cub_tree(tmp_path, results):
 
 
 # ----------------------------------------------------------------------------------------------- paper presets
-@pytest.mark.parametrize("preset", group_options("experiment"))
+PAPER_PRESETS = [p for p in group_options("experiment") if "published:" in (CONF / "experiment" / f"{p}.yaml").read_text()]
+OMNIGLOT_PRESETS = ["omniglot"] + sorted(f"omniglot_ablation/{p.stem}" for p in (CONF / "experiment" / "omniglot_ablation").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PAPER_PRESETS)
 def test_paper_preset_builds_its_protocol(preset):
     """Each preset composes, sets only keys its regularizer file has, and builds loss, regularizers and
     optimizer through the real run code (ResNet-18 without download stands in for the pretrained ResNet-50)."""
@@ -477,3 +481,28 @@ def test_paper_preset_builds_its_protocol(preset):
     assert lrs["backbone"] == pytest.approx(float(cfg.optimizer.lr))
     if "m" in cfg.sampler:
         assert OmegaConf.select(cfg, "sampler.batch_size") % cfg.sampler.m == 0
+
+
+@pytest.mark.parametrize("preset", OMNIGLOT_PRESETS)
+def test_omniglot_presets_build(preset):
+    """experiment=omniglot and each setting of its regularizer ablation compose, set only known keys, and build
+    loss, regularizers and optimizer for its 8 x 114 training classes (no data needed)."""
+    from harness.build import build_model, build_optimizer, build_regularizers
+    from harness.config import complete_config, validate_config
+    from harness.data.base import ArrayDataset, DMLData, EvalSet
+
+    assert set(group_options("experiment")) - set(PAPER_PRESETS) == {"omniglot"}  # a new preset is one or the other
+    cfg = compose_cfg([f"experiment={preset}"])
+    validate_config(cfg)
+    assert cfg.dataset._target_.endswith(".load_omniglot") and cfg.dataset.augment._target_.endswith("BatchAugment")
+    for name, node in (cfg.regularizer or {}).items():
+        own = compose_cfg([f"regularizer={name}"]).regularizer[name]
+        assert set(node.keys()) <= set(own.keys()), f"{preset} sets keys {set(node) - set(own)} unknown to {name}"
+    classes = np.repeat(np.arange(8 * 114), 2)
+    fake = ArrayDataset(torch.zeros(len(classes), 1, 28, 28), classes)
+    cfg = complete_config(cfg, DMLData("omniglot", fake, EvalSet(fake), EvalSet(fake)))
+    loss = instantiate(cfg.loss)
+    regularizers = build_regularizers(cfg.regularizer, loss)
+    build_optimizer(cfg.optimizer, build_model(cfg), loss, regularizers, cfg.lr_mult)
+    expected = "proxy_anchor" if preset.endswith(("nir", "proxy_anchor")) else "multi_similarity"
+    assert cfg.loss.name == expected
