@@ -1,6 +1,7 @@
 """Build once: ``build(cfg, device) -> Parts``, the only place that instantiates a run's parts from its config.
 
     data         instantiate(cfg.dataset)            train / class-disjoint val / test splits
+    augment      instantiate(cfg.dataset.augment)    train-time batch augmentation on the device (or None)
     model        backbone + pooling + embedding head (harness.models.EmbeddingModel)
     loss         the base loss (a pytorch-metric-learning loss in harness.losses.MetricLoss; may own proxies)
     regularizers one module per entry of cfg.regularizer, each checked against the base loss
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from harness.config import complete_config
@@ -52,6 +53,7 @@ class Parts:
     scaler: object | None        # the fp16 gradient scaler
     world: World = field(default_factory=World)   # the processes of this run (one by default)
     parallel: DataParallel | None = None          # the training step's model across them
+    augment: nn.Module | None = None  # dataset.augment: augment(x, seed=, epoch=, step=, rank=) on the device
 
     @property
     def modules(self) -> dict:
@@ -67,7 +69,7 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     world = world or World()
     device = world.device if world.distributed else device or pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
-    data = instantiate(cfg.dataset, _convert_="all")
+    data, augment = build_data(cfg.dataset)
     if data.val is None:
         raise ConfigError(f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction")
     cfg = complete_config(cfg, data)
@@ -88,7 +90,24 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
                           world=world)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     return Parts(cfg, data, parallel.model, loss, regularizers, optimizer, scheduler, sampler, loader, evaluator,
-                 device, amp, scaler, world, parallel)
+                 device, amp, scaler, world, parallel, augment.to(device) if augment is not None else None)
+
+
+def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:
+    """The dataset's splits, and its train-time batch augmentation from ``dataset.augment`` (absent or null: None).
+
+    The augmentation is not the loader's business: it is built here and applied by the training loop to each
+    batch on the device (harness.data.augment.BatchAugment), so it needs batches of images (B x C x H x W)."""
+    node = node.copy()
+    with open_dict(node):
+        augment_node = node.pop("augment", None)
+    data = instantiate(node, _convert_="all")
+    if augment_node is None:
+        return data, None
+    if len(data.input_shape) != 3:
+        raise ConfigError(f"dataset.augment works on image batches, but {data.name} gives inputs of shape "
+                          f"{data.input_shape}; set dataset.augment=null")
+    return data, instantiate(augment_node, _convert_="all")
 
 
 def instantiate(node, *args, **kwargs):

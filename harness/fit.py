@@ -82,6 +82,7 @@ class LoopState:
     best_test_value: float | None = None
     best_test: dict = field(default_factory=dict)
     elapsed: float = 0.0           # training seconds of earlier attempts
+    cpu_elapsed: float = 0.0       # their CPU seconds (process time, all threads)
     attempts: int = 0
 
 
@@ -114,7 +115,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
                       **prefixed("init/test", evaluator.evaluate(model, data.test))}
         write_row({"epoch": 0, **state.init})
     state.attempts += 1
-    attempt_start = time.perf_counter()
+    attempt_start, attempt_cpu = time.perf_counter(), time.process_time()
 
     steps_per_epoch = len(parts.sampler)
     for epoch in range(state.epoch + 1, plan.epochs + 1):
@@ -126,7 +127,8 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
             row.update(train_one_epoch(model, parts.loss, parts.regularizers, parts.optimizer, parts.loader,
                                        epoch=epoch, device=parts.device, amp=parts.amp, scaler=parts.scaler,
                                        grad_clip=plan.grad_clip, grad_clip_mode=plan.grad_clip_mode,
-                                       step0=(epoch - 1) * steps_per_epoch, progress=bar, parallel=parts.parallel))
+                                       step0=(epoch - 1) * steps_per_epoch, progress=bar, parallel=parts.parallel,
+                                       augment=parts.augment, seed=int(parts.cfg.seed)))
         parts.parallel.check_in_sync(epoch)
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(parts.optimizer.param_groups)})
         if parts.scheduler is not None:
@@ -159,7 +161,8 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
 
         state.epoch = epoch
         if epoch % plan.checkpoint_every == 0 or epoch == plan.epochs:
-            save_last(parts, state, state.elapsed + time.perf_counter() - attempt_start, last)
+            save_last(parts, state, state.elapsed + time.perf_counter() - attempt_start,
+                      state.cpu_elapsed + time.process_time() - attempt_cpu, last)
 
     # ---- the selected epoch, on the test split
     barrier(world)  # rank 0 has written best.pt
@@ -182,6 +185,8 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         result.update(prefixed("raw/val", evaluator.score(evaluator.raw(data.val))))
         result.update(prefixed("raw/test", evaluator.score(evaluator.raw(data.test))))
     result["train_time_s"] = state.elapsed + time.perf_counter() - attempt_start
+    # CPU seconds of the same span (process time, every thread): comparable across loads of a shared machine
+    result["train_cpu_s"] = state.cpu_elapsed + time.process_time() - attempt_cpu
     result["attempts"] = state.attempts
     return result
 
@@ -193,7 +198,7 @@ def track_best_test(state: LoopState, plan: Plan, epoch: int, test: dict) -> Non
         state.best_test_epoch, state.best_test_value, state.best_test = epoch, value, test
 
 
-def save_last(parts: Parts, state: LoopState, elapsed: float, path: Path) -> None:
+def save_last(parts: Parts, state: LoopState, elapsed: float, cpu_elapsed: float, path: Path) -> None:
     """last.pt, written by rank 0; it holds every rank's random state (``rng_ranks``), gathered first."""
     rngs = every_rank_rng(parts.world)
     if not parts.world.is_main:
@@ -202,7 +207,7 @@ def save_last(parts: Parts, state: LoopState, elapsed: float, path: Path) -> Non
         "modules": ckpt.module_states(parts.modules), "optimizer": parts.optimizer.state_dict(),
         "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "state": json.dumps(asdict(state) | {"elapsed": elapsed}), "rng": rngs[0],
+        "state": json.dumps(asdict(state) | {"elapsed": elapsed, "cpu_elapsed": cpu_elapsed}), "rng": rngs[0],
         **({"rng_ranks": rngs} if parts.world.distributed else {}),
     }, path)
 

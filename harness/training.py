@@ -24,13 +24,17 @@ def check_finite(total: torch.Tensor, terms: dict, epoch: int, step: int) -> Non
 
 def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, epoch: int, device: torch.device,
                     amp: str = "off", scaler=None, grad_clip: float | None = None, grad_clip_mode: str = "norm",
-                    step0: int = 0, progress=None, parallel: DataParallel | None = None) -> dict:
+                    step0: int = 0, progress=None, parallel: DataParallel | None = None,
+                    augment=None, seed: int = 0) -> dict:
     """Train for one pass over ``loader``; return the mean of each loss term and the epoch's timings.
     ``grad_clip`` clips every trained parameter's gradient before the step: their total norm (``norm``) or each
     element to [-grad_clip, grad_clip] (``value``, torch's clip_grad_value_).
 
     ``parallel`` (a data-parallel run): the loader yields this process's share of each batch; the losses see the
-    global batch (harness.distributed). Without it, one process: the same step."""
+    global batch (harness.distributed). Without it, one process: the same step.
+
+    ``augment(inputs, seed=, epoch=, step=, rank=)`` transforms each (local) batch on the device first: a pure
+    function of seed, epoch, step and rank, so resume stays exact."""
     parallel = parallel or DataParallel(model, (), World())
     model = parallel.model
     model.train()
@@ -42,6 +46,9 @@ def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, 
     for step, (inputs, labels) in enumerate(loader):
         inputs = inputs.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
+        if augment is not None:
+            with torch.no_grad():
+                inputs = augment(inputs, seed=seed, epoch=epoch, step=step)
 
         with autocast_for(device, amp):  # embeddings come out in float32 (losses and coding rates run in it)
             batch = parallel.batch(inputs, labels, reads, step=step0 + step, epoch=epoch)

@@ -16,15 +16,16 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from omegaconf import open_dict
 from PIL import Image
 
-from conftest import compose_cfg, group_options
+from conftest import CONF, compose_cfg, group_options
 from harness.errors import ConfigError, DataError
-from harness.build import instantiate  # re-raises our one-line errors
+from harness.build import build_data, instantiate  # instantiate re-raises our one-line errors
 from harness.task import run
 
 SMALL = ["dataset.transform.size=32", "dataset.transform.resize=36"]
@@ -126,9 +127,36 @@ def make_omniglot_zip(root, subset: str, alphabets: dict, per_class=4):
     return root
 
 
+OML_TRAIN, OML_TEST = (1, 2, 3, 4, 5, 6), (10, 11, 12)
+
+
+def make_oml(root, flags: str = "both", per_class: int = 4, boxes: bool = False, absolute: bool = False):
+    """images/<label>/<k>.jpg (80 x 60) and df.csv. flags: both (OML's "1 vs rest"), split (disjoint
+    query / gallery rows, In-Shop style) or none (no flag columns)."""
+    rows = []
+    for label in OML_TRAIN + OML_TEST:
+        for k in range(per_class):
+            rel = f"images/{label}/{k}.jpg"
+            write_jpeg(root / rel, label, k)
+            row = {"label": label, "path": str(root / rel) if absolute else rel,
+                   "split": "train" if label in OML_TRAIN else "validation",
+                   "category": "shoes" if label % 2 else "bags"}
+            if flags != "none":
+                val = label in OML_TEST
+                row["is_query"] = (True if flags == "both" else k < 2) if val else None
+                row["is_gallery"] = (True if flags == "both" else k >= 2) if val else None
+            if boxes:
+                row.update({"x_1": 10, "x_2": 50, "y_1": 5, "y_2": 35} if k % 2 == 0 else
+                           {"x_1": None, "x_2": None, "y_1": None, "y_2": None})
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    df.to_csv(root / "df.csv", index=False)
+    return root, df
+
+
 def load(dataset: str, root, *overrides):
     cfg = compose_cfg([f"dataset={dataset}", f"dataset.root={root}", *SMALL, *overrides])
-    return instantiate(cfg.dataset, _convert_="all")
+    return build_data(cfg.dataset)[0]
 
 
 def classes_of(ds) -> set:
@@ -230,6 +258,68 @@ def test_omniglot_zip_drops_alphabets_shared_with_training(tmp_path):
     assert data.train.inputs.min() == 0 and data.train.inputs.max() == 1 and data.train.inputs.mean() < 0.5
 
 
+def test_omniglot_several_training_subsets_read_a_shared_character_once(tmp_path):
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background_small1", {"Greek": 3, "Balinese": 3})
+    make_omniglot_zip(root, "images_background_small2", {"Greek": 3, "Tagalog": 2})
+    make_omniglot_zip(root, "images_evaluation", {"Tagalog": 1, "Mongolian": 2})
+    data = load("omniglot", root, "dataset.train_subsets=[images_background_small1,images_background_small2]",
+                "dataset.test_subsets=[images_evaluation]", "dataset.val_fraction=0.25")
+    # 3 Greek (in both zips: one class each, files read once) + 3 Balinese + 2 Tagalog = 8 characters
+    assert data.num_classes + data.val.num_classes == 8 and data.val.num_classes == 2
+    assert len(data.train) + len(data.val.query) == 8 * 4
+    # Tagalog is a training alphabet: left out of the test subset
+    assert {data.class_names[c].split("/")[0] for c in classes_of(data.test.query)} == {"Mongolian"}
+    with pytest.raises(ConfigError, match="dataset.train_subsets is empty"):
+        load("omniglot", root, "dataset.train_subsets=[]")
+
+
+def test_omniglot_validation_alphabets_are_held_out_whole(tmp_path):
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background_small1", {"Balinese": 3, "Early_Aramaic": 2, "Korean": 2})
+    make_omniglot_zip(root, "images_background_small2", {"Tagalog": 2})
+    data = load("omniglot", root, "dataset.val_alphabets=[Early_Aramaic]")
+    assert data.val.num_classes == 2 and data.num_classes == 5
+    assert {data.class_names[c].split("/")[0] for c in classes_of(data.val.query)} == {"Early_Aramaic"}
+    with pytest.raises(ConfigError, match="'Tagalog' is not an alphabet of images_background_small1"):
+        load("omniglot", root, "dataset.val_alphabets=[Tagalog]")
+
+
+def test_omniglot_rotated_training_classes(tmp_path):
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background_small1", {"Balinese": 4, "Korean": 2})
+    make_omniglot_zip(root, "images_background_small2", {"Tagalog": 2})
+    plain = load("omniglot", root, "dataset.val_alphabets=[Korean]")
+    data = load("omniglot", root, "dataset.val_alphabets=[Korean]", "dataset.rotated_classes=4")
+    assert plain.num_classes == 4 and data.num_classes == 16 and len(data.train) == 4 * len(plain.train)
+    n = len(plain.train)
+    x, y = plain.train.inputs, plain.train.labels
+    assert torch.equal(data.train.inputs[n:2 * n], torch.rot90(x, 1, dims=(2, 3)))  # a quarter turn: new classes
+    assert (data.train.labels[n:2 * n] == y + 4).all() and (data.train.labels[3 * n:] == y + 12).all()
+    assert torch.equal(data.val.query.inputs, plain.val.query.inputs)  # validation and test are not rotated
+    assert torch.equal(data.test.query.inputs, plain.test.query.inputs)
+    both = load("omniglot", root, "dataset.val_alphabets=[Korean]", "dataset.rotated_classes=2", "dataset.mirrored_classes=true")
+    assert both.num_classes == 16 and torch.equal(both.train.inputs[2 * n:3 * n], torch.flip(x, dims=(3,)))
+    with pytest.raises(ConfigError, match="dataset.rotated_classes=5 must be 1"):
+        load("omniglot", root, "dataset.rotated_classes=5")
+
+
+def test_omniglot_standard_background_evaluation_split(tmp_path):
+    """dataset=omniglot_standard on zips in the layout of the release's images_background / images_evaluation."""
+    root = tmp_path / "omniglot"
+    make_omniglot_zip(root, "images_background", {"Alphabet_of_the_Magi": 3, "Anglo-Saxon_Futhorc": 2, "Armenian": 3},
+                      per_class=3)
+    make_omniglot_zip(root, "images_evaluation", {"Angelic": 2, "Atemayar_Qelisayer": 3}, per_class=3)
+    data = load("omniglot_standard", root, "dataset.val_fraction=0.25")
+    assert data.num_classes == 6 and data.val.num_classes == 2  # 8 background characters, 2 carved for validation
+    assert data.test.num_classes == 5 and len(data.test.query) == 15
+    test_alphabets = {data.class_names[c].split("/")[0] for c in classes_of(data.test.query)}
+    assert test_alphabets == {"Angelic", "Atemayar_Qelisayer"}
+    with pytest.raises(DataError, match="has neither images_evaluation.zip nor images_evaluation/"):
+        (root / "images_evaluation.zip").unlink()
+        load("omniglot_standard", root)
+
+
 # Every file of conf/dataset/ is instantiated on a tree in its published layout: a new dataset file fails here
 # until it has a generator.
 TREES = {
@@ -241,6 +331,10 @@ TREES = {
     "omniglot": lambda tmp: make_omniglot_zip(make_omniglot_zip(tmp / "omniglot", "images_background_small1",
                                                                 {"Greek": 3, "Balinese": 3}),
                                               "images_background_small2", {"Tagalog": 3}),
+    "omniglot_standard": lambda tmp: make_omniglot_zip(make_omniglot_zip(tmp / "omniglot", "images_background",
+                                                                         {"Greek": 3, "Balinese": 3}),
+                                                       "images_evaluation", {"Angelic": 3}),
+    "csv": lambda tmp: make_oml(tmp / "oml")[0],
     "digits": None,  # ships inside scikit-learn
 }
 
@@ -253,7 +347,7 @@ def test_every_dataset_file_instantiates_to_class_disjoint_splits(dataset, tmp_p
     make = TREES[dataset]
     extra = ["dataset.val_fraction=0.34"] + (["dataset.test_fraction=0.25"] if dataset == "image_folder" else [])
     if make is None:
-        data = instantiate(compose_cfg([f"dataset={dataset}"]).dataset, _convert_="all")
+        data = build_data(compose_cfg([f"dataset={dataset}"]).dataset)[0]
     else:
         data = load(dataset, make(tmp_path), *extra)
     assert isinstance(data, DMLData) and len(data.train) and data.val is not None and len(data.test.query)
@@ -271,7 +365,7 @@ def test_missing_root_names_path_layout_and_source(dataset, tmp_path):
         load(dataset, missing)
     message = str(err.value)
     assert str(missing) in message and "Expected there" in message
-    if dataset != "image_folder":
+    if dataset not in ("image_folder", "csv"):  # a user's own data is published nowhere
         assert "http" in message  # where the dataset is published
 
 
@@ -346,7 +440,11 @@ def test_one_epoch_resnet18_on_a_cub_tree(tmp_path, results):
 
 
 # ----------------------------------------------------------------------------------------------- paper presets
-@pytest.mark.parametrize("preset", group_options("experiment"))
+PAPER_PRESETS = [p for p in group_options("experiment") if "published:" in (CONF / "experiment" / f"{p}.yaml").read_text()]
+OMNIGLOT_PRESETS = ["omniglot"] + sorted(f"omniglot_ablation/{p.stem}" for p in (CONF / "experiment" / "omniglot_ablation").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PAPER_PRESETS)
 def test_paper_preset_builds_its_protocol(preset):
     """Each preset composes, sets only keys its regularizer file has, and builds loss, regularizers and
     optimizer through the real run code (ResNet-18 without download stands in for the pretrained ResNet-50)."""
@@ -383,3 +481,28 @@ def test_paper_preset_builds_its_protocol(preset):
     assert lrs["backbone"] == pytest.approx(float(cfg.optimizer.lr))
     if "m" in cfg.sampler:
         assert OmegaConf.select(cfg, "sampler.batch_size") % cfg.sampler.m == 0
+
+
+@pytest.mark.parametrize("preset", OMNIGLOT_PRESETS)
+def test_omniglot_presets_build(preset):
+    """experiment=omniglot and each setting of its regularizer ablation compose, set only known keys, and build
+    loss, regularizers and optimizer for its 8 x 114 training classes (no data needed)."""
+    from harness.build import build_model, build_optimizer, build_regularizers
+    from harness.config import complete_config, validate_config
+    from harness.data.base import ArrayDataset, DMLData, EvalSet
+
+    assert set(group_options("experiment")) - set(PAPER_PRESETS) == {"omniglot"}  # a new preset is one or the other
+    cfg = compose_cfg([f"experiment={preset}"])
+    validate_config(cfg)
+    assert cfg.dataset._target_.endswith(".load_omniglot") and cfg.dataset.augment._target_.endswith("BatchAugment")
+    for name, node in (cfg.regularizer or {}).items():
+        own = compose_cfg([f"regularizer={name}"]).regularizer[name]
+        assert set(node.keys()) <= set(own.keys()), f"{preset} sets keys {set(node) - set(own)} unknown to {name}"
+    classes = np.repeat(np.arange(8 * 114), 2)
+    fake = ArrayDataset(torch.zeros(len(classes), 1, 28, 28), classes)
+    cfg = complete_config(cfg, DMLData("omniglot", fake, EvalSet(fake), EvalSet(fake)))
+    loss = instantiate(cfg.loss)
+    regularizers = build_regularizers(cfg.regularizer, loss)
+    build_optimizer(cfg.optimizer, build_model(cfg), loss, regularizers, cfg.lr_mult)
+    expected = "proxy_anchor" if preset.endswith(("nir", "proxy_anchor")) else "multi_similarity"
+    assert cfg.loss.name == expected

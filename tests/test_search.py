@@ -35,8 +35,13 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def search_sweeps() -> list:
-    """Every sweep file that is an Optuna search (uses the optuna_async sweeper)."""
-    return sorted(p.stem for p in (REPO / "sweeps").glob("*.yaml") if "optuna_async" in p.read_text())
+    """Every sweep file that is an Optuna search (uses the optuna_async sweeper). A family of searches is
+    ``sweeps/<name>.yaml`` (shared settings, not a study itself) and one study per ``sweeps/<name>/<variant>.yaml``
+    (``sweep=<name>/<variant>``, study ``<name>_<variant>``)."""
+    root = REPO / "sweeps"
+    names = [p.relative_to(root).with_suffix("").as_posix() for p in sorted(root.glob("**/*.yaml"))
+             if "optuna_async" in p.read_text() or (p.parent != root and (p.parent.parent / f"{p.parent.name}.yaml").is_file())]
+    return sorted(n for n in names if not (root / n).is_dir())
 
 
 def run_search(results: Path, *overrides, launcher: str = "local", timeout: int = 600,
@@ -96,7 +101,7 @@ def test_every_search_sweep_composes_and_names_real_keys(name):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"sweep={name}"], return_hydra_config=True)
     sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=False)
-    assert sweeper["_target_"].endswith("OptunaAsyncSweeper") and sweeper["study_name"] == name
+    assert sweeper["_target_"].endswith("OptunaAsyncSweeper") and sweeper["study_name"] == name.replace("/", "_")
     space, _ = parse_search_space(sweeper["params"])
     assert space
     for key in space:

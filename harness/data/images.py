@@ -52,12 +52,15 @@ class ImageListDataset(Dataset):
     both sides at least ``draft_size`` pixels: the cheapest speed-up of low-resolution runs.
     """
 
-    def __init__(self, paths, labels, transform=None, on_corrupt: str = "fail", draft_size: int | None = None):
+    def __init__(self, paths, labels, transform=None, on_corrupt: str = "fail", draft_size: int | None = None,
+                 boxes=None):
         if on_corrupt not in ON_CORRUPT:
             raise ConfigError(f"dataset.on_corrupt={on_corrupt!r} must be one of {', '.join(ON_CORRUPT)}")
-        if len(paths) != len(labels):
-            raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+        if len(paths) != len(labels) or (boxes is not None and len(boxes) != len(paths)):
+            raise ValueError(f"{len(paths)} paths, {len(labels)} labels and {len(boxes or [])} boxes")
         self.paths = [str(p) for p in paths]
+        # per image: None or a crop box (left, top, right, bottom) in pixels of the full image
+        self.boxes = list(boxes) if boxes is not None else None
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
         self.on_corrupt = on_corrupt
@@ -74,13 +77,19 @@ class ImageListDataset(Dataset):
 
     def read(self, i: int) -> Image.Image:
         try:
-            return self.decode(self.paths[i])
+            return self.load(i)
         except READ_ERRORS as err:
             return self.replace_corrupt(i, err)
 
-    def decode(self, path: str) -> Image.Image:
+    def load(self, i: int) -> Image.Image:
+        """Image ``i``, cropped to its box when it has one."""
+        box = self.boxes[i] if self.boxes is not None else None
+        img = self.decode(self.paths[i], draft=box is None)  # a box is in full-resolution pixels
+        return img.crop(tuple(box)) if box is not None else img
+
+    def decode(self, path: str, draft: bool = True) -> Image.Image:
         img = Image.open(path)
-        if self.draft_size and img.format == "JPEG":
+        if draft and self.draft_size and img.format == "JPEG":
             img.draft(None, (self.draft_size, self.draft_size))
         img.load()  # decodes now (a truncated file fails here, by path) and closes the file
         return img
@@ -100,7 +109,7 @@ class ImageListDataset(Dataset):
         start = int(np.searchsorted(others, i))
         for j in np.roll(others, -start)[1:]:
             try:
-                return self.decode(self.paths[j])
+                return self.load(j)
             except READ_ERRORS:
                 continue
         raise DataError(f"every image of class {self.labels[i]} is unreadable (first: {path}); "
@@ -137,15 +146,18 @@ def require_images(paths, dataset: str, root: Path, source: str) -> None:
 def build_dml_data(name: str, paths, class_ids, train_classes, test_classes, *, val_classes=None,
                    val_fraction: float = 0.0, seed: int = 0, transform: dict | None = None,
                    on_corrupt: str = "fail", fast_decode: bool = True, class_names: dict | None = None,
-                   gallery=None) -> DMLData:
+                   gallery=None, boxes=None) -> DMLData:
     """Zero-shot splits of an image list by class id.
 
     ``train_classes`` / ``test_classes`` / ``val_classes``: lists of class ids or ``{first, last}`` ranges.
-    ``gallery``: optional ``(paths, class_ids)`` searched by the test queries (In-Shop); test queries are
-    then the images of ``test_classes`` in ``paths``.
+    ``gallery``: optional ``(paths, class_ids[, boxes])`` searched by the test queries (In-Shop); test queries
+    are then the images of ``test_classes`` in ``paths``. ``boxes``: optional per-image crop boxes
+    ``(left, top, right, bottom)`` or None, aligned with ``paths``.
     """
     paths = np.asarray([str(p) for p in paths], dtype=object)
     class_ids = np.asarray(class_ids, dtype=np.int64)
+    box_list = np.empty(len(paths), dtype=object)
+    box_list[:] = list(boxes) if boxes is not None else [None] * len(paths)
     present = set(np.unique(class_ids).tolist())
     train_c = [c for c in expand_classes(train_classes) if c in present]
     test_c = [c for c in expand_classes(test_classes) if c in present]
@@ -166,11 +178,13 @@ def build_dml_data(name: str, paths, class_ids, train_classes, test_classes, *, 
     def split(classes, tf, remap=False):
         mask = np.isin(class_ids, classes)
         labels = remap_labels(class_ids[mask])[0] if remap else class_ids[mask]
-        return ImageListDataset(paths[mask].tolist(), labels, tf, on_corrupt, draft)
+        return ImageListDataset(paths[mask].tolist(), labels, tf, on_corrupt, draft,
+                                boxes=box_list[mask].tolist() if boxes is not None else None)
 
     if gallery is not None:
-        g_paths, g_ids = gallery
-        test = EvalSet(split(test_c, eval_tf), ImageListDataset(list(g_paths), g_ids, eval_tf, on_corrupt, draft))
+        g_paths, g_ids, *g_boxes = gallery
+        test = EvalSet(split(test_c, eval_tf), ImageListDataset(list(g_paths), g_ids, eval_tf, on_corrupt, draft,
+                                                                boxes=g_boxes[0] if g_boxes else None))
     else:
         test = EvalSet(split(test_c, eval_tf))
     data = DMLData(name=name, train=split(train_c, train_tf, remap=True),

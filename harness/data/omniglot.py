@@ -4,16 +4,28 @@
 
     <subset>.zip  or  <subset>/     containing  <subset>/<Alphabet>/characterNN/<drawer>_<nn>.png
 
-A class is one character of one alphabet. Default protocol: train on ``images_background_small1``
-(5 alphabets, 136 characters), test on ``images_background_small2``, alphabet-disjoint. The two
-small subsets of the public release both contain the Greek and Latin alphabets, with byte-identical
-images, so the alphabets of the training subset are removed from the test subset (test: Japanese
-(katakana), Sanskrit and Tagalog, 106 characters, 2,120 images); a run that tested on them would be
-scored on its own training images.
+A class is one character of one alphabet. Two protocols:
 
-All images (5,840) are decoded once, at the configured resolution, into memory: a CPU epoch then
-costs only the network. The test-time transform (grayscale, inverted so strokes are 1, resized)
-is the only preprocessing, in training too.
+* ``dataset=omniglot`` (default, the two small zips): train on ``images_background_small1`` (5 alphabets,
+  136 characters), test on ``images_background_small2``, alphabet-disjoint. Both small subsets contain
+  the Greek and Latin alphabets, with byte-identical images, so the alphabets of the training subsets
+  are removed from the test subsets (test: Japanese (katakana), Sanskrit and Tagalog, 106 characters,
+  2,120 images); a run that tested on them would be scored on its own training images.
+* ``dataset=omniglot_standard``: Lake et al.'s background / evaluation split, ``images_background``
+  (30 alphabets, 964 characters) for training and ``images_evaluation`` (20 alphabets, 659 characters)
+  for test.
+
+``train_subsets`` / ``test_subsets`` list one or more subsets each; the same character in several
+training subsets (Greek and Latin in both small zips) is one class, its duplicate files read once.
+Validation characters are carved from the training characters: a seeded ``val_fraction`` of them, the
+class ids ``val_classes``, or every character of the alphabets ``val_alphabets`` (alphabet-disjoint from
+training, as the test split is).
+
+All images are decoded once, at the configured resolution, into memory: a CPU epoch then costs only
+the network. The test-time transform (grayscale, inverted so strokes are 1, resized) is the only
+preprocessing; train-time augmentation is the config's ``dataset.augment``
+(:class:`~harness.data.augment.BatchAugment`, built by harness.build and applied per batch on the training
+device by the loop; ``null``: off).
 """
 
 from __future__ import annotations
@@ -35,32 +47,37 @@ from harness.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "https://github.com/brendenlake/omniglot (python/images_background_small1.zip, images_background_small2.zip)"
+SOURCE = ("https://github.com/brendenlake/omniglot (python/: images_background_small1.zip, images_background_small2.zip; "
+          "images_background.zip, images_evaluation.zip)")
 DEFAULT_TRANSFORM = {"size": 28, "resize": 28, "normalize": "none", "mode": "L", "invert": True}
 
 
-def load_omniglot(root, train_subset: str = "images_background_small1", test_subset: str = "images_background_small2",
+def load_omniglot(root, train_subsets=("images_background_small1",), test_subsets=("images_background_small2",),
                   val_classes=None, val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
-                  on_corrupt: str = "fail") -> DMLData:
+                  on_corrupt: str = "fail", val_alphabets=None, rotated_classes: int = 1,
+                  mirrored_classes: bool = False) -> DMLData:
     root = resolve_root(root)
+    train_subsets, test_subsets = subset_list(train_subsets, "train"), subset_list(test_subsets, "test")
     transform = {**DEFAULT_TRANSFORM, **(transform or {})}
     eval_tf = build_eval_transform(**transform)
-    train_items = list_subset(root, train_subset)
+    train_items = list_subsets(root, train_subsets)
     train_alphabets = {key.split("/")[0] for key, _ in train_items}
-    all_test = list_subset(root, test_subset)
+    all_test = list_subsets(root, test_subsets)
     test_items = [(k, f) for k, f in all_test if k.split("/")[0] not in train_alphabets]
     dropped = sorted({k.split("/")[0] for k, _ in all_test} & train_alphabets)
     if dropped:
         log.info("omniglot: alphabets %s are in both %s and %s; tested on the other alphabets only",
-                 ", ".join(dropped), train_subset, test_subset)
+                 ", ".join(dropped), "+".join(train_subsets), "+".join(test_subsets))
     if not test_items:
-        raise ConfigError(f"omniglot: every alphabet of {test_subset} is also in {train_subset}; "
-                          f"choose another dataset.test_subset")
+        raise ConfigError(f"omniglot: every alphabet of {'+'.join(test_subsets)} is also in {'+'.join(train_subsets)}; "
+                          f"choose other dataset.test_subsets")
 
     keys = sorted({k for k, _ in train_items}) + sorted({k for k, _ in test_items})
     class_id = {k: i for i, k in enumerate(keys)}
     train_keys = sorted({class_id[k] for k, _ in train_items})
     test_keys = sorted({class_id[k] for k, _ in test_items})
+    if val_alphabets:
+        val_classes = alphabet_classes(val_alphabets, train_items, class_id, "+".join(train_subsets))
     train_c, val_c = carve_validation(train_keys, val_classes, val_fraction, seed)
     check_disjoint(train=train_c, val=val_c, test=test_keys)
 
@@ -72,12 +89,62 @@ def load_omniglot(root, train_subset: str = "images_background_small1", test_sub
         labels = remap_labels(y[mask])[0] if remap else y[mask]
         return ArrayDataset(x[torch.from_numpy(mask)], labels)
 
+    log.info("omniglot: train %d characters, val %d, test %d (%s -> %s)", len(train_c), len(val_c), len(test_keys),
+             "+".join(train_subsets), "+".join(test_subsets))
+    train = subset(x_train, y_train, train_c, remap=True)
+    if int(rotated_classes) > 1 or mirrored_classes:
+        train = with_transformed_classes(train, int(rotated_classes), bool(mirrored_classes))
     return DMLData(
-        name="omniglot", train=subset(x_train, y_train, train_c, remap=True),
+        name="omniglot", train=train,
         val=EvalSet(subset(x_train, y_train, val_c)) if val_c else None,
         test=EvalSet(ArrayDataset(x_test, y_test)),
         class_names={i: k for k, i in class_id.items()}, eval_transform=eval_tf,
     )
+
+
+def alphabet_classes(alphabets, items, class_id: dict, where: str) -> list:
+    """The class ids of every character of ``alphabets`` among the training items."""
+    alphabets = [alphabets] if isinstance(alphabets, str) else list(alphabets)
+    present = sorted({k.split("/")[0] for k, _ in items})
+    unknown = [a for a in alphabets if a not in present]
+    if unknown:
+        raise ConfigError(f"dataset.val_alphabets: {unknown[0]!r} is not an alphabet of {where} "
+                          f"(they are {', '.join(present)})")
+    return sorted({class_id[k] for k, _ in items if k.split("/")[0] in alphabets})
+
+
+def with_transformed_classes(train: ArrayDataset, turns: int, mirrored: bool) -> ArrayDataset:
+    """The training split plus each character turned by 90, 180, 270 degrees (``turns`` = 2, 3, 4 in all) and,
+    when ``mirrored``, each of those mirrored left-right, every transform a class of its own: Omniglot's class
+    augmentation (Santoro et al. 2016; Vinyals et al. 2016; Snell et al. 2017 train prototypical networks on
+    4 x 964 rotated classes). Validation and test are untouched."""
+    if not 1 <= turns <= 4:
+        raise ConfigError(f"dataset.rotated_classes={turns} must be 1 (off) to 4 (0, 90, 180 and 270 degrees)")
+    n = int(train.labels.max()) + 1
+    views = [torch.rot90(train.inputs, turn, dims=(2, 3)) for turn in range(turns)]
+    if mirrored:
+        views += [torch.flip(v, dims=(3,)) for v in views]
+    labels = np.concatenate([train.labels + i * n for i in range(len(views))])
+    return ArrayDataset(torch.cat(views), labels)
+
+
+def subset_list(subsets, split: str) -> list:
+    names = [subsets] if isinstance(subsets, str) else list(subsets or [])
+    if not names:
+        raise ConfigError(f"dataset.{split}_subsets is empty; list at least one, e.g. dataset.{split}_subsets=[images_background]")
+    return names
+
+
+def list_subsets(root: Path, subsets: list) -> list:
+    """The PNGs of several subsets; a file present in several (same Alphabet/characterNN/name) is read once."""
+    seen, items = set(), []
+    for subset in subsets:
+        for key, source in list_subset(root, subset):
+            name = f"{key}/{source[1].rsplit('/', 1)[-1] if isinstance(source, tuple) else source.name}"
+            if name not in seen:
+                seen.add(name)
+                items.append((key, source))
+    return items
 
 
 def list_subset(root: Path, subset: str) -> list:
