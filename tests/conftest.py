@@ -22,11 +22,14 @@ def group_options(group: str) -> list:
 
 
 def compose_cfg(overrides=(), results: Path | None = None) -> DictConfig:
+    overrides = list(overrides)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name="config", overrides=overrides)
     if results is not None:
         with open_dict(cfg):
             cfg.paths.results = str(results)
+            if not any("picture_map" in o for o in overrides):  # UMAP's first call compiles for ~25 s: runs in
+                cfg.eval.picture_map = "pca"                      # tests map with PCA (test_inspect draws UMAP)
     return cfg
 
 

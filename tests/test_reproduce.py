@@ -23,7 +23,8 @@ VENV = Path(sys.prefix)
 # ++: keys the presets have but the default config (digits, MLP), which Hydra composes first to read the sweep, lacks
 SHRINK = ["++backbone.model_name=resnet18", "++backbone.pretrained=false", "head.embed_dim=16",
           "++dataset.transform.size=32", "++dataset.transform.resize=36", "trainer.epochs=1", "sampler.batch_size=10",
-          "trainer.num_workers=0", "eval.batch_size=64", "eval.utilization=false", "trainer.progress=false"]
+          "trainer.num_workers=0", "eval.batch_size=64", "eval.utilization=false", "trainer.progress=false",
+          "eval.pictures=false"]  # pictures: tests/test_inspect.py
 
 
 @pytest.fixture(scope="module")
