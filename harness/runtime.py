@@ -13,6 +13,18 @@ from harness.errors import ConfigError
 AMP_MODES = ("bf16", "fp16")
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run with ``n`` intra-op torch threads (None: leave the setting alone)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -21,6 +21,12 @@ def group_options(group: str) -> list:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def paper_presets() -> list:
+    """The experiment files that claim a paper's setting (they name its published numbers, ``published:``);
+    the others (experiment=omniglot) are the harness's own recipes."""
+    return [p for p in group_options("experiment") if "published:" in (CONF / "experiment" / f"{p}.yaml").read_text()]
+
+
 def compose_cfg(overrides=(), results: Path | None = None) -> DictConfig:
     overrides = list(overrides)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

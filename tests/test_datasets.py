@@ -23,7 +23,7 @@ import torch
 from omegaconf import open_dict
 from PIL import Image
 
-from conftest import CONF, compose_cfg, group_options
+from conftest import CONF, compose_cfg, group_options, paper_presets
 from harness.errors import ConfigError, DataError
 from harness.build import build_data, instantiate  # instantiate re-raises our one-line errors
 from harness.task import run
@@ -440,7 +440,7 @@ def test_one_epoch_resnet18_on_a_cub_tree(tmp_path, results):
 
 
 # ----------------------------------------------------------------------------------------------- paper presets
-PAPER_PRESETS = [p for p in group_options("experiment") if "published:" in (CONF / "experiment" / f"{p}.yaml").read_text()]
+PAPER_PRESETS = paper_presets()
 OMNIGLOT_PRESETS = ["omniglot"] + sorted(f"omniglot_ablation/{p.stem}" for p in (CONF / "experiment" / "omniglot_ablation").glob("*.yaml"))
 
 

@@ -91,3 +91,22 @@ def test_diagnostics_rank_collapse_over_a_spread_set():
     a, b = diag.collapse_diagnostics(spread, labels), diag.collapse_diagnostics(low_rank, labels)
     assert a["coding_rate"] > b["coding_rate"] and a["rho_spectrum"] < b["rho_spectrum"]
     assert a["uniformity"] < b["uniformity"]
+
+
+def test_the_same_bits_at_any_thread_count():
+    """A resumed run, or a SLURM job given other cores, must record the same diagnostics: LAPACK's QR and SVD
+    sum in another order on two threads (the spectrum of a 900 x 64 set differed in its last bit)."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    z, labels = rng.normal(size=(900, 64)).astype(np.float32), rng.integers(0, 5, 900)
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            runs.append(diag.collapse_diagnostics(z, labels))
+            assert torch.get_num_threads() == threads  # and the caller's setting is left as it was
+    finally:
+        torch.set_num_threads(before)
+    assert runs[0] == runs[1]

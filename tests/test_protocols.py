@@ -17,10 +17,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import compose_cfg, group_options
+from conftest import compose_cfg, group_options, paper_presets
 
 DATA = Path(__file__).parent / "data" / "protocols"
-PRESETS = group_options("experiment")
+PRESETS = paper_presets()
 SOURCE = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)@(?P<commit>[0-9a-f]{40}):(?P<path>[\w./-]+):(?P<line>[1-9]\d*)$")
 # The AntiCo release imports datasampler/ but does not contain it: its sampler is cited from the NIR release.
 FOREIGN_SOURCES = {"NUST-Machine-Intelligence-Laboratory/Anti-Collapse-Loss": {"ExplainableML/NonIsotropicProxyDML"}}

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from harness.bench.common import clock_for, figure, interleave, synchronize, torch_threads
+from harness.bench.common import clock_for, figure, interleave, synchronize
 from harness.regularizers.coding_rate import coding_rate
+from harness.runtime import torch_threads
 
 EPS, GAM1 = 0.5, 1.0
 

@@ -8,7 +8,6 @@ min / median / max over rounds of the times and of that ratio. Goals are judged 
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import platform
@@ -61,20 +60,6 @@ def figure(name: str, subject: str, alternative: str, subject_s: list, alternati
         out["goal"] = goal
         out["meets_goal"] = bool(value <= float(bound) if op == "<" else value >= float(bound))
     return out
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run with ``n`` intra-op torch threads (None: leave the setting alone)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def clock_for(threads: int | None, device=None):

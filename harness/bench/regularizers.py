@@ -11,12 +11,12 @@ the thread's CPU time, as in the training-loop benchmark.
 
 from __future__ import annotations
 
-
 import torch
 
-from harness.bench.common import clock_for, figure, interleave, torch_threads
+from harness.bench.common import clock_for, figure, interleave
 from harness.bench.training_loop import CONF, DEVICE, Training, threads_for
 from harness.errors import ConfigError
+from harness.runtime import torch_threads
 
 FALLBACK_LOSS = "proxy_anchor"
 

@@ -21,9 +21,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import harness
-from harness.bench.common import clock_for, figure, interleave, synchronize, torch_threads
+from harness.bench.common import clock_for, figure, interleave, synchronize
 from harness.build import build, build_optimizer
-from harness.runtime import pick_device
+from harness.runtime import pick_device, torch_threads
 from harness.training import train_one_epoch
 
 CONF = Path(harness.__file__).resolve().parents[1] / "conf"

@@ -16,6 +16,9 @@ All are computed in float64 on the L2-normalised embeddings Z (n x d):
   subsampled (seeded) for ``intra``.
 * ``uniformity``: log mean_{i<j} exp(-2 ||z_i - z_j||^2) (Wang & Isola, ICML 2020), on at most 4096
   samples (seeded). Lower = more uniform on the sphere; -4 is the limit of a uniform sphere in high d.
+
+The coding rate and the spectrum run on one torch thread: LAPACK's factorisations sum in another order on
+another thread count, and a resumed run (or a SLURM job with other cores) must give the same bits.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 
 from harness.regularizers.coding_rate import coding_rate
+from harness.runtime import torch_threads
 
 DIAGNOSTIC_EPS = 0.5
 MAX_CLASS_SAMPLES = 2000
@@ -38,15 +42,16 @@ def normalize_rows(z, dtype=np.float64) -> np.ndarray:
 
 
 def coding_rate_of(z, eps: float = DIAGNOSTIC_EPS) -> float:
-    with torch.no_grad():
+    with torch.no_grad(), torch_threads(1):  # one thread: the same bits at any thread count (see below)
         return float(coding_rate(torch.as_tensor(np.asarray(z, dtype=np.float64)), eps=eps, dtype=torch.float64))
 
 
 def rho_spectrum(z, floor: float = 1e-12) -> float:
     z = torch.as_tensor(np.asarray(z, dtype=np.float64))
-    if len(z) > z.shape[1]:  # same singular values as the d x d factor R of Z = QR, at a fraction of the cost
-        z = torch.linalg.qr(z, mode="r")[1]
-    s = torch.linalg.svdvals(z).numpy()
+    with torch_threads(1):  # LAPACK's QR and SVD sum in another order on another thread count
+        if len(z) > z.shape[1]:  # same singular values as the d x d factor R of Z = QR, at a fraction of the cost
+            z = torch.linalg.qr(z, mode="r")[1]
+        s = torch.linalg.svdvals(z).numpy()
     p = np.maximum(s / max(s.sum(), floor), floor)
     return float(np.mean(np.log(1.0 / len(p)) - np.log(p)))  # sum_i u_i log(u_i / p_i), u_i = 1/len(p)
 
