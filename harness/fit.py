@@ -1,6 +1,6 @@
 """The loop: train, validate, keep the best epoch, checkpoint; then test the selected epoch.
 
-    fit(parts, plan, run_dir, on_evaluate, on_epoch) -> the record's results
+    fit(parts, plan, run_dir, on_evaluate, on_epoch) -> Fitted: the record's results (and the test embeddings)
 
 reads top to bottom. The state that survives a restart is a :class:`LoopState`, saved with the weights,
 optimizer, scheduler, scaler and RNG states in ``checkpoints/last.pt`` every ``checkpoint_every`` epochs;
@@ -32,11 +32,12 @@ import torch
 from omegaconf import DictConfig
 
 from harness import checkpoint as ckpt
-from harness.salvage import load_checkpoint_or_set_aside
 from harness import records
 from harness.build import Parts
 from harness.config import Selection, selection_of
 from harness.distributed import all_gather_object, barrier, broadcast_object
+from harness.evaluation.evaluator import Embedded
+from harness.salvage import load_checkpoint_or_set_aside
 from harness.training import train_one_epoch
 
 log = logging.getLogger("harness")
@@ -86,7 +87,18 @@ class LoopState:
     attempts: int = 0
 
 
-def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None) -> dict:
+@dataclass
+class Fitted:
+    """What :func:`fit` gives back: the record's results, and the test split as the selected network and the
+    untrained one embedded it (for the run's pictures, which so embed nothing again). ``init_test`` is None
+    when the run resumed: the untrained network was embedded by an earlier attempt."""
+
+    results: dict
+    test: Embedded
+    init_test: Embedded | None = None
+
+
+def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None) -> Fitted:
     """Train ``parts`` by ``plan``, writing ``run_dir``'s epochs and checkpoints; return the record's results.
     ``on_evaluate(epoch, val_metrics)`` may raise :class:`~harness.errors.RunPruned`; ``on_epoch(row)`` sees
     every row written to epochs.jsonl."""
@@ -102,6 +114,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     # rank 0 checks last.pt (a damaged one is moved aside: start again); the others then read the same file
     saved = load_checkpoint_or_set_aside(last, ckpt.load) if world.is_main else None
     resumes = broadcast_object(saved is not None, world)
+    init_test = None
     if resumes:
         state = resume(parts, saved if saved is not None else ckpt.load(last))
         if world.is_main:
@@ -111,8 +124,9 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         state = LoopState()
         if world.is_main:
             records.truncate_epochs(run_dir, -1)
+        init_test = evaluator.embed(model, data.test)
         state.init = {**prefixed("init/val", evaluator.evaluate(model, data.val)),
-                      **prefixed("init/test", evaluator.evaluate(model, data.test))}
+                      **prefixed("init/test", evaluator.score(init_test))}
         write_row({"epoch": 0, **state.init})
     state.attempts += 1
     attempt_start, attempt_cpu = time.perf_counter(), time.process_time()
@@ -188,7 +202,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     # CPU seconds of the same span (process time, every thread): comparable across loads of a shared machine
     result["train_cpu_s"] = state.cpu_elapsed + time.process_time() - attempt_cpu
     result["attempts"] = state.attempts
-    return result
+    return Fitted(result, test, init_test)
 
 
 def track_best_test(state: LoopState, plan: Plan, epoch: int, test: dict) -> None:

@@ -102,7 +102,7 @@ def run_locked(cfg: DictConfig, plan: Plan, run_dir: Path, world: World, on_eval
             config = open_run_dir(run_dir, cfg)
             trackers.start(run_dir, config, run_tags(config, task_overrides(), git_state()["git/commit"]))
         try:
-            result = fit(parts, plan, run_dir, on_evaluate, on_epoch=trackers.log_epoch)
+            fitted = fit(parts, plan, run_dir, on_evaluate, on_epoch=trackers.log_epoch)
         except RunPruned as pruned:
             log.info("pruned at epoch %d: %s", pruned.epoch, run_dir)
             record = close_record(cfg, run_dir, started, parts, "pruned", {"pruned_epoch": pruned.epoch})
@@ -119,10 +119,10 @@ def run_locked(cfg: DictConfig, plan: Plan, run_dir: Path, world: World, on_eval
             if error is not exc:
                 raise error from exc
             raise
-        record = close_record(cfg, run_dir, started, parts, "finished", result) if world.is_main else None
+        record = close_record(cfg, run_dir, started, parts, "finished", fitted.results) if world.is_main else None
         if world.is_main:
             draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
-            trackers.close(record, pictures_at_end(run_dir, parts.device, cfg.eval.get("picture_map", "umap"))
+            trackers.close(record, pictures_at_end(run_dir, parts, fitted, cfg.eval.get("picture_map", "umap"))
                            if draw else ())
     record = broadcast_object(record, world)
     log.info("%s", format_summary(record))

@@ -132,6 +132,33 @@ def test_a_run_draws_its_pictures_at_the_end_and_hands_them_to_the_trackers(tmp_
     assert [e.step for e in events.Images("pictures/spectrum")] == [2]
 
 
+@pytest.mark.parametrize("resumed", [False, True])
+def test_the_pictures_at_the_end_embed_nothing_again_and_see_what_the_cli_rebuilds(tmp_path, monkeypatch, resumed):
+    """A run draws its pictures from the embeddings fit made (a resumed run rebuilds only the untrained network),
+    and they are the very ones python -m harness.inspect rebuilds from the run directory."""
+    import harness
+    import harness.inspect
+
+    seen = []
+    monkeypatch.setattr(harness.inspect, "make_pictures", lambda run_dir, **kw: seen.append(kw["inspection"]) or [])
+    cfg = tiny(["eval.pictures=true"], tmp_path / "results", epochs=3)
+    if resumed:
+        def stop_in_epoch_2(epoch, val):  # epoch 1 is checkpointed
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            harness.run(cfg, on_evaluate=stop_in_epoch_2)
+    record = harness.run(cfg)
+    assert record["attempts"] == 1 + resumed
+    [at_end] = seen
+    rebuilt = load_inspection(record["run_dir"])
+    for name in ("trained", "untrained"):
+        np.testing.assert_array_equal(getattr(at_end, name).query, getattr(rebuilt, name).query)
+    np.testing.assert_array_equal(at_end.query_labels, rebuilt.query_labels)
+    assert at_end.record == rebuilt.record and at_end.class_names == rebuilt.class_names
+
+
 def test_a_bad_pictures_setting_is_one_line_naming_the_fix(tmp_path):
     import harness
     from harness.errors import ConfigError

@@ -6,6 +6,7 @@ study, with tiny runs (2 epochs of 2 batches, no NMI); ``submitit_local`` gives 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from harness.search.driver import read_search
 from harness.search.space import format_override, parse_override, parse_search_space, split_overrides
 from harness.search.study import (JournalHeartbeatStorage, Search, build_sampler, counted, is_surplus, open_storage,
                                   retry_root, tally)
+from harness.search.worker import AskGate
 from conftest import CONF, REPO
 from search_kill import kill_a_worker_mid_trial
 
@@ -140,6 +142,43 @@ def test_a_study_counts_finished_trials_but_not_retried_or_surplus_ones(tmp_path
     assert [t.number for t in counted(trials)] == [0, 2, 3, 4]
 
 
+def count_then_ask(study_dir: str, total: int, gated: bool, start) -> None:
+    """A worker's claim on a slot: count the study, think a while, ask when a slot is free (as worker.work)."""
+    search = make_search(Path(study_dir).parent, n_trials=total)
+    study = optuna.load_study(study_name="s", storage=open_storage(search))
+    gate = AskGate(study_dir)
+    start.wait(30)  # every worker is ready: they all reach the first count together
+    for _ in range(total):
+        if gated:
+            gate.acquire()
+        try:
+            if tally(study.get_trials(deepcopy=False)).claimed >= total:
+                return
+            time.sleep(0.05)  # the window in which another worker may count the same free slot
+            study.ask()
+        finally:
+            gate.release()
+
+
+@pytest.mark.parametrize("gated", [True, False])
+def test_workers_counting_and_asking_under_the_gate_never_exceed_the_total(tmp_path, gated):
+    search = make_search(tmp_path, n_trials=3)
+    optuna.create_study(study_name="s", storage=open_storage(search))
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(4)
+    workers = [ctx.Process(target=count_then_ask, args=(search.study_dir, 3, gated, start)) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0] * 4
+    n = len(optuna.load_study(study_name="s", storage=open_storage(search)).get_trials())
+    if gated:
+        assert n == 3
+    else:  # the race the gate closes: every worker saw a free slot at once
+        assert n > 3
+
+
 def test_workers_and_resumed_commands_do_not_replay_one_random_sequence():
     spec = {"_target_": "optuna.samplers.RandomSampler", "seed": 0}
 
@@ -201,11 +240,12 @@ def test_two_workers_reach_the_total_exactly_resume_adds_none_and_a_larger_total
     assert "postgresql" not in (study_dir / "search.yaml").read_text()
     stamps = {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs}
 
-    check_ok(run_search(results, "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.seed=1", launcher="submitit_local"))
-    assert len(load(results).get_trials()) == 6  # the same command again adds nothing, rewrites nothing
+    # the same search again (in-process workers this time: the launcher is no part of a study) adds nothing
+    check_ok(run_search(results, "hydra.sweeper.n_trials=6", "hydra.sweeper.sampler.seed=1"))
+    assert len(load(results).get_trials()) == 6  # and rewrites nothing
     assert {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs} == stamps
 
-    check_ok(run_search(results, "hydra.sweeper.n_trials=7", "hydra.sweeper.sampler.seed=1", launcher="submitit_local"))
+    check_ok(run_search(results, "hydra.sweeper.n_trials=7", "hydra.sweeper.sampler.seed=1"))
     after = load(results).get_trials()
     assert [t.number for t in after] == list(range(7)) and all(t.state == TrialState.COMPLETE for t in after)
     assert [(t.params, t.value) for t in after[:6]] == [(t.params, t.value) for t in trials]

@@ -25,10 +25,14 @@ def pictures_wanted(setting, vector_inputs: bool) -> bool:
     return (not vector_inputs) if setting == "auto" else bool(setting)
 
 
-def pictures_at_end(run_dir, device, map_method: str = "umap") -> list:
-    """The pictures of a run that has just finished; failing to draw them costs one warning, never the run."""
+def pictures_at_end(run_dir, parts, fitted, map_method: str = "umap") -> list:
+    """The pictures of a run that has just finished in this process, from its parts (data, evaluator) and the
+    embeddings ``fit`` made (``fitted``); failing to draw them costs one warning, never the run."""
     try:
-        return make_pictures(run_dir, device=str(device), map_method=map_method)
+        from harness.inspect.loading import inspection_of
+
+        inspection = inspection_of(run_dir, parts, fitted.test, fitted.init_test)
+        return make_pictures(run_dir, device=str(parts.device), map_method=map_method, inspection=inspection)
     except Exception as err:
         log.warning("pictures not drawn (%s: %s); draw them later with python -m harness.inspect %s",
                     type(err).__name__, str(err).splitlines()[0] if str(err) else "", run_dir)
@@ -36,8 +40,10 @@ def pictures_at_end(run_dir, device, map_method: str = "umap") -> list:
 
 
 def make_pictures(run_dir, out=None, device: str = "cpu", only=PICTURES, map_method: str = "umap", k: int = 8,
-                  n_worst: int = 4, n_random: int = 4, max_points: int = 3000, seed: int | None = None) -> list:
-    """Draw the pictures of one run; return the paths written."""
+                  n_worst: int = 4, n_random: int = 4, max_points: int = 3000, seed: int | None = None,
+                  inspection=None) -> list:
+    """Draw the pictures of one run (from ``inspection`` when given, else loaded from ``run_dir``); return the
+    paths written."""
     from harness.errors import ConfigError
     from harness.inspect.loading import load_inspection
 
@@ -47,7 +53,8 @@ def make_pictures(run_dir, out=None, device: str = "cpu", only=PICTURES, map_met
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "pictures"
     needs_untrained = any(p in only for p in ("embedding_map", "spectrum"))
-    inspection = load_inspection(run_dir, device=device, untrained=needs_untrained)
+    if inspection is None:
+        inspection = load_inspection(run_dir, device=device, untrained=needs_untrained)
     seed = int(inspection.config.seed) if seed is None else int(seed)
     metric = str(inspection.config.eval.get("metric", "ip"))
     written = []

@@ -1,10 +1,13 @@
 """What the pictures are drawn from: a finished run's test split, embedded by the trained network (the
 selected epoch, ``checkpoints/best.pt`` via :func:`harness.load_run`) and by the untrained network (built by
-``harness.build`` from the run's config and seed: the network the run evaluated at epoch 0)."""
+``harness.build`` from the run's config and seed: the network the run evaluated at epoch 0).
+
+:func:`load_inspection` rebuilds all of it from a run directory (``python -m harness.inspect``);
+:func:`inspection_of` takes it from the run that has just finished in this process (its pictures at the end)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from harness import records
+from harness.distributed import World
 from harness.errors import ConfigError
 from harness.evaluation.evaluator import Embedded
 
@@ -65,4 +69,18 @@ def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Ins
                      dict(parts.data.class_names or {}))
     out.trained = out.embed(run.model)
     out.untrained = out.embed(parts.model) if untrained else None
+    return out
+
+
+def inspection_of(run_dir, parts, trained: Embedded, untrained: Embedded | None) -> Inspection:
+    """The inspection of the run that has just finished here: its data, evaluator and embeddings as they are.
+    Only when the run resumed (``untrained`` None) is the untrained network built and embedded again."""
+    from harness.build import build
+
+    run_dir = Path(run_dir)
+    evaluator = replace(parts.evaluator, world=World())  # rank 0 alone draws: embeds without its peers
+    out = Inspection(run_dir, records.read_record(run_dir) or {}, parts.cfg, parts.data.test, evaluator,
+                     dict(parts.data.class_names or {}), trained, untrained)
+    if out.untrained is None:
+        out.untrained = out.embed(build(parts.cfg, parts.device).model)
     return out

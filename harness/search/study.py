@@ -15,7 +15,9 @@ Storage (``storage:`` in the sweeper config; the file lives in the study directo
 
 Counting: a study "holds" the trials that are COMPLETE, PRUNED or FAIL, except a failed attempt that was
 retried (its retry carries on the same logical trial) and a surplus trial (two workers asked for the last
-slot in the same instant; the later one is marked FAIL with user attribute ``surplus`` and never ran).
+slot at once; the later one is marked FAIL with user attribute ``surplus`` and never ran). Workers count and ask
+under one lock on the study directory (``worker.AskGate``), so surplus trials arise only where that directory
+is not shared between the workers' hosts.
 """
 
 from __future__ import annotations

@@ -12,10 +12,15 @@ of them share the study's storage. A trial is one ordinary harness run:
 overwritten; a trial retried after its worker died uses the number of the trial it carries on, so the retry
 resumes the dead run's last checkpoint. When the rest of the total is in flight elsewhere, a worker waits
 (polling) rather than leave: if another worker dies, its trial is failed by heartbeat and retried here.
+
+Counting the study and asking for a trial happen under :class:`AskGate`, an OS lock on the study directory, so
+two workers never both take the last slot. (Should the study directory not be shared between the workers'
+hosts, the gate cannot see the other host; then the later of two such trials is marked ``surplus`` and not run.)
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -24,6 +29,7 @@ import time
 import warnings
 from copy import deepcopy
 from functools import partial
+from pathlib import Path
 
 import optuna
 from hydra.core.hydra_config import HydraConfig
@@ -47,12 +53,16 @@ def work(job_cfg: DictConfig, *, search: Search, master_config: DictConfig, conf
     """The Hydra task function of a worker job (``job_cfg`` is the job's own config; trials compose theirs)."""
     worker = worker_number()
     study = load_study(search, worker)
-    objective = partial(run_trial, search=search, master_config=master_config, config_loader=config_loader)
+    gate = AskGate(search.study_dir)
+    objective = partial(run_trial, search=search, master_config=master_config, config_loader=config_loader,
+                        on_asked=gate.release)
     started = 0
     while True:
         fail_stale_trials(study)
+        gate.acquire()  # released once our trial exists (on_asked) or we decided not to ask
         counts = tally(study.get_trials(deepcopy=False))
         if len(counts.done) >= search.n_trials:
+            gate.release()
             break
         if counts.waiting or counts.claimed < search.n_trials:
             try:
@@ -60,17 +70,41 @@ def work(job_cfg: DictConfig, *, search: Search, master_config: DictConfig, conf
             except (ValueError, UpdateFinishedTrialError) as err:  # our trial was failed while it ran
                 log.warning("worker %d: its trial was failed by another worker (no heartbeat for grace_period=%ss; "
                             "raise it if this machine stalls that long): %s", worker, search.grace_period, err)
+            finally:
+                gate.release()
             started += 1
         else:  # the rest is running in other workers: wait, in case one of them dies
+            gate.release()
             time.sleep(search.poll_interval)
     log.info("worker %d: the study holds its %d trials; this worker ran %d", worker, search.n_trials, started)
     return {"worker": worker, "trials_run": started}
 
 
-def run_trial(trial: optuna.Trial, *, search: Search, master_config: DictConfig, config_loader) -> float:
+class AskGate:
+    """An exclusive ``flock`` on ``<study dir>/.ask.lock``, held from counting the study until our trial exists.
+
+    The kernel drops it when the process dies, so it is never left stale; NFS v4 carries it across hosts."""
+
+    def __init__(self, study_dir: str):
+        self.path = Path(study_dir) / ".ask.lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)  # closing the only descriptor drops the lock
+
+
+def run_trial(trial: optuna.Trial, *, search: Search, master_config: DictConfig, config_loader,
+              on_asked=lambda: None) -> float:
     """The objective: one harness run with the trial's values; its selected validation metric."""
     from harness.task import run
 
+    on_asked()  # the trial exists (RUNNING): other workers may count it and ask for theirs
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trials = trial.study.get_trials(deepcopy=False)
     if is_surplus(trials, trial.number, search.n_trials):
