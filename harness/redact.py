@@ -57,6 +57,16 @@ def redact_text(text: str) -> str:
     return _KEY_VALUE.sub(_mask_value, text)
 
 
+_INTERPOLATION = re.compile(r"\$\\?\{[^}]*\}")  # ${oc.env:X}, also as a sweep override escapes it: $\{oc.env\:X\}
+
+
+def holds_secret(text: str) -> bool:
+    """Whether ``text`` (an override) holds a secret typed in clear: what :func:`redact_text` would mask, not
+    counting an interpolation such as ``${oc.env:DB_PASSWORD}``, which is resolved from the environment."""
+    plain = _INTERPOLATION.sub("", str(text))
+    return redact_text(plain).replace(MASK, "") != plain
+
+
 def _mask_value(m: re.Match) -> str:
     value = m["value"]
     if not is_secret_name(m["name"].lstrip("+~")):

@@ -117,3 +117,53 @@ def test_a_password_in_a_search_override_is_nowhere_on_disk(results):
     names = {p.name for p in results.rglob("*")}
     assert {"search.yaml", "best.yaml", "trials.csv", "summary.json", "study.db", "overrides.txt"} <= names
     assert not leaks(results)
+
+
+@pytest.mark.parametrize("override,secret", [
+    ("+db.password=hunter2", True),
+    ("+db.url='postgresql://u:p@ss@w0rd@db.lab/x'", True),
+    ("+db.link='https://h/x?token=tok-123&n=1'", True),
+    ("+db.password=${oc.env:DB_PASSWORD}", False),                 # resolved in the job, from its environment
+    ("+db.password=$\\{oc.env\\:DB_PASSWORD\\}", False),            # as Hydra's sweeper escapes it
+    ("+db.url='postgresql://u:${oc.env:DB_PASSWORD}@db.lab/x'", False),
+    ("dataset.root=/data/token_set", False),
+    ("optimizer.lr=1e-3,1e30", False),
+])
+def test_an_override_holds_a_secret_unless_it_comes_from_the_environment(override, secret):
+    from harness.redact import holds_secret
+
+    assert holds_secret(override) is secret
+
+
+@pytest.mark.slow
+def test_submitit_jobs_refuse_a_secret_in_clear_and_take_it_from_the_environment(results):
+    """Submitit pickles each job's config into its folder, out of the redaction's reach: a secret typed in clear
+    is refused before anything is submitted; ${oc.env:...} reaches the job and no file holds the value."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    def sweep(*overrides):
+        return subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}",
+                               "hydra/launcher=submitit_local", "trainer.epochs=1", "sampler.batches_per_epoch=1",
+                               "eval.nmi=false", "eval.utilization=false", "trainer.progress=false", *overrides],
+                              cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, DB_PASSWORD="hunter2"))
+
+    refused = sweep("+db.password=hunter2", "seed=0,1")
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
+        "error: the override '+db.password=***' holds a secret"), refused.stderr[-2000:]
+    assert "${oc.env:VAR}" in refused.stderr and not list(results.rglob("*.pkl")) and not leaks_anywhere(results)
+
+    done = sweep("+db.password=${oc.env:DB_PASSWORD}", "seed=0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(results.rglob("*.pkl")) and not leaks(results)
+    [record] = [records.read_record(p.parent) for p in results.rglob("record.json")]
+    assert record["status"] == "finished" and record["config/db.password"] == MASK  # it was resolved, then redacted
+
+
+def leaks_anywhere(root) -> list:
+    """leaks() for a tree that may be empty."""
+    return leaks(root) if any(p.is_file() for p in root.rglob("*")) else []

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from harness import code_snapshot, launching
 from harness.errors import ConfigError
 from harness.job_shape import Shape, slurm_resources
+from harness.redact import holds_secret, redact_text
 
 log = logging.getLogger("harness.launching")
 
@@ -132,7 +133,8 @@ class SubmititLauncher(BaseSubmititLauncher):
                   "or use hydra/launcher=local or submitit_local here", file=sys.stderr)
             raise SystemExit(2)
         sweep_dir, jobs = launching.prepare(self.hydra_context, self.config, job_overrides, initial_job_idx,
-                                            self.skip_finished)
+                                            self.skip_finished)  # also redacts Hydra's multirun.yaml
+        refuse_secrets(job_overrides)
         self.shapes(jobs)  # every job's processes, nodes and GPUs agree: checked before the cluster is asked anything
         if self._EXECUTOR == "slurm":
             launching.find_queued(jobs, launching.active_slurm_jobs())
@@ -201,6 +203,18 @@ class SubmititLauncher(BaseSubmititLauncher):
                         "(each record still names the commit it ran)")
             return {}
         return code_snapshot.snapshot_code(sweep_dir / ".code" / time.strftime("%Y%m%d-%H%M%S"))
+
+
+def refuse_secrets(job_overrides: Sequence[Sequence[str]]) -> None:
+    """Submitit pickles each job's config, overrides included, into its job folder, where nothing can redact
+    them: an override holding a secret in clear is refused before anything is written (one line, exit 2)."""
+    for override in (o for overrides in job_overrides for o in overrides):
+        if holds_secret(override):
+            key = override.split("=", 1)[0]
+            print(f"error: the override {redact_text(override)!r} holds a secret, which submitit would write into "
+                  f"its job files; give it from the environment instead: {key}='${{oc.env:VAR}}' with VAR "
+                  f"exported in this shell (the jobs inherit it)", file=sys.stderr)
+            raise SystemExit(2)
 
 
 class SlurmLauncher(SubmititLauncher):
