@@ -31,10 +31,11 @@ SECRET_NAME = re.compile(rf"(?:^|[_.\-])(?:{_WORDS})(?:$|[_.\-])", re.IGNORECASE
 # in a URL's query string, also key=, sig= and signature= (API keys, signed URLs)
 SECRET_PARAM = re.compile(rf"(?:^|[_.\-])(?:{_WORDS}|key|sig|signature)(?:$|[_.\-])", re.IGNORECASE)
 
-# scheme://[user]:password@host : the password runs to the last '@' before the host (it may hold '@' and '/');
-# the host is the text after that '@' up to the first '/', '?', '#', quote, whitespace or the end.
+# scheme://[user]:password@host : the password runs to the LAST '@' of the URL that a host follows (it may hold
+# '@' and '/': ``u:a@b/c@host`` masks ``a@b/c``, where a URL parser would read host ``b``; masking too much is
+# harmless, too little is a leak); the host runs up to the first '/', '?', '#', quote, whitespace or the end.
 _URL_USERINFO = re.compile(
-    r"(?P<head>[a-zA-Z][\w+.\-]*://[^\s:/@'\"]*):(?P<pw>[^\s'\"]*?)@(?=[^\s@/?#'\"]*(?:[/?#\s'\"]|$))")
+    r"(?P<head>[a-zA-Z][\w+.\-]*://[^\s:/@'\"]*):(?P<pw>[^\s'\"]*)@(?=[^\s@/?#'\"]*(?:[/?#\s'\"]|$))")
 # ?name=value / &name=value / ;name=value (value up to & # whitespace or a quote)
 _QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[\w.\-]+)=)(?P<value>[^&#\s'\"]*)")
 # name=value, name: value, "name": "value" (an override, a YAML or JSON line, an environment line)

@@ -15,6 +15,7 @@ SECRETS = ["hunter2", "p@ss@w0rd", "s3cr3t", "tok-123", "AIzaKEY", "a/b@c"]
     ("postgresql://:hunter2@db.lab/optuna", "postgresql://:***@db.lab/optuna"),          # no user name
     ("postgresql://u:p@ss@w0rd@db.lab/optuna?sslmode=require", "postgresql://u:***@db.lab/optuna?sslmode=require"),
     ("mysql://u:a/b@c@host/db", "mysql://u:***@host/db"),                              # '/' and '@' in it
+    ("mysql://u:a@b/c@host/db x", "mysql://u:***@host/db x"),                          # '@' before '/' too
     ("https://h/x?password=hunter2&n=1", "https://h/x?password=***&n=1"),
     ("https://h/x?n=1&token=tok-123#top", "https://h/x?n=1&token=***#top"),
     ("https://h/x?key=AIzaKEY&sig=s3cr3t", "https://h/x?key=***&sig=***"),
