@@ -141,3 +141,38 @@ def test_run_py_starts_the_ranks_a_dead_rank_stops_the_run_in_one_line_and_it_re
     np.testing.assert_allclose([r["train/loss"] for r in rows], [r["train/loss"] for r in ref_rows], rtol=1e-2)
     for key in ("test/recall@1", "test/map@r", "val/map@r"):
         assert abs(record[key] - reference[key]) < 1e-2, key
+
+
+# ----------------------------------------------------------------------------------------------- two nodes
+@pytest.mark.slow
+def test_two_nodes_started_by_torchrun_train_exactly_as_two_processes_of_one_node(tmp_path):
+    """trainer.nodes=2 as a cluster runs it: one torchrun agent per node (here both on localhost, static
+    rendezvous, gloo), each starting its node's process; rank 1 is node 1's LOCAL_RANK 0. The run is the one
+    run.py starts as 2 processes on one node (trainer.devices=2), to the last bit: same identity, same numbers."""
+    base = ["trainer.epochs=2", "sampler.batches_per_epoch=3", "trainer.progress=false", "eval.nmi=false"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    port = 29500 + os.getpid() % 1000
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
+                               f"--node-rank={rank}", "--master-addr=127.0.0.1", f"--master-port={port}", "run.py",
+                               *base, "trainer.devices=1", "trainer.nodes=2", f"paths.results={tmp_path / 'nodes'}"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (0, 1)]
+    outs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(out[-3000:] for out in outs)
+    one_node = subprocess.run([sys.executable, "run.py", *base, "trainer.devices=2", f"paths.results={tmp_path / 'one'}"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert one_node.returncode == 0, one_node.stderr[-3000:]
+
+    [two_nodes_dir] = (tmp_path / "nodes" / "runs" / "digits").iterdir()
+    [one_node_dir] = (tmp_path / "one" / "runs" / "digits").iterdir()
+    assert two_nodes_dir.name == one_node_dir.name  # one identity: the processes, not how they are placed
+    got, want = records.read_record(two_nodes_dir), records.read_record(one_node_dir)
+    assert got["status"] == "finished" and got["processes"] == 2 and got["config/trainer.nodes"] == 2
+    computed = [k for k in want if k.split("/")[0] in ("test", "val", "diag", "init")]
+    assert computed and {k: got[k] for k in computed} == {k: want[k] for k in computed}
+
+    def rows(d):
+        return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in records.read_epochs(d)]
+
+    assert rows(two_nodes_dir) == rows(one_node_dir)
+    assert "record:" in outs[0] and "record:" not in outs[1]  # node 1's rank prints no summary of its own
