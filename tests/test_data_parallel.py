@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, tiny
-from dist_ranks import run_ranks
+from dist_ranks import free_port, run_ranks
 
 import harness
 from harness import checkpoint as ckpt
@@ -151,7 +151,7 @@ def test_two_nodes_started_by_torchrun_train_exactly_as_two_processes_of_one_nod
     run.py starts as 2 processes on one node (trainer.devices=2), to the last bit: same identity, same numbers."""
     base = ["trainer.epochs=2", "sampler.batches_per_epoch=3", "trainer.progress=false", "eval.nmi=false"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    port = 29500 + os.getpid() % 1000
+    port = free_port()
     nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
                                f"--node-rank={rank}", "--master-addr=127.0.0.1", f"--master-port={port}", "run.py",
                                *base, "trainer.devices=1", "trainer.nodes=2", f"paths.results={tmp_path / 'nodes'}"],
