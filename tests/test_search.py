@@ -154,7 +154,7 @@ def count_then_ask(study_dir: str, total: int, gated: bool, start) -> None:
         try:
             if tally(study.get_trials(deepcopy=False)).claimed >= total:
                 return
-            time.sleep(0.05)  # the window in which another worker may count the same free slot
+            time.sleep(0.2)  # the window in which another worker may count the same free slot
             study.ask()
         finally:
             gate.release()
