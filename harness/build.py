@@ -38,7 +38,7 @@ from harness.runtime import pick_amp, pick_device, seed_everything, seed_worker
 class Parts:
     """Everything a run trains and evaluates with, built from its config."""
 
-    cfg: DictConfig              # completed: the ``???`` values the data decides are filled in
+    cfg: DictConfig  # completed: the ``???`` values the data decides are filled in
     data: DMLData
     model: EmbeddingModel
     loss: nn.Module
@@ -49,10 +49,10 @@ class Parts:
     loader: object
     evaluator: Evaluator
     device: torch.device
-    amp: str                     # off | bf16 | fp16
-    scaler: object | None        # the fp16 gradient scaler
-    world: World = field(default_factory=World)   # the processes of this run (one by default)
-    parallel: DataParallel | None = None          # the training step's model across them
+    amp: str  # off | bf16 | fp16
+    scaler: object | None  # the fp16 gradient scaler
+    world: World = field(default_factory=World)  # the processes of this run (one by default)
+    parallel: DataParallel | None = None  # the training step's model across them
     augment: nn.Module | None = None  # dataset.augment: augment(x, seed=, epoch=, step=, rank=) on the device
 
     @property
@@ -71,10 +71,17 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     amp = pick_amp(cfg.trainer.amp, device)
     data, augment = build_data(cfg.dataset)
     if data.val is None:
-        raise ConfigError(f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction")
+        raise ConfigError(
+            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction"
+        )
     cfg = complete_config(cfg, data)
-    model = accelerate(build_model(cfg).to(device), device, channels_last=cfg.trainer.get("channels_last", "auto"),
-                       compile=cfg.trainer.get("compile", False), cudnn_benchmark=cfg.trainer.get("cudnn_benchmark", True))
+    model = accelerate(
+        build_model(cfg).to(device),
+        device,
+        channels_last=cfg.trainer.get("channels_last", "auto"),
+        compile=cfg.trainer.get("compile", False),
+        cudnn_benchmark=cfg.trainer.get("cudnn_benchmark", True),
+    )
     loss = instantiate(cfg.loss).to(device)
     regularizers = build_regularizers(cfg.get("regularizer"), loss).to(device)
     optimizer = build_optimizer(cfg.optimizer, model, loss, regularizers, cfg.lr_mult)
@@ -85,12 +92,37 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     parallel = DataParallel(model, [*loss.parameters(), *regularizers.parameters()], world)
     workers = int(cfg.trainer.num_workers)
     loader = build_loader(data.train, sampler, workers, seed, device)
-    evaluator = Evaluator(k=tuple(cfg.eval.k), metric=cfg.eval.metric, nmi=cfg.eval.nmi, val_nmi=cfg.eval.val_nmi,
-                          seed=seed, batch_size=int(cfg.eval.batch_size), num_workers=workers, device=device, amp=amp,
-                          world=world)
+    evaluator = Evaluator(
+        k=tuple(cfg.eval.k),
+        metric=cfg.eval.metric,
+        nmi=cfg.eval.nmi,
+        val_nmi=cfg.eval.val_nmi,
+        seed=seed,
+        batch_size=int(cfg.eval.batch_size),
+        num_workers=workers,
+        device=device,
+        amp=amp,
+        world=world,
+    )
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    return Parts(cfg, data, parallel.model, loss, regularizers, optimizer, scheduler, sampler, loader, evaluator,
-                 device, amp, scaler, world, parallel, augment.to(device) if augment is not None else None)
+    return Parts(
+        cfg,
+        data,
+        parallel.model,
+        loss,
+        regularizers,
+        optimizer,
+        scheduler,
+        sampler,
+        loader,
+        evaluator,
+        device,
+        amp,
+        scaler,
+        world,
+        parallel,
+        augment.to(device) if augment is not None else None,
+    )
 
 
 def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:
@@ -105,8 +137,10 @@ def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:
     if augment_node is None:
         return data, None
     if len(data.input_shape) != 3:
-        raise ConfigError(f"dataset.augment works on image batches, but {data.name} gives inputs of shape "
-                          f"{data.input_shape}; set dataset.augment=null")
+        raise ConfigError(
+            f"dataset.augment works on image batches, but {data.name} gives inputs of shape "
+            f"{data.input_shape}; set dataset.augment=null"
+        )
     return data, instantiate(augment_node, _convert_="all")
 
 
@@ -127,18 +161,26 @@ def build_model(cfg: DictConfig) -> EmbeddingModel:
     """Backbone, pooling and embedding head from a completed config (also how a saved run is rebuilt)."""
     backbone = instantiate(cfg.backbone)
     if not hasattr(backbone, "forward_features") or not hasattr(backbone, "num_features"):
-        raise ConfigError(f"backbone {cfg.backbone._target_} has no forward_features / num_features; "
-                          f"use a timm model or harness.models.MLP / SmallCNN")
-    return EmbeddingModel(backbone, embed_dim=cfg.head.embed_dim, normalize=cfg.head.normalize, pooling=cfg.head.pooling,
-                          init=cfg.head.get("init", "default"))
+        raise ConfigError(
+            f"backbone {cfg.backbone._target_} has no forward_features / num_features; "
+            f"use a timm model or harness.models.MLP / SmallCNN"
+        )
+    return EmbeddingModel(
+        backbone,
+        embed_dim=cfg.head.embed_dim,
+        normalize=cfg.head.normalize,
+        pooling=cfg.head.pooling,
+        init=cfg.head.get("init", "default"),
+    )
 
 
 def build_regularizers(nodes: DictConfig | None, base_loss) -> nn.ModuleDict:
     regs = nn.ModuleDict()
     for name, node in (nodes or {}).items():
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise ConfigError(f"regularizer.{name} has no _target_; select regularizers with regularizer=[a,b] "
-                              f"from conf/regularizer/")
+            raise ConfigError(
+                f"regularizer.{name} has no _target_; select regularizers with regularizer=[a,b] from conf/regularizer/"
+            )
         reg = instantiate(node)
         reg.check_compatible(base_loss)
         regs[name] = reg
@@ -168,7 +210,12 @@ def build_loader(dataset, sampler, workers: int, seed: int, device: torch.device
     if workers == 0 and isinstance(dataset, ArrayDataset):  # in memory: no DataLoader machinery per step
         return InMemoryLoader(dataset, sampler)
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_batch,
-        pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(seed), worker_init_fn=seed_worker if workers > 0 else None,
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_batch,
+        pin_memory=device.type == "cuda",
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+        worker_init_fn=seed_worker if workers > 0 else None,
     )

@@ -34,8 +34,12 @@ def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(np_state[1].copy()), "pos": np_state[2],
-                  "has_gauss": np_state[3], "cached": np_state[4]},
+        "numpy": {
+            "key": torch.from_numpy(np_state[1].copy()),
+            "pos": np_state[2],
+            "has_gauss": np_state[3],
+            "cached": np_state[4],
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -47,7 +51,9 @@ def set_rng_state(state: dict) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), int(n["pos"]), int(n["has_gauss"]), float(n["cached"])))
+    np.random.set_state(
+        ("MT19937", n["key"].numpy().astype(np.uint32), int(n["pos"]), int(n["has_gauss"]), float(n["cached"]))
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -49,8 +49,9 @@ def snapshot_code(dest: Path, repo: Path = REPO) -> dict:
             shutil.copy2(src, dst, follow_symlinks=False)
         elif dst.is_symlink() or dst.exists():  # deleted in the tree
             dst.unlink()
-    log.info("code snapshot for the jobs: %s (commit %s%s)", dest, head[:12],
-             ", with uncommitted changes" if changed else "")
+    log.info(
+        "code snapshot for the jobs: %s (commit %s%s)", dest, head[:12], ", with uncommitted changes" if changed else ""
+    )
     return {"dir": str(dest), "commit": head, "dirty": bool(changed)}
 
 

@@ -112,8 +112,10 @@ def check_processes(cfg: DictConfig) -> int:
     if n > 1 and batch % n:
         m = int(cfg.sampler.get("m", 1) or 1)
         step = n * m // np.gcd(n, m)
-        raise ConfigError(f"sampler.batch_size={batch} does not split into {n} equal shares (trainer.devices x "
-                          f"trainer.nodes); use a multiple of {step}, e.g. sampler.batch_size={max(batch // step, 1) * step}")
+        raise ConfigError(
+            f"sampler.batch_size={batch} does not split into {n} equal shares (trainer.devices x "
+            f"trainer.nodes); use a multiple of {step}, e.g. sampler.batch_size={max(batch // step, 1) * step}"
+        )
     return n
 
 
@@ -139,7 +141,9 @@ class Selection:
 def selection_of(cfg: DictConfig) -> Selection:
     metric = str(cfg.selection.metric)
     if metric not in SELECTION_METRICS and not metric.startswith("recall@"):
-        raise ConfigError(f"selection.metric={metric} is unknown; use one of {', '.join(SELECTION_METRICS)} or recall@K")
+        raise ConfigError(
+            f"selection.metric={metric} is unknown; use one of {', '.join(SELECTION_METRICS)} or recall@K"
+        )
     if metric.startswith("recall@") and not metric[7:].isdigit():
         raise ConfigError(f"selection.metric={metric} is unknown; use recall@K with K in eval.k, e.g. recall@1")
     if metric.startswith("recall@") and int(metric[7:]) not in list(cfg.eval.k):
@@ -157,8 +161,11 @@ def check_embed_dim(embed_dim) -> int:
 
 def complete_config(cfg: DictConfig, data) -> DictConfig:
     """Fill the ``???`` values that come from the data (number of classes, input size) in a copy of cfg."""
-    facts = {"num_classes": data.num_classes, "embedding_size": int(cfg.head.embed_dim),
-             "embed_dim": int(cfg.head.embed_dim)}
+    facts = {
+        "num_classes": data.num_classes,
+        "embedding_size": int(cfg.head.embed_dim),
+        "embed_dim": int(cfg.head.embed_dim),
+    }
     shape = data.input_shape
     facts["in_features"] = int(np.prod(shape))
     facts["in_chans"] = int(shape[0]) if len(shape) == 3 else 1

@@ -49,8 +49,10 @@ def load_pair(emb_path: str, lab_path: str, what: str = "query"):
     try:
         emb, lab = np.load(emb_path, allow_pickle=False), np.load(lab_path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"cannot read {emb_path} / {lab_path} as .npy arrays "
-                        f"({' '.join(str(err).split())[:200]}); save them with numpy.save") from None
+        raise DataError(
+            f"cannot read {emb_path} / {lab_path} as .npy arrays "
+            f"({' '.join(str(err).split())[:200]}); save them with numpy.save"
+        ) from None
     if emb.ndim != 2 or lab.ndim != 1 or len(emb) != len(lab):
         raise DataError(f"expected an n x d embedding array and n labels ({what}), got {emb.shape} and {lab.shape}")
     if emb.size == 0:
@@ -61,8 +63,10 @@ def load_pair(emb_path: str, lab_path: str, what: str = "query"):
         emb = emb.astype(np.float32)
     bad = int((~np.isfinite(emb)).any(axis=1).sum())
     if bad:
-        raise DataError(f"{bad} of {len(emb)} {what} embeddings in {emb_path} hold NaN or inf (or exceed float32); "
-                        f"fix the model or drop those rows")
+        raise DataError(
+            f"{bad} of {len(emb)} {what} embeddings in {emb_path} hold NaN or inf (or exceed float32); "
+            f"fix the model or drop those rows"
+        )
     return emb, as_labels(lab, lab_path, what)
 
 
@@ -77,18 +81,25 @@ def as_labels(lab: np.ndarray, path: str, what: str) -> np.ndarray:
 def check_inputs(q, ql, g=None, gl=None) -> None:
     """Queries that can be scored: a gallery of the same dimension, and some query with an item to retrieve."""
     if g is not None and g.shape[1] != q.shape[1]:
-        raise DataError(f"the gallery has {g.shape[1]}-dimensional embeddings but the queries {q.shape[1]}; "
-                        f"embed both with the same model")
+        raise DataError(
+            f"the gallery has {g.shape[1]}-dimensional embeddings but the queries {q.shape[1]}; "
+            f"embed both with the same model"
+        )
     ref = ql if g is None else gl
     classes, counts = np.unique(ref, return_counts=True)
     if g is None and not (counts > 1).any():
-        raise DataError(f"every one of the {len(ql)} labels is unique: no query has another item of its class to "
-                        f"retrieve; give at least 2 items of some class")
+        raise DataError(
+            f"every one of the {len(ql)} labels is unique: no query has another item of its class to "
+            f"retrieve; give at least 2 items of some class"
+        )
     if g is not None and not np.isin(ql, classes).any():
         raise DataError("no query label occurs in the gallery labels: nothing to retrieve; check the label files")
     if len(np.unique(ql)) == 1 and (g is None or len(classes) == 1):
-        print("warning: all items are of one class: every retrieval metric is trivially 1 (and NMI 1); "
-              "evaluate on several classes", file=sys.stderr)
+        print(
+            "warning: all items are of one class: every retrieval metric is trivially 1 (and NMI 1); "
+            "evaluate on several classes",
+            file=sys.stderr,
+        )
 
 
 def main(argv=None) -> int:

@@ -142,4 +142,3 @@ def file_digest(path: str) -> str:
     except OSError:
         return "absent"
     return _file_digest(str(path), st.st_size, st.st_mtime_ns)
-

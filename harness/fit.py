@@ -53,37 +53,44 @@ class Plan:
     checkpoint_every: int = 1
     freeze_backbone_epochs: int = 0
     grad_clip: float | None = None
-    grad_clip_mode: str = "norm"   # norm | value
-    test_every_epoch: bool = False # also score test every evaluated epoch: test_best/* (the papers' optimistic view)
-    utilization: bool = True       # Metrix's test/utilization (one more pass over the training split)
-    raw_baseline: bool = True      # vector datasets: score the raw inputs too
-    progress: bool = True          # a progress bar over long epochs on a terminal
+    grad_clip_mode: str = "norm"  # norm | value
+    test_every_epoch: bool = False  # also score test every evaluated epoch: test_best/* (the papers' optimistic view)
+    utilization: bool = True  # Metrix's test/utilization (one more pass over the training split)
+    raw_baseline: bool = True  # vector datasets: score the raw inputs too
+    progress: bool = True  # a progress bar over long epochs on a terminal
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> "Plan":
+    def from_config(cls, cfg: DictConfig) -> Plan:
         t = cfg.trainer
-        return cls(epochs=int(t.epochs), selection=selection_of(cfg), eval_every=int(t.eval_every),
-                   checkpoint_every=int(t.checkpoint_every), freeze_backbone_epochs=int(t.freeze_backbone_epochs),
-                   grad_clip=t.grad_clip, grad_clip_mode=str(t.get("grad_clip_mode", "norm")),
-                   test_every_epoch=bool(cfg.eval.get("test_every_epoch", False)),
-                   utilization=bool(cfg.eval.get("utilization", True)),
-                   raw_baseline=bool(cfg.eval.raw_baseline), progress=bool(t.progress))
+        return cls(
+            epochs=int(t.epochs),
+            selection=selection_of(cfg),
+            eval_every=int(t.eval_every),
+            checkpoint_every=int(t.checkpoint_every),
+            freeze_backbone_epochs=int(t.freeze_backbone_epochs),
+            grad_clip=t.grad_clip,
+            grad_clip_mode=str(t.get("grad_clip_mode", "norm")),
+            test_every_epoch=bool(cfg.eval.get("test_every_epoch", False)),
+            utilization=bool(cfg.eval.get("utilization", True)),
+            raw_baseline=bool(cfg.eval.raw_baseline),
+            progress=bool(t.progress),
+        )
 
 
 @dataclass
 class LoopState:
     """What the loop knows between epochs; saved in last.pt (as JSON) and restored on resume."""
 
-    epoch: int = 0                 # the last finished epoch
+    epoch: int = 0  # the last finished epoch
     best_epoch: int | None = None
     best_value: float | None = None
     best_val: dict = field(default_factory=dict)
-    init: dict = field(default_factory=dict)   # the untrained network's metrics (init/val/*, init/test/*)
-    best_test_epoch: int | None = None         # test_every_epoch: the best epoch by the selection metric on test
+    init: dict = field(default_factory=dict)  # the untrained network's metrics (init/val/*, init/test/*)
+    best_test_epoch: int | None = None  # test_every_epoch: the best epoch by the selection metric on test
     best_test_value: float | None = None
     best_test: dict = field(default_factory=dict)
-    elapsed: float = 0.0           # training seconds of earlier attempts
-    cpu_elapsed: float = 0.0       # their CPU seconds (process time, all threads)
+    elapsed: float = 0.0  # training seconds of earlier attempts
+    cpu_elapsed: float = 0.0  # their CPU seconds (process time, all threads)
     attempts: int = 0
 
 
@@ -125,8 +132,10 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         if world.is_main:
             records.truncate_epochs(run_dir, -1)
         init_test = evaluator.embed(model, data.test)
-        state.init = {**prefixed("init/val", evaluator.evaluate(model, data.val)),
-                      **prefixed("init/test", evaluator.score(init_test))}
+        state.init = {
+            **prefixed("init/val", evaluator.evaluate(model, data.val)),
+            **prefixed("init/test", evaluator.score(init_test)),
+        }
         write_row({"epoch": 0, **state.init})
     state.attempts += 1
     attempt_start, attempt_cpu = time.perf_counter(), time.process_time()
@@ -138,11 +147,26 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         parts.parallel.refresh()  # DDP over the parameters that train this epoch
         row = {"epoch": epoch}
         with progress_bar(plan.progress and world.is_main, steps_per_epoch, f"epoch {epoch}/{plan.epochs}") as bar:
-            row.update(train_one_epoch(model, parts.loss, parts.regularizers, parts.optimizer, parts.loader,
-                                       epoch=epoch, device=parts.device, amp=parts.amp, scaler=parts.scaler,
-                                       grad_clip=plan.grad_clip, grad_clip_mode=plan.grad_clip_mode,
-                                       step0=(epoch - 1) * steps_per_epoch, progress=bar, parallel=parts.parallel,
-                                       augment=parts.augment, seed=int(parts.cfg.seed)))
+            row.update(
+                train_one_epoch(
+                    model,
+                    parts.loss,
+                    parts.regularizers,
+                    parts.optimizer,
+                    parts.loader,
+                    epoch=epoch,
+                    device=parts.device,
+                    amp=parts.amp,
+                    scaler=parts.scaler,
+                    grad_clip=plan.grad_clip,
+                    grad_clip_mode=plan.grad_clip_mode,
+                    step0=(epoch - 1) * steps_per_epoch,
+                    progress=bar,
+                    parallel=parts.parallel,
+                    augment=parts.augment,
+                    seed=int(parts.cfg.seed),
+                )
+            )
         parts.parallel.check_in_sync(epoch)
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(parts.optimizer.param_groups)})
         if parts.scheduler is not None:
@@ -157,15 +181,25 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
             if plan.selection.better(value, state.best_value):  # the same value on every rank (rank 0's)
                 state.best_epoch, state.best_value, state.best_val = epoch, value, val
                 if world.is_main:
-                    ckpt.atomic_save({"modules": ckpt.module_states(parts.modules), "epoch": epoch},
-                                     run_dir / "checkpoints" / ckpt.BEST)
+                    ckpt.atomic_save(
+                        {"modules": ckpt.module_states(parts.modules), "epoch": epoch},
+                        run_dir / "checkpoints" / ckpt.BEST,
+                    )
             if plan.test_every_epoch:  # the papers' optimistic view, recorded beside the selection, never used by it
                 test = prefixed("test", evaluator.validate(model, data.test))
                 row.update(test)
                 track_best_test(state, plan, epoch, test)
-            log.info("epoch %d/%d  loss %.4f  %s %.4f  (best %.4f @ %d)  [%.1fs]", epoch, plan.epochs,
-                     row["train/loss"], plan.selection.key, value, state.best_value, state.best_epoch,
-                     row["time/train_s"])
+            log.info(
+                "epoch %d/%d  loss %.4f  %s %.4f  (best %.4f @ %d)  [%.1fs]",
+                epoch,
+                plan.epochs,
+                row["train/loss"],
+                plan.selection.key,
+                value,
+                state.best_value,
+                state.best_epoch,
+                row["time/train_s"],
+            )
             write_row(row)
             if on_evaluate is not None:
                 on_evaluate(epoch, val)  # may raise RunPruned
@@ -175,8 +209,13 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
 
         state.epoch = epoch
         if epoch % plan.checkpoint_every == 0 or epoch == plan.epochs:
-            save_last(parts, state, state.elapsed + time.perf_counter() - attempt_start,
-                      state.cpu_elapsed + time.process_time() - attempt_cpu, last)
+            save_last(
+                parts,
+                state,
+                state.elapsed + time.perf_counter() - attempt_start,
+                state.cpu_elapsed + time.process_time() - attempt_cpu,
+                last,
+            )
 
     # ---- the selected epoch, on the test split
     barrier(world)  # rank 0 has written best.pt
@@ -217,13 +256,18 @@ def save_last(parts: Parts, state: LoopState, elapsed: float, cpu_elapsed: float
     rngs = every_rank_rng(parts.world)
     if not parts.world.is_main:
         return
-    ckpt.atomic_save({
-        "modules": ckpt.module_states(parts.modules), "optimizer": parts.optimizer.state_dict(),
-        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
-        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "state": json.dumps(asdict(state) | {"elapsed": elapsed, "cpu_elapsed": cpu_elapsed}), "rng": rngs[0],
-        **({"rng_ranks": rngs} if parts.world.distributed else {}),
-    }, path)
+    ckpt.atomic_save(
+        {
+            "modules": ckpt.module_states(parts.modules),
+            "optimizer": parts.optimizer.state_dict(),
+            "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
+            "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+            "state": json.dumps(asdict(state) | {"elapsed": elapsed, "cpu_elapsed": cpu_elapsed}),
+            "rng": rngs[0],
+            **({"rng_ranks": rngs} if parts.world.distributed else {}),
+        },
+        path,
+    )
 
 
 def every_rank_rng(world) -> list:

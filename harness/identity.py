@@ -7,7 +7,8 @@ A run directory is a deterministic function of the run's config, its data and it
 The hash covers the resolved config except the keys below, which do not change a run's numbers (paths,
 progress bars, the torch thread count, published numbers, the ``rerun`` switch, experiment trackers and
 pictures), plus the data itself: a fingerprint of the files under the dataset's root (relative paths and
-sizes) or of the in-memory arrays (harness/fingerprint.py), and of the content of a local ``backbone.weights`` file. So the same command on
+sizes) or of the in-memory arrays (harness/fingerprint.py), and of the content of a local ``backbone.weights``
+file. So the same command on
 another image tree is another run, and the same tree at another path (another cluster) is the same run.
 ``trainer.num_workers`` is part of the identity: loader processes draw the augmentations from their own
 random streams, so another count gives other batches on image datasets. ``trainer.num_threads`` is not: the
@@ -32,9 +33,21 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import world_size_of
 
 # dataset.root: the path is not the data; the data's fingerprint enters instead (see data_fingerprint)
-NON_SEMANTIC_KEYS = ("paths", "dataset.root", "published", "trainer.progress", "trainer.rerun", "trainer.num_threads",
-                     "trainer.devices", "trainer.nodes", "trainer.dist_timeout_s", "hydra",
-                     "logger", "eval.pictures", "eval.picture_map")  # trackers and pictures: not the numbers
+NON_SEMANTIC_KEYS = (
+    "paths",
+    "dataset.root",
+    "published",
+    "trainer.progress",
+    "trainer.rerun",
+    "trainer.num_threads",
+    "trainer.devices",
+    "trainer.nodes",
+    "trainer.dist_timeout_s",
+    "hydra",
+    "logger",
+    "eval.pictures",
+    "eval.picture_map",
+)  # trackers and pictures: not the numbers
 IDENTITY_FILE = "identity.json"
 
 
@@ -73,7 +86,8 @@ def data_fingerprint(cfg: DictConfig) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _fingerprint(dataset_json: str, weights: str) -> str:
-    from harness.fingerprint import data_fingerprint as of_data, file_digest
+    from harness.fingerprint import data_fingerprint as of_data
+    from harness.fingerprint import file_digest
 
     dataset = json.loads(dataset_json)
 
@@ -119,8 +133,11 @@ def check_identity(run_dir: Path, cfg: DictConfig) -> None:
     if not isinstance(stored, dict) or stored.get("digest") != mine["digest"]:
         other = stored.get("data") if isinstance(stored, dict) else None
         why = "its data differ" if other and other != mine["data"] else "its config or data differ"
-        raise ConfigError(f"{run_dir} holds another run ({why}: identity {str(stored.get('digest') if isinstance(stored, dict) else stored)[:12]} "
-                          f"!= {mine['digest'][:12]}); it is left untouched: remove it, or set paths.results elsewhere")
+        theirs = str(stored.get("digest") if isinstance(stored, dict) else stored)[:12]
+        raise ConfigError(
+            f"{run_dir} holds another run ({why}: identity {theirs} "
+            f"!= {mine['digest'][:12]}); it is left untouched: remove it, or set paths.results elsewhere"
+        )
 
 
 def group_choice(cfg: DictConfig, group: str) -> str:
@@ -139,15 +156,26 @@ def group_choice(cfg: DictConfig, group: str) -> str:
 
 
 def run_dir_for(cfg: DictConfig) -> Path:
-    name = "__".join([
-        group_choice(cfg, "loss"), group_choice(cfg, "regularizer"), group_choice(cfg, "backbone"),
-        config_hash(cfg), f"seed{cfg.seed}",
-    ])
+    name = "__".join(
+        [
+            group_choice(cfg, "loss"),
+            group_choice(cfg, "regularizer"),
+            group_choice(cfg, "backbone"),
+            config_hash(cfg),
+            f"seed{cfg.seed}",
+        ]
+    )
     return Path(cfg.paths.results) / "runs" / group_choice(cfg, "dataset") / name
 
 
 def identity_keys(cfg: DictConfig) -> dict:
     """The record's identity keys: what the tables group runs by."""
-    return {"dataset": group_choice(cfg, "dataset"), "backbone": group_choice(cfg, "backbone"),
-            "loss": group_choice(cfg, "loss"), "regularizer": group_choice(cfg, "regularizer"),
-            "seed": int(cfg.seed), "config_hash": config_hash(cfg), "data_fingerprint": data_fingerprint(cfg)}
+    return {
+        "dataset": group_choice(cfg, "dataset"),
+        "backbone": group_choice(cfg, "backbone"),
+        "loss": group_choice(cfg, "loss"),
+        "regularizer": group_choice(cfg, "regularizer"),
+        "seed": int(cfg.seed),
+        "config_hash": config_hash(cfg),
+        "data_fingerprint": data_fingerprint(cfg),
+    }

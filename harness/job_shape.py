@@ -20,11 +20,11 @@ from harness.errors import ConfigError
 
 @dataclass(frozen=True)
 class Shape:
-    devices: int = 1    # processes (tasks) per node
+    devices: int = 1  # processes (tasks) per node
     nodes: int = 1
 
     @classmethod
-    def of(cls, config: DictConfig) -> "Shape":
+    def of(cls, config: DictConfig) -> Shape:
         trainer = config.get("trainer") or {}
         return cls(int(trainer.get("devices", 1) or 1), int(trainer.get("nodes", 1) or 1))
 
@@ -40,18 +40,26 @@ def gpus_asked(gpus_per_node, gres) -> int | None:
 def slurm_resources(shape: Shape, gpus_per_node=None, gres=None, tasks_per_node=None, nodes=None) -> dict:
     """The launcher parameters of a job of this shape (``tasks_per_node``, ``nodes``), or one line saying why not.
     ``tasks_per_node`` / ``nodes`` set on the launcher itself must agree (trainer.devices / nodes decide them)."""
-    for key, value, wanted, knob in (("tasks_per_node", tasks_per_node, shape.devices, "devices"),
-                                     ("nodes", nodes, shape.nodes, "nodes")):
+    for key, value, wanted, knob in (
+        ("tasks_per_node", tasks_per_node, shape.devices, "devices"),
+        ("nodes", nodes, shape.nodes, "nodes"),
+    ):
         if value not in (None, 1, wanted):
-            raise ConfigError(f"hydra.launcher.{key}={value} but trainer.{knob}={wanted}: a run's processes are set "
-                              f"by trainer.{knob}; set trainer.{knob}={value} and leave hydra.launcher.{key} alone")
+            raise ConfigError(
+                f"hydra.launcher.{key}={value} but trainer.{knob}={wanted}: a run's processes are set "
+                f"by trainer.{knob}; set trainer.{knob}={value} and leave hydra.launcher.{key} alone"
+            )
     gpus = gpus_asked(gpus_per_node, gres)
     asked = f"hydra.launcher.gpus_per_node={gpus_per_node}" if gpus_per_node else f"hydra.launcher.gres={gres}"
     if gpus is not None and gpus > shape.devices:
-        raise ConfigError(f"{asked} asks for {gpus} GPUs per node but trainer.devices={shape.devices} starts "
-                          f"{shape.devices} processes per node, one GPU each: {gpus - shape.devices} would sit idle; "
-                          f"set trainer.devices={gpus} (or ask for {shape.devices} GPUs)")
+        raise ConfigError(
+            f"{asked} asks for {gpus} GPUs per node but trainer.devices={shape.devices} starts "
+            f"{shape.devices} processes per node, one GPU each: {gpus - shape.devices} would sit idle; "
+            f"set trainer.devices={gpus} (or ask for {shape.devices} GPUs)"
+        )
     if gpus is not None and gpus < shape.devices:
-        raise ConfigError(f"trainer.devices={shape.devices} processes per node need a GPU each but {asked} asks for "
-                          f"{gpus}; set hydra.launcher.gpus_per_node={shape.devices} (or null for CPU processes)")
+        raise ConfigError(
+            f"trainer.devices={shape.devices} processes per node need a GPU each but {asked} asks for "
+            f"{gpus}; set hydra.launcher.gpus_per_node={shape.devices} (or null for CPU processes)"
+        )
     return {"tasks_per_node": shape.devices, "nodes": shape.nodes}

@@ -28,9 +28,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
@@ -56,11 +56,11 @@ class Job:
     idx: int
     overrides: list
     config: DictConfig
-    run_dir: Optional[Path] = None  # the harness run this job is (grids); None for other task functions
-    finished: Optional[dict] = None  # its finished record: the job is skipped
-    queued: Optional[str] = None  # a SLURM job of an earlier command still runs it: not submitted again
-    log: Optional[str] = None  # where the job's output went (submitit's log file), if not the console
-    job_id: Optional[str] = None  # the scheduler's id
+    run_dir: Path | None = None  # the harness run this job is (grids); None for other task functions
+    finished: dict | None = None  # its finished record: the job is skipped
+    queued: str | None = None  # a SLURM job of an earlier command still runs it: not submitted again
+    log: str | None = None  # where the job's output went (submitit's log file), if not the console
+    job_id: str | None = None  # the scheduler's id
     planned_at: float = field(default_factory=time.time)
 
     @property
@@ -69,7 +69,7 @@ class Job:
 
 
 # ----------------------------------------------------------------------------------------------- before launching
-def skips_finished(setting: Optional[bool], master_config: DictConfig) -> bool:
+def skips_finished(setting: bool | None, master_config: DictConfig) -> bool:
     """Whether jobs are harness runs to skip when finished: ``skip_finished`` if set, else for grids only.
 
     A grid (Hydra's basic sweeper) maps one job to one run. Other sweepers (the Optuna search) launch worker
@@ -80,19 +80,30 @@ def skips_finished(setting: Optional[bool], master_config: DictConfig) -> bool:
     return OmegaConf.select(master_config, "hydra.sweeper._target_") == GRID_SWEEPER
 
 
-def prepare(hydra_context, master_config: DictConfig, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
-            skip_finished: Optional[bool]) -> tuple:
+def prepare(
+    hydra_context,
+    master_config: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    skip_finished: bool | None,
+) -> tuple:
     """What every launcher does first: create the sweep directory and plan the jobs; (sweep dir, jobs)."""
     sweep_dir = Path(str(master_config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     redact_sweep_config(sweep_dir)
-    jobs = plan_jobs(hydra_context, master_config, job_overrides, initial_job_idx,
-                     skips_finished(skip_finished, master_config))
+    jobs = plan_jobs(
+        hydra_context, master_config, job_overrides, initial_job_idx, skips_finished(skip_finished, master_config)
+    )
     return sweep_dir, jobs
 
 
-def plan_jobs(hydra_context, master_config: DictConfig, job_overrides: Sequence[Sequence[str]],
-              initial_job_idx: int, skip_finished: bool) -> list:
+def plan_jobs(
+    hydra_context,
+    master_config: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    skip_finished: bool,
+) -> list:
     """Compose each job's config now (a wrong override fails before any submission) and find finished runs."""
     jobs = []
     identity.forget_data()  # fingerprint each dataset once for the whole plan
@@ -147,15 +158,23 @@ def find_queued(jobs: list, active: dict) -> None:
             job.queued, job.job_id = active[job_id], job_id
     queued = [j for j in jobs if j.queued]
     if queued:
-        log.info("%d runs are still queued or running as earlier jobs (%s): not submitted again", len(queued),
-                 ", ".join(j.job_id for j in queued))
+        log.info(
+            "%d runs are still queued or running as earlier jobs (%s): not submitted again",
+            len(queued),
+            ", ".join(j.job_id for j in queued),
+        )
 
 
 def active_slurm_jobs() -> dict:
     """This user's SLURM jobs that are not over, one entry per array task: {job id: state}."""
     try:
-        out = subprocess.run(["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"], capture_output=True,
-                             text=True, timeout=60, check=True).stdout
+        out = subprocess.run(
+            ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as err:
         log.warning("squeue failed (%s): runs queued by an earlier command may be submitted again", err)
         return {}
@@ -165,15 +184,22 @@ def active_slurm_jobs() -> dict:
 def mark_submitted(job: Job) -> None:
     """Write ``<run dir>/slurm_job.json``: which job runs this run (read by ``find_queued``)."""
     if job.run_dir:
-        atomic_write_json(Path(job.run_dir) / JOB_FILE, {"job_id": job.job_id, "log": job.log,
-                                                                 "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        atomic_write_json(
+            Path(job.run_dir) / JOB_FILE,
+            {"job_id": job.job_id, "log": job.log, "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+        )
 
 
 # ----------------------------------------------------------------------------------------------- on the worker
 def run_one(hydra_context, task_function: Callable, config: DictConfig) -> JobReturn:
     """Hydra's ``run_job`` for one job; a failure also leaves its traceback in ``<job dir>/error.txt``."""
-    ret = run_job(hydra_context=hydra_context, task_function=task_function, config=config,
-                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    ret = run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
     if ret.status == JobStatus.FAILED and launch_from_env().rank == 0:  # one writer: a job's other tasks only log
         error = ret._return_value
         path = Path(str(config.hydra.runtime.output_dir)) / "error.txt"
@@ -188,8 +214,14 @@ def skipped_return(job: Job) -> JobReturn:
     """What a skipped job returns to the sweeper: its finished record's objective, as run.py would."""
     record = job.finished
     value = record.get(record.get("selection/metric", ""), math.nan)
-    ret = JobReturn(overrides=job.overrides, cfg=None, hydra_cfg=None, working_dir=str(job.run_dir),
-                    task_name=str(job.config.hydra.job.name), status=JobStatus.COMPLETED)
+    ret = JobReturn(
+        overrides=job.overrides,
+        cfg=None,
+        hydra_cfg=None,
+        working_dir=str(job.run_dir),
+        task_name=str(job.config.hydra.job.name),
+        status=JobStatus.COMPLETED,
+    )
     ret.return_value = value
     return ret
 
@@ -210,9 +242,16 @@ def failed_return(job: Job, error: BaseException) -> JobReturn:
 
 def summary_row(job: Job, ret: JobReturn) -> dict:
     """Status, run directory, error and where to read more, for one job."""
-    row = {"job": job.idx, "overrides": " ".join(job.overrides), "status": None,
-           "run_dir": str(job.run_dir) if job.run_dir else None, "error": None, "error_file": None,
-           "log": job.log, "job_id": job.job_id}
+    row = {
+        "job": job.idx,
+        "overrides": " ".join(job.overrides),
+        "status": None,
+        "run_dir": str(job.run_dir) if job.run_dir else None,
+        "error": None,
+        "error_file": None,
+        "log": job.log,
+        "job_id": job.job_id,
+    }
     record = job.finished or (records.read_record(job.run_dir) if job.run_dir else None)
     if job.finished:
         row["status"] = "skipped"
@@ -239,7 +278,7 @@ def summary_row(job: Job, ret: JobReturn) -> dict:
     return row
 
 
-def write_summary(sweep_dir: Path, rows: list, extra: Optional[dict] = None) -> Path:
+def write_summary(sweep_dir: Path, rows: list, extra: dict | None = None) -> Path:
     """``<sweep dir>/summary.json`` (atomic) and a few lines in the log: counts, then each failed job."""
     counts = {}
     for row in rows:
@@ -249,13 +288,20 @@ def write_summary(sweep_dir: Path, rows: list, extra: Optional[dict] = None) -> 
     log.info("sweep summary: %s (%s)", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())), path)
     for row in rows:
         if row["status"] == "failed":
-            log.error("failed: #%d %s\n    %s\n    error: %s%s", row["job"], row["overrides"], row["error"],
-                      row["error_file"], f"\n    log:   {row['log']}" if row["log"] else "")
+            log.error(
+                "failed: #%d %s\n    %s\n    error: %s%s",
+                row["job"],
+                row["overrides"],
+                row["error"],
+                row["error_file"],
+                f"\n    log:   {row['log']}" if row["log"] else "",
+            )
     return path
 
 
-def close_sweep(sweep_dir: Path, jobs: list, returns: list, master_config: DictConfig,
-                extra: Optional[dict] = None) -> list:
+def close_sweep(
+    sweep_dir: Path, jobs: list, returns: list, master_config: DictConfig, extra: dict | None = None
+) -> list:
     """Write the summary; a grid with failed jobs then ends in one line naming the first and the summary, and
     exit code 1 (the other jobs ran). Without this, Hydra's grid sweeper re-raises the first failed job's
     exception and prints its traceback. Search workers are not judged here: the search driver counts trials."""
@@ -265,8 +311,13 @@ def close_sweep(sweep_dir: Path, jobs: list, returns: list, master_config: DictC
     if failed and OmegaConf.select(master_config, "hydra.sweeper._target_") == GRID_SWEEPER:
         first = failed[0]
         error = " ".join(str(first["error"]).split())[:300]
-        print(redact_text(f"error: {len(failed)} of {len(rows)} jobs failed (first: #{first['job']} "
-                          f"{first['overrides']}: {error}); every job's error and log: {path}"), file=sys.stderr)
+        print(
+            redact_text(
+                f"error: {len(failed)} of {len(rows)} jobs failed (first: #{first['job']} "
+                f"{first['overrides']}: {error}); every job's error and log: {path}"
+            ),
+            file=sys.stderr,
+        )
         raise SystemExit(1)
     return returns
 

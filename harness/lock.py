@@ -85,6 +85,8 @@ def _acquire(fd: int, run_dir: Path, timeout: float | None, poll: float) -> None
             return
         except BlockingIOError:
             if deadline is not None and time.monotonic() >= deadline:
-                raise RunLocked(f"{run_dir} is still being written by {describe(holder(run_dir))} after "
-                                f"{timeout:g} s; wait for it to end (or stop it) and run again") from None
+                raise RunLocked(
+                    f"{run_dir} is still being written by {describe(holder(run_dir))} after "
+                    f"{timeout:g} s; wait for it to end (or stop it) and run again"
+                ) from None
             time.sleep(poll)

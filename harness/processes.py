@@ -35,8 +35,10 @@ def must_spawn(cfg: DictConfig) -> bool:
 
 def check_no_hook(cfg: DictConfig, on_evaluate) -> None:
     if on_evaluate is not None and world_size_of(cfg) > 1:
-        raise ConfigError(f"a search trains each trial on one process, not trainer.devices x trainer.nodes = "
-                          f"{world_size_of(cfg)}; set trainer.devices=1 trainer.nodes=1")
+        raise ConfigError(
+            f"a search trains each trial on one process, not trainer.devices x trainer.nodes = "
+            f"{world_size_of(cfg)}; set trainer.devices=1 trainer.nodes=1"
+        )
 
 
 def run_local(cfg: DictConfig, on_evaluate=None) -> dict:
@@ -44,8 +46,10 @@ def run_local(cfg: DictConfig, on_evaluate=None) -> dict:
     check_no_hook(cfg, on_evaluate)
     n = world_size_of(cfg)
     if int(cfg.trainer.nodes) > 1:
-        raise ConfigError(f"trainer.nodes={cfg.trainer.nodes} needs a launcher that starts the processes on every "
-                          f"node: hydra/launcher=slurm, or torchrun on each node; run.py alone starts one node's")
+        raise ConfigError(
+            f"trainer.nodes={cfg.trainer.nodes} needs a launcher that starts the processes on every "
+            f"node: hydra/launcher=slurm, or torchrun on each node; run.py alone starts one node's"
+        )
     run_dir = identity.run_dir_for(cfg)
     previous = records.read_record(run_dir)
     if previous and previous.get("status") == "finished" and not cfg.trainer.rerun:
@@ -85,9 +89,11 @@ def joined(cfg: DictConfig, on_evaluate=None):
     check_no_hook(cfg, on_evaluate)
     launch, n = launch_from_env(), world_size_of(cfg)
     if launch.world_size != n:
-        raise ConfigError(f"this process is rank {launch.rank} of {launch.world_size} ({launch.source}) but "
-                          f"trainer.devices x trainer.nodes = {n}; ask the launcher for {n} processes, or set "
-                          f"trainer.devices={max(launch.world_size // int(cfg.trainer.nodes), 1)}")
+        raise ConfigError(
+            f"this process is rank {launch.rank} of {launch.world_size} ({launch.source}) but "
+            f"trainer.devices x trainer.nodes = {n}; ask the launcher for {n} processes, or set "
+            f"trainer.devices={max(launch.world_size // int(cfg.trainer.nodes), 1)}"
+        )
     if cfg.trainer.get("num_threads"):
         torch.set_num_threads(int(cfg.trainer.num_threads))
     elif n > 1 and not str(cfg.trainer.device).startswith("cuda"):  # the node's cores, shared by its processes

@@ -12,15 +12,27 @@ from pathlib import Path
 import torch
 
 # record key -> distribution names to try, in order (faiss comes as a CPU or a GPU build)
-PACKAGES = {"torch": ("torch",), "pytorch_metric_learning": ("pytorch-metric-learning",),
-            "faiss": ("faiss-cpu", "faiss-gpu-cu12"), "timm": ("timm",), "hydra": ("hydra-core",),
-            "omegaconf": ("omegaconf",), "optuna": ("optuna",), "numpy": ("numpy",), "FrEIA": ("FrEIA",)}
+PACKAGES = {
+    "torch": ("torch",),
+    "pytorch_metric_learning": ("pytorch-metric-learning",),
+    "faiss": ("faiss-cpu", "faiss-gpu-cu12"),
+    "timm": ("timm",),
+    "hydra": ("hydra-core",),
+    "omegaconf": ("omegaconf",),
+    "optuna": ("optuna",),
+    "numpy": ("numpy",),
+    "FrEIA": ("FrEIA",),
+}
 
 
 def provenance(device: torch.device) -> dict:
     """The record's provenance keys: ``git/*``, ``versions/*``, ``host``, ``device``."""
-    return {**git_state(), **{f"versions/{k}": v for k, v in package_versions().items()},
-            "host": socket.gethostname(), "device": device_name(device)}
+    return {
+        **git_state(),
+        **{f"versions/{k}": v for k, v in package_versions().items()},
+        "host": socket.gethostname(),
+        "device": device_name(device),
+    }
 
 
 def task_overrides() -> list:
@@ -37,8 +49,13 @@ def git_state() -> dict:
     root = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {"git/commit": None, "git/dirty": None}
     if commit.returncode != 0:

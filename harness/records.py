@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 from harness.io import atomic_write_text, json_default
-
 from harness.redact import redact  # noqa: F401  (the one redaction module, re-exported)
 
 RECORD = "record.json"

@@ -25,8 +25,10 @@ MASK = "***"
 
 # A key or parameter name that holds a secret: password, passwd, pwd, secret, token, api_key, apikey,
 # access_key, private_key, credential(s), auth / authorization, with any prefix or suffix separated by _ . -
-_WORDS = (r"password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key"
-          r"|credentials?|auth|authorization")
+_WORDS = (
+    r"password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key"
+    r"|credentials?|auth|authorization"
+)
 SECRET_NAME = re.compile(rf"(?:^|[_.\-])(?:{_WORDS})(?:$|[_.\-])", re.IGNORECASE)
 # in a URL's query string, also key=, sig= and signature= (API keys, signed URLs)
 SECRET_PARAM = re.compile(rf"(?:^|[_.\-])(?:{_WORDS}|key|sig|signature)(?:$|[_.\-])", re.IGNORECASE)
@@ -35,13 +37,15 @@ SECRET_PARAM = re.compile(rf"(?:^|[_.\-])(?:{_WORDS}|key|sig|signature)(?:$|[_.\
 # '@' and '/': ``u:a@b/c@host`` masks ``a@b/c``, where a URL parser would read host ``b``; masking too much is
 # harmless, too little is a leak); the host runs up to the first '/', '?', '#', quote, whitespace or the end.
 _URL_USERINFO = re.compile(
-    r"(?P<head>[a-zA-Z][\w+.\-]*://[^\s:/@'\"]*):(?P<pw>[^\s'\"]*)@(?=[^\s@/?#'\"]*(?:[/?#\s'\"]|$))")
+    r"(?P<head>[a-zA-Z][\w+.\-]*://[^\s:/@'\"]*):(?P<pw>[^\s'\"]*)@(?=[^\s@/?#'\"]*(?:[/?#\s'\"]|$))"
+)
 # ?name=value / &name=value / ;name=value (value up to & # whitespace or a quote)
 _QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[\w.\-]+)=)(?P<value>[^&#\s'\"]*)")
 # name=value, name: value, "name": "value" (an override, a YAML or JSON line, an environment line)
 _KEY_VALUE = re.compile(
     r"(?P<head>(?P<q>[\"']?)(?P<name>[+~]?[A-Za-z_][\w.\-]*)(?P=q)\s*(?:=|:\s)\s*)"
-    r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s,'\"}\]]+)")
+    r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s,'\"}\]]+)"
+)
 
 
 def is_secret_name(name) -> bool:
@@ -53,8 +57,9 @@ def redact_text(text: str) -> str:
     if not isinstance(text, str) or not text:
         return text
     text = _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
-    text = _QUERY_PARAM.sub(lambda m: f"{m['head']}{MASK}" if SECRET_PARAM.search(m["name"]) and m["value"] else m[0],
-                            text)
+    text = _QUERY_PARAM.sub(
+        lambda m: f"{m['head']}{MASK}" if SECRET_PARAM.search(m["name"]) and m["value"] else m[0], text
+    )
     return _KEY_VALUE.sub(_mask_value, text)
 
 

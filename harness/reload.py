@@ -77,8 +77,10 @@ def load_run(run_dir, device: str = "cpu") -> LoadedRun:
         state = ckpt.load(best)["modules"]["model"]
         model.load_state_dict(state)
     except Exception as err:  # noqa: BLE001 - a damaged or foreign checkpoint: one line naming it
-        raise ConfigError(f"{best} does not hold this run's model ({type(err).__name__}: "
-                          f"{' '.join(str(err).split())[:160]}); re-run the run with trainer.rerun=true") from None
+        raise ConfigError(
+            f"{best} does not hold this run's model ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:160]}); re-run the run with trainer.rerun=true"
+        ) from None
     dev = torch.device(device)
     return LoadedRun(run_dir, cfg, model.to(dev).eval(), eval_transform(transform), dev)
 
@@ -87,9 +89,13 @@ def read_config(path: Path):
     try:
         cfg = OmegaConf.load(path)
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist; give load_run a run directory (results/runs/<dataset>/<run>)") from None
+        raise ConfigError(
+            f"{path} does not exist; give load_run a run directory (results/runs/<dataset>/<run>)"
+        ) from None
     except Exception as err:  # noqa: BLE001 - YAML errors differ
-        raise ConfigError(f"{path} is not a readable config ({type(err).__name__}); the run cannot be rebuilt") from None
+        raise ConfigError(
+            f"{path} is not a readable config ({type(err).__name__}); the run cannot be rebuilt"
+        ) from None
     if not OmegaConf.is_dict(cfg):
         raise ConfigError(f"{path} is not a config mapping; the run cannot be rebuilt")
     return cfg

@@ -25,11 +25,16 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import ConfigError
 
 # the backbones a saved config may name (conf/backbone/*.yaml use these)
-BACKBONES = frozenset({
-    "harness.models.MLP", "harness.models.mlp.MLP",
-    "harness.models.SmallCNN", "harness.models.small_cnn.SmallCNN",
-    "harness.models.backbones.timm_backbone", "timm.create_model",
-})
+BACKBONES = frozenset(
+    {
+        "harness.models.MLP",
+        "harness.models.mlp.MLP",
+        "harness.models.SmallCNN",
+        "harness.models.small_cnn.SmallCNN",
+        "harness.models.backbones.timm_backbone",
+        "timm.create_model",
+    }
+)
 TIMM_TARGETS = frozenset({"harness.models.backbones.timm_backbone", "timm.create_model"})
 FILE_ARGUMENTS = frozenset({"checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"})
 HEAD_KEYS = {"embed_dim": (int,), "normalize": (bool,), "pooling": (str,)}
@@ -40,12 +45,16 @@ def safe_backbone(node, where: str = "backbone") -> DictConfig:
     data = _plain_mapping(node, where)
     target = data.pop("_target_", None)
     if target not in BACKBONES:
-        raise ConfigError(f"{where}._target_={target!r} is not a backbone load_run builds (it executes nothing "
-                          f"else from a run directory); allowed: {', '.join(sorted(BACKBONES))}")
+        raise ConfigError(
+            f"{where}._target_={target!r} is not a backbone load_run builds (it executes nothing "
+            f"else from a run directory); allowed: {', '.join(sorted(BACKBONES))}"
+        )
     bad = sorted(FILE_ARGUMENTS & set(data)) if target in TIMM_TARGETS else []
     if bad:
-        raise ConfigError(f"{where}.{bad[0]} is refused by load_run: it would read a file; the trained weights "
-                          f"come from checkpoints/best.pt")
+        raise ConfigError(
+            f"{where}.{bad[0]} is refused by load_run: it would read a file; the trained weights "
+            f"come from checkpoints/best.pt"
+        )
     for key, value in data.items():
         if key.startswith("_"):
             raise ConfigError(f"{where}.{key} is refused by load_run: only plain arguments are rebuilt")
@@ -77,8 +86,9 @@ def safe_transform_kwargs(node, where: str = "dataset.transform") -> dict | None
     known = set(inspect.signature(build_eval_transform).parameters)
     for key, value in data.items():
         if key not in known:
-            raise ConfigError(f"{where}.{key} is not an argument of the evaluation transform "
-                              f"({', '.join(sorted(known))})")
+            raise ConfigError(
+                f"{where}.{key} is not an argument of the evaluation transform ({', '.join(sorted(known))})"
+            )
         _check_plain(value, f"{where}.{key}", mappings=True)
     return data
 
@@ -106,5 +116,6 @@ def _check_plain(value, where: str, mappings: bool = False) -> None:
         for k, v in value.items():
             _check_plain(v, f"{where}.{k}", mappings)
         return
-    raise ConfigError(f"{where} holds a {type(value).__name__}; load_run only rebuilds plain values "
-                      f"(no nested _target_)")
+    raise ConfigError(
+        f"{where} holds a {type(value).__name__}; load_run only rebuilds plain values (no nested _target_)"
+    )

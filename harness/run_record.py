@@ -34,8 +34,14 @@ def record_failure(cfg: DictConfig, run_dir: Path, started: float, parts, exc: B
     try:
         atomic_write_text(run_dir / "error.txt", traceback.format_exc())
         exc.error_file = str(run_dir / "error.txt")  # the command line then names it instead of the traceback
-        return close_record(cfg, run_dir, started, parts, "failed",
-                            {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")})
+        return close_record(
+            cfg,
+            run_dir,
+            started,
+            parts,
+            "failed",
+            {"error": f"{type(exc).__name__}: {exc}", "error_file": str(run_dir / "error.txt")},
+        )
     except OSError as err:
         log.error("could not record the failure in %s (%s); the record stays unwritten", run_dir, err)
         return None
@@ -47,8 +53,10 @@ DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 def disk_error_line(err: OSError) -> str:
     where = err.filename or "the results folder"
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"no space left on the disk of {where} ({err.strerror}); free space there, or set paths.results to "
-                f"another disk, and run again: the run resumes from its last checkpoint")
+        return (
+            f"no space left on the disk of {where} ({err.strerror}); free space there, or set paths.results to "
+            f"another disk, and run again: the run resumes from its last checkpoint"
+        )
     return f"cannot write {where} ({err.strerror}); set paths.results to a folder you can write"
 
 

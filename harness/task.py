@@ -122,8 +122,9 @@ def run_locked(cfg: DictConfig, plan: Plan, run_dir: Path, world: World, on_eval
         record = close_record(cfg, run_dir, started, parts, "finished", fitted.results) if world.is_main else None
         if world.is_main:
             draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
-            trackers.close(record, pictures_at_end(run_dir, parts, fitted, cfg.eval.get("picture_map", "umap"))
-                           if draw else ())
+            trackers.close(
+                record, pictures_at_end(run_dir, parts, fitted, cfg.eval.get("picture_map", "umap")) if draw else ()
+            )
     record = broadcast_object(record, world)
     log.info("%s", format_summary(record))
     return record

@@ -22,10 +22,25 @@ def check_finite(total: torch.Tensor, terms: dict, epoch: int, step: int) -> Non
         )
 
 
-def train_one_epoch(model, base_loss, regularizers: dict, optimizer, loader, *, epoch: int, device: torch.device,
-                    amp: str = "off", scaler=None, grad_clip: float | None = None, grad_clip_mode: str = "norm",
-                    step0: int = 0, progress=None, parallel: DataParallel | None = None,
-                    augment=None, seed: int = 0) -> dict:
+def train_one_epoch(
+    model,
+    base_loss,
+    regularizers: dict,
+    optimizer,
+    loader,
+    *,
+    epoch: int,
+    device: torch.device,
+    amp: str = "off",
+    scaler=None,
+    grad_clip: float | None = None,
+    grad_clip_mode: str = "norm",
+    step0: int = 0,
+    progress=None,
+    parallel: DataParallel | None = None,
+    augment=None,
+    seed: int = 0,
+) -> dict:
     """Train for one pass over ``loader``; return the mean of each loss term and the epoch's timings.
     ``grad_clip`` clips every trained parameter's gradient before the step: their total norm (``norm``) or each
     element to [-grad_clip, grad_clip] (``value``, torch's clip_grad_value_).

@@ -35,7 +35,7 @@ def compose_cfg(overrides=(), results: Path | None = None) -> DictConfig:
         with open_dict(cfg):
             cfg.paths.results = str(results)
             if not any("picture_map" in o for o in overrides):  # UMAP's first call compiles for ~25 s: runs in
-                cfg.eval.picture_map = "pca"                      # tests map with PCA (test_inspect draws UMAP)
+                cfg.eval.picture_map = "pca"  # tests map with PCA (test_inspect draws UMAP)
     return cfg
 
 

@@ -11,8 +11,17 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 from torch import nn
 
-from harness.distributed import (World, average_gradients, broadcast_object, gather_array,
-                                 gather_rows, gather_with_grad, ranks_disagree, shard, sync_batchnorm)
+from harness.distributed import (
+    World,
+    average_gradients,
+    broadcast_object,
+    gather_array,
+    gather_rows,
+    gather_with_grad,
+    ranks_disagree,
+    shard,
+    sync_batchnorm,
+)
 from harness.regularizers.coding_rate import coding_rate
 
 
@@ -93,8 +102,9 @@ def primitives(world: World, out: Path, dtype: str) -> None:
 # ----------------------------------------------------------------------------------------------- whole runs
 def runs(world: World, out: Path, spec: str) -> None:
     """harness.run of every config in the JSON list ``spec`` ([[results dir, overrides...], ...]) on this rank."""
-    import harness
     from conftest import tiny
+
+    import harness
 
     for results, *overrides in json.loads(spec):
         harness.run(tiny(overrides, Path(results)))

@@ -43,13 +43,27 @@ def run_ranks(target: str, n: int, out_dir: Path, args=(), timeout: float = 240,
     port = free_port()
     procs, logs = [], []
     for rank in range(n):
-        rank_env = dict(os.environ, **(env or {}), RANK=str(rank), WORLD_SIZE=str(n), LOCAL_RANK=str(rank),
-                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                        PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")]))
+        rank_env = dict(
+            os.environ,
+            **(env or {}),
+            RANK=str(rank),
+            WORLD_SIZE=str(n),
+            LOCAL_RANK=str(rank),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")]),
+        )
         log = open(out_dir / f"rank{rank}.log", "w+")
-        procs.append(subprocess.Popen([sys.executable, str(TESTS / "dist_ranks.py"), target, str(out_dir),
-                                       *map(str, args)], cwd=REPO, env=rank_env, stdout=log,
-                                      stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(TESTS / "dist_ranks.py"), target, str(out_dir), *map(str, args)],
+                cwd=REPO,
+                env=rank_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         logs.append(log)
     deadline = time.time() + timeout
     try:

@@ -100,8 +100,16 @@ class LocalPostgres:
             def demote():
                 os.setgid(gid)
                 os.setuid(uid)
-        return subprocess.run([str(bin_dir() / args[0]), *args[1:]], preexec_fn=demote, capture_output=True,
-                              text=True, check=True, cwd="/", **kw)
+
+        return subprocess.run(
+            [str(bin_dir() / args[0]), *args[1:]],
+            preexec_fn=demote,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd="/",
+            **kw,
+        )
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -111,13 +119,25 @@ class LocalPostgres:
             os.chmod(self.root, 0o700)
             for p in (self.root, pwfile):
                 os.chown(p, self.user.pw_uid, self.user.pw_gid)
-        self._run(["initdb", "-D", str(self.data), f"--username={USER}", f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
-                   "--auth-local=trust", "--encoding=UTF8", "--no-sync"])
+        self._run(
+            [
+                "initdb",
+                "-D",
+                str(self.data),
+                f"--username={USER}",
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ]
+        )
         pwfile.unlink()
         self.port = free_port()
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
-        self._run(["pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts, "-w", "-t", "60",
-                   "start"])
+        self._run(
+            ["pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", opts, "-w", "-t", "60", "start"]
+        )
 
     def stop(self) -> None:
         if self.data.exists():

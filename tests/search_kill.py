@@ -46,4 +46,4 @@ def kill_a_worker_mid_trial(load_study, driver, reported: int = 2, timeout: floa
                 os.kill(pid, signal.SIGKILL)
                 return now
             os.kill(pid, signal.SIGCONT)
-    raise AssertionError("no trial was caught running with %d reported epochs" % reported)
+    raise AssertionError(f"no trial was caught running with {reported} reported epochs")

@@ -61,8 +61,13 @@ def apt_get_install(packages) -> str | None:
     print(f"installing {' '.join(packages)} (apt-get)", file=sys.stderr)
     try:
         subprocess.run(["apt-get", "update", "-q"], env=env, check=True, capture_output=True, text=True)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env, check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     except subprocess.CalledProcessError as err:
         return f"apt-get failed to install {' '.join(packages)}: {(err.stderr or '').strip()[-500:]}"
     return None
@@ -139,7 +144,7 @@ class LocalSlurm:
         """Environment for client commands (sbatch, squeue, submitit) to reach this cluster."""
         return {"SLURM_CONF": str(self.conf)}
 
-    def start(self, timeout: float = 60) -> "LocalSlurm":
+    def start(self, timeout: float = 60) -> LocalSlurm:
         if (self.root / "pids").exists():
             raise RuntimeError(f"a cluster seems to run from {self.root} already; stop it first (down {self.root})")
         for sub in ("state", "spool"):
@@ -153,9 +158,20 @@ class LocalSlurm:
         self.conf.write_text(slurm_conf(self.root, host, node_line(), free_port(), free_port()))
 
         env = dict(os.environ, **self.env)
-        self._spawn("munged", [which("munged"), "-F", "--force", f"--key-file={key}",
-                               f"--socket={self.root}/munge.socket", f"--pid-file={self.root}/munged.pid",
-                               f"--log-file={self.root}/munged.log", f"--seed-file={self.root}/munged.seed"], env)
+        self._spawn(
+            "munged",
+            [
+                which("munged"),
+                "-F",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={self.root}/munge.socket",
+                f"--pid-file={self.root}/munged.pid",
+                f"--log-file={self.root}/munged.log",
+                f"--seed-file={self.root}/munged.seed",
+            ],
+            env,
+        )
         self._wait(lambda: (self.root / "munge.socket").exists(), timeout, "munged did not create its socket")
         self._spawn("slurmctld", [which("slurmctld"), "-D", "-i", "-f", str(self.conf)], env)
         self._spawn("slurmd", [which("slurmd"), "-D", "-f", str(self.conf)], env)
@@ -173,7 +189,7 @@ class LocalSlurm:
         while time.time() < deadline and self.client(["squeue", "-h"], check=False).stdout.strip():
             time.sleep(0.2)
         started = [line.split() for line in pids_file.read_text().splitlines() if line.strip()]
-        for name, pid in reversed(started):
+        for _name, pid in reversed(started):
             end_process(int(pid))
         for pid in self.job_processes():
             end_process(pid, sig=signal.SIGKILL)
@@ -185,8 +201,9 @@ class LocalSlurm:
         for proc in Path("/proc").glob("[0-9]*"):
             try:
                 parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if (proc / "comm").read_text().strip() == "slurmstepd" and \
-                        marker in (proc / "environ").read_bytes().split(b"\0"):
+                if (proc / "comm").read_text().strip() == "slurmstepd" and marker in (
+                    proc / "environ"
+                ).read_bytes().split(b"\0"):
                     steps.append(int(proc.name))
             except (OSError, ValueError, IndexError):
                 continue
@@ -214,15 +231,18 @@ class LocalSlurm:
 
     def _spawn(self, name: str, cmd: list, env: dict) -> None:
         log = open(self.root / f"{name}.out", "ab")
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # survives the starting process (`make slurm-up`)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )  # survives the starting process (`make slurm-up`)
         log.close()
         with open(self.root / "pids", "a") as f:
             f.write(f"{name} {proc.pid}\n")
         time.sleep(0.2)
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited at start (code {proc.returncode}):\n{self.log_tail()}\n"
-                               f"{(self.root / f'{name}.out').read_text(errors='replace')}")
+            raise RuntimeError(
+                f"{name} exited at start (code {proc.returncode}):\n{self.log_tail()}\n"
+                f"{(self.root / f'{name}.out').read_text(errors='replace')}"
+            )
 
     def _wait(self, ready, timeout: float, what: str) -> None:
         deadline = time.time() + timeout

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import compose_cfg, group_options, tiny
 from hydra.utils import instantiate
 from pytorch_metric_learning import losses, miners
 
-from conftest import compose_cfg, group_options, tiny
 from harness import records
 from harness.errors import ConfigError
 from harness.losses import MetricLoss
@@ -43,9 +43,9 @@ def unit_rows(n: int, d: int, seed: int = 0, rank: int | None = None) -> torch.T
 
 
 INPUTS = {
-    "random_wide": lambda: unit_rows(12, 40, seed=1),            # n < d: the n x n Gram matrix
-    "random_tall": lambda: unit_rows(50, 8, seed=2),             # n > d: the d x d Gram matrix
-    "rank2": lambda: unit_rows(30, 16, seed=3, rank=2),          # rank-deficient
+    "random_wide": lambda: unit_rows(12, 40, seed=1),  # n < d: the n x n Gram matrix
+    "random_tall": lambda: unit_rows(50, 8, seed=2),  # n > d: the d x d Gram matrix
+    "rank2": lambda: unit_rows(30, 16, seed=3, rank=2),  # rank-deficient
     "duplicates": lambda: unit_rows(1, 16, seed=4).repeat(20, 1),  # fully collapsed: one vector 20 times
     "dup_half": lambda: torch.cat([unit_rows(5, 16, seed=5)] * 2),  # every row twice
 }
@@ -73,7 +73,9 @@ def test_coding_rate_closed_forms():
     # collapsed: n copies of one unit vector -> 1/2 log(1 + d/eps); orthonormal rows (n = d) -> d/2 log(1 + 1/eps)
     d, eps = 16, 0.5
     assert float(coding_rate(INPUTS["duplicates"](), eps=eps)) == pytest.approx(0.5 * math.log(1 + d / eps), rel=1e-12)
-    assert float(coding_rate(torch.eye(d, dtype=torch.float64), eps=eps)) == pytest.approx(d / 2 * math.log(1 + 1 / eps))
+    assert float(coding_rate(torch.eye(d, dtype=torch.float64), eps=eps)) == pytest.approx(
+        d / 2 * math.log(1 + 1 / eps)
+    )
 
 
 SMALL = {  # gradcheck differentiates numerically entry by entry: small inputs of each kind
@@ -186,7 +188,9 @@ def test_proxy_variants_with_a_pair_loss_own_aligned_proxies(variant):
     g_emb, g_p = grads(terms["coding_rate"], [batch.embeddings, proxies])
     assert g_emb is None
     touched = g_p.abs().sum(dim=1) > 0
-    expected = torch.tensor([False, True, False, True, False]) if variant == "batch_proxy" else torch.ones(C, dtype=bool)
+    expected = (
+        torch.tensor([False, True, False, True, False]) if variant == "batch_proxy" else torch.ones(C, dtype=bool)
+    )
     assert torch.equal(touched, expected)
     g_emb, g_p = grads(terms["align"], [batch.embeddings, proxies])
     assert g_emb.abs().sum() > 0 and g_p.abs().sum() > 0  # the alignment ties embeddings and proxies
@@ -219,8 +223,14 @@ def test_combinations_that_cannot_work_fail_at_start_up():
     with pytest.raises(ConfigError, match="lr_mult"):
         AntiCo(variant="all_proxy", num_classes=C, embed_dim=D).check_compatible(frozen)
     AntiCo(variant="pair", w_align=0.0).check_compatible(frozen)  # pair needs no proxies: fine
-    for bad in ({"variant": "pairs"}, {"form": "log"}, {"scale": "paper"}, {"eps": 0.0}, {"dtype": "float16"},
-                {"weight": -1.0}):
+    for bad in (
+        {"variant": "pairs"},
+        {"form": "log"},
+        {"scale": "paper"},
+        {"eps": 0.0},
+        {"dtype": "float16"},
+        {"weight": -1.0},
+    ):
         with pytest.raises(ConfigError):
             AntiCo(**bad)
 
@@ -242,8 +252,16 @@ def test_configs_expose_every_knob_under_their_own_name():
 @pytest.mark.parametrize("loss", group_options("loss"))
 def test_every_variant_trains_with_every_base_loss(loss, results):
     """All three variants at once on each base loss: one real run, 2 steps, every term logged and finite."""
-    cfg = tiny([f"loss={loss}", f"regularizer=[{','.join(VARIANTS)}]", "sampler.batches_per_epoch=2",
-                "eval.nmi=false", "eval.raw_baseline=false"], results)
+    cfg = tiny(
+        [
+            f"loss={loss}",
+            f"regularizer=[{','.join(VARIANTS)}]",
+            "sampler.batches_per_epoch=2",
+            "eval.nmi=false",
+            "eval.raw_baseline=false",
+        ],
+        results,
+    )
     record = run(cfg)
     assert record["status"] == "finished"
     assert all(math.isfinite(record[f"diag/{split}/coding_rate"]) for split in ("val", "test"))
@@ -266,13 +284,16 @@ def test_antico_pair_beats_multi_similarity_on_digits(results):
     found = {}
     for reg in ("none", "antico_pair"):
         for seed in (0, 1, 2):
-            cfg = compose_cfg(["loss=multi_similarity", f"regularizer={reg}", f"seed={seed}",
-                               "trainer.progress=false"], results)
+            cfg = compose_cfg(
+                ["loss=multi_similarity", f"regularizer={reg}", f"seed={seed}", "trainer.progress=false"], results
+            )
             record = run(cfg)
             assert record["status"] == "finished"
             found.setdefault(reg, []).append(record)
-    mean = {reg: {k: float(np.mean([r[k] for r in rs])) for k in ("test/map@r", "diag/test/coding_rate")}
-            for reg, rs in found.items()}
+    mean = {
+        reg: {k: float(np.mean([r[k] for r in rs])) for k in ("test/map@r", "diag/test/coding_rate")}
+        for reg, rs in found.items()
+    }
     print(mean)
     assert mean["antico_pair"]["test/map@r"] >= mean["none"]["test/map@r"] + 0.05, mean
     assert mean["antico_pair"]["diag/test/coding_rate"] > mean["none"]["diag/test/coding_rate"] + 1.0, mean

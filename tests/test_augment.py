@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import compose_cfg
+
 from harness.build import build_data
 from harness.data.augment import BatchAugment
 from harness.errors import ConfigError
 
-FULL = dict(rotation=15, shear=10, scale=(0.85, 1.15), translate=0.1, elastic_alpha=1.0, elastic_sigma=3.0,
-            elastic_p=0.5, stroke_p=0.5)
+FULL = dict(
+    rotation=15,
+    shear=10,
+    scale=(0.85, 1.15),
+    translate=0.1,
+    elastic_alpha=1.0,
+    elastic_sigma=3.0,
+    elastic_p=0.5,
+    stroke_p=0.5,
+)
 
 
 def strokes(n: int = 16, size: int = 28) -> torch.Tensor:
@@ -26,7 +34,11 @@ def test_same_seed_epoch_step_same_batch_and_each_part_changes_it():
     aug, x = BatchAugment(**FULL), strokes()
     a = aug(x, seed=0, epoch=3, step=7)
     assert torch.equal(a, aug(x, seed=0, epoch=3, step=7))
-    for other in ({"seed": 1, "epoch": 3, "step": 7}, {"seed": 0, "epoch": 4, "step": 7}, {"seed": 0, "epoch": 3, "step": 8}):
+    for other in (
+        {"seed": 1, "epoch": 3, "step": 7},
+        {"seed": 0, "epoch": 4, "step": 7},
+        {"seed": 0, "epoch": 3, "step": 8},
+    ):
         assert not torch.equal(a, aug(x, **other)), other
 
 
@@ -75,12 +87,15 @@ def test_stroke_jitter_thickens_and_thins():
     assert torch.equal(BatchAugment(stroke_p=0.0, rotation=0)(x, seed=0, epoch=1, step=0), x)  # nothing on: identity
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"affine_p": 1.5}, "affine_p=1.5 must be a probability"),
-    ({"scale": (1.2, 0.8)}, "scale=[1.2, 0.8] must be [lo, hi]"),
-    ({"rotation": -5}, "magnitudes"),
-    ({"stroke_kernel": 1}, "stroke_kernel=1 must be >= 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"affine_p": 1.5}, "affine_p=1.5 must be a probability"),
+        ({"scale": (1.2, 0.8)}, "scale=[1.2, 0.8] must be [lo, hi]"),
+        ({"rotation": -5}, "magnitudes"),
+        ({"stroke_kernel": 1}, "stroke_kernel=1 must be >= 2"),
+    ],
+)
 def test_bad_settings_fail_with_one_line(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         BatchAugment(**kwargs)
@@ -119,10 +134,23 @@ def test_augmented_training_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_p
     root = omniglot_tree(tmp_path)
 
     def cfg(results, *extra):
-        return compose_cfg(["dataset=omniglot", f"dataset.root={root}", "dataset.val_fraction=0.25",
-                            "backbone=small_cnn", "backbone.width=4", "head.embed_dim=8", "sampler.m=3",
-                            "sampler.batch_size=12", "trainer.epochs=4", "trainer.progress=false",
-                            "eval.utilization=false", *extra], results)
+        return compose_cfg(
+            [
+                "dataset=omniglot",
+                f"dataset.root={root}",
+                "dataset.val_fraction=0.25",
+                "backbone=small_cnn",
+                "backbone.width=4",
+                "head.embed_dim=8",
+                "sampler.m=3",
+                "sampler.batch_size=12",
+                "trainer.epochs=4",
+                "trainer.progress=false",
+                "eval.utilization=false",
+                *extra,
+            ],
+            results,
+        )
 
     whole = harness.run(cfg(tmp_path / "whole", AUGMENT))
     plain = harness.run(cfg(tmp_path / "plain"))

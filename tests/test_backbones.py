@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import compose_cfg, group_options
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from conftest import compose_cfg, group_options
 from harness.errors import ConfigError
 from harness.models import EmbeddingModel
 from harness.models.backbones import accelerate, timm_backbone

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import compose_cfg
-from harness.errors import ConfigError, DataError
 from test_datasets import make_folder_tree
 
+from harness.errors import ConfigError, DataError
 
-@pytest.mark.parametrize("classes,expected", [
-    (("apple",), "has 1 class folder(s) (apple); metric learning needs at least 4 disjoint classes"),
-    (("apple", "bear", "car"), "has 3 class folder(s)"),
-])
+
+@pytest.mark.parametrize(
+    "classes,expected",
+    [
+        (("apple",), "has 1 class folder(s) (apple); metric learning needs at least 4 disjoint classes"),
+        (("apple", "bear", "car"), "has 3 class folder(s)"),
+    ],
+)
 def test_an_image_folder_with_too_few_classes_does_not_suggest_lowering_val_fraction(tmp_path, classes, expected):
     from harness.build import instantiate
 
@@ -34,26 +37,30 @@ def test_too_few_training_classes_for_a_validation_split_say_so(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- config values
-@pytest.mark.parametrize("override,expected", [
-    ("trainer.epochs=abc", "trainer.epochs='abc' must be an integer >= 1, e.g. trainer.epochs=30"),
-    ("trainer.epochs=1.5", "trainer.epochs=1.5 must be an integer >= 1"),
-    ("seed=abc", "seed='abc' must be an integer >= 0, e.g. seed=0"),
-    ("optimizer.lr=nan", "optimizer.lr=nan must be a positive finite number, e.g. optimizer.lr=0.001"),
-    ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a positive finite number"),
-    ("optimizer.lr=inf", "optimizer.lr=inf must be a positive finite number"),
-    ("eval.k=[]", "eval.k=[] must list positive integers, e.g. eval.k=[1,2,4,8]"),
-    ("eval.k=[1,abc]", "eval.k=[1, 'abc'] must list positive integers"),
-    ("trainer.device=tpu", "trainer.device='tpu' is not a device; use auto, cpu, cuda or cuda:N"),
-    ("sampler.batches_per_epoch=0", "sampler.batches_per_epoch=0 must be an integer >= 1 (or null)"),
-    ("sampler.batches_per_epoch=-3", "sampler.batches_per_epoch=-3 must be an integer >= 1 (or null)"),
-    ("trainer.checkpoint_every=0", "trainer.checkpoint_every=0 must be an integer >= 1"),
-    ("sampler.m=abc", "sampler.m='abc' must be an integer >= 1"),
-    ("selection.metric=recall@abc", "use recall@K with K in eval.k"),
-    ("trainer.amp=fp8", "trainer.amp='fp8' must be auto, bf16, fp16 or off"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("trainer.epochs=abc", "trainer.epochs='abc' must be an integer >= 1, e.g. trainer.epochs=30"),
+        ("trainer.epochs=1.5", "trainer.epochs=1.5 must be an integer >= 1"),
+        ("seed=abc", "seed='abc' must be an integer >= 0, e.g. seed=0"),
+        ("optimizer.lr=nan", "optimizer.lr=nan must be a positive finite number, e.g. optimizer.lr=0.001"),
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a positive finite number"),
+        ("optimizer.lr=inf", "optimizer.lr=inf must be a positive finite number"),
+        ("eval.k=[]", "eval.k=[] must list positive integers, e.g. eval.k=[1,2,4,8]"),
+        ("eval.k=[1,abc]", "eval.k=[1, 'abc'] must list positive integers"),
+        ("trainer.device=tpu", "trainer.device='tpu' is not a device; use auto, cpu, cuda or cuda:N"),
+        ("sampler.batches_per_epoch=0", "sampler.batches_per_epoch=0 must be an integer >= 1 (or null)"),
+        ("sampler.batches_per_epoch=-3", "sampler.batches_per_epoch=-3 must be an integer >= 1 (or null)"),
+        ("trainer.checkpoint_every=0", "trainer.checkpoint_every=0 must be an integer >= 1"),
+        ("sampler.m=abc", "sampler.m='abc' must be an integer >= 1"),
+        ("selection.metric=recall@abc", "use recall@K with K in eval.k"),
+        ("trainer.amp=fp8", "trainer.amp='fp8' must be auto, bf16, fp16 or off"),
+    ],
+)
 def test_bad_values_are_one_line_naming_the_fix_before_anything_is_written(override, expected, results):
-    import harness
     from conftest import tiny
+
+    import harness
 
     with pytest.raises(ConfigError) as err:
         harness.run(tiny([override], results))
@@ -67,13 +74,32 @@ def test_the_commands_answer_bad_input_in_one_line_without_a_traceback(results):
 
     from conftest import REPO
 
-    single = subprocess.run([sys.executable, "run.py", f"paths.results={results}", "trainer.epochs=abc"], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "run.py", f"paths.results={results}", "trainer.epochs=abc"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 2
     assert single.stderr.strip() == "error: trainer.epochs='abc' must be an integer >= 1, e.g. trainer.epochs=30"
-    multi = subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}", "seed=abc,-1", "trainer.epochs=1",
-                            "sampler.batches_per_epoch=1", "eval.nmi=false", "eval.utilization=false"], cwd=REPO,
-                           capture_output=True, text=True, timeout=300)
+    multi = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            f"paths.results={results}",
+            "seed=abc,-1",
+            "trainer.epochs=1",
+            "sampler.batches_per_epoch=1",
+            "eval.nmi=false",
+            "eval.utilization=false",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert multi.returncode == 1 and "Traceback" not in multi.stdout + multi.stderr
     last = multi.stderr.strip().splitlines()[-1]
     assert last.startswith("error: 2 of 2 jobs failed (first: #0") and "seed='abc' must be an integer" in last
@@ -95,11 +121,23 @@ def on_small_disk(tmp_path, options: str, *overrides):
         pytest.skip("no mount namespace here (unshare -m needs root or user namespaces): cannot make a small disk")
     disk = tmp_path / "disk"
     disk.mkdir()
-    cmd = " ".join(shlex.quote(a) for a in [sys.executable, "run.py", f"paths.results={disk}", "trainer.epochs=1",
-                                             "sampler.batches_per_epoch=1", "eval.nmi=false", *overrides])
+    cmd = " ".join(
+        shlex.quote(a)
+        for a in [
+            sys.executable,
+            "run.py",
+            f"paths.results={disk}",
+            "trainer.epochs=1",
+            "sampler.batches_per_epoch=1",
+            "eval.nmi=false",
+            *overrides,
+        ]
+    )
     where = shlex.quote(str(disk))
-    script = (f"mount -t tmpfs -o {options} tmpfs {where} && {cmd}; rc=$?; "
-              f"find {where} -name record.json -exec grep -h '\"status\"' {{}} +; exit $rc")
+    script = (
+        f"mount -t tmpfs -o {options} tmpfs {where} && {cmd}; rc=$?; "
+        f"find {where} -name record.json -exec grep -h '\"status\"' {{}} +; exit $rc"
+    )
     return subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -131,8 +169,10 @@ def test_the_search_report_command_answers_a_missing_or_damaged_study_in_one_lin
     assert main([str(study)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "is damaged" in err and "\n" not in err
-    (study / "search.yaml").write_text("study_name: s\nstudy_dir: x\nobjective: val/map@r\ndirection: maximize\n"
-                                       "space: {}\nfixed: []\nstorage: sqlite\n")
+    (study / "search.yaml").write_text(
+        "study_name: s\nstudy_dir: x\nobjective: val/map@r\ndirection: maximize\n"
+        "space: {}\nfixed: []\nstorage: sqlite\n"
+    )
     assert main([str(study)]) == 2
     err = capsys.readouterr().err.strip()
     assert "holds no study 's'" in err and "\n" not in err
@@ -146,7 +186,9 @@ def test_a_crash_inside_a_run_names_its_error_file_in_one_line(capsys):
     with pytest.raises(SystemExit) as code, exit_on_user_error():
         raise crash
     assert code.value.code == 1
-    assert capsys.readouterr().err == ("error: RuntimeError: CUDA error: an illegal memory access was encountered "
-                                       "(traceback: /results/runs/x/error.txt)\n")
+    assert capsys.readouterr().err == (
+        "error: RuntimeError: CUDA error: an illegal memory access was encountered "
+        "(traceback: /results/runs/x/error.txt)\n"
+    )
     with pytest.raises(ValueError), exit_on_user_error():  # no error.txt to point at: the traceback stays
         raise ValueError("a bug before the run directory")

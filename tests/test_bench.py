@@ -6,13 +6,13 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO, tiny
 from hydra.utils import instantiate
 
-from conftest import REPO, tiny
-from harness.data.base import ArrayDataset, InMemoryLoader, collate_batch
-from harness.data.samplers import MPerClassBatchSampler
 from harness.build import build_loader
 from harness.config import complete_config
+from harness.data.base import ArrayDataset, InMemoryLoader, collate_batch
+from harness.data.samplers import MPerClassBatchSampler
 
 FAST = ("evaluation", "coding_rate", "training_loop")  # the subprocess-heavy ones (sweep, tables) run in make bench
 
@@ -20,8 +20,13 @@ FAST = ("evaluation", "coding_rate", "training_loop")  # the subprocess-heavy on
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run([sys.executable, "-m", "harness.bench", "--quick", "--only", ",".join(FAST), "--out", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.bench", "--quick", "--only", ",".join(FAST), "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return proc, out
 
 
@@ -52,7 +57,15 @@ def test_evaluation_values_equal_pml(bench):
     result = json.loads((out / "evaluation.json").read_text())
     for check in result["checks"]:
         assert check["equal_1e-6"], check
-        assert set(check["max_abs_diff"]) == {"recall@1", "recall@2", "recall@4", "recall@8", "r_precision", "map@r", "nmi"}
+        assert set(check["max_abs_diff"]) == {
+            "recall@1",
+            "recall@2",
+            "recall@4",
+            "recall@8",
+            "r_precision",
+            "map@r",
+            "nmi",
+        }
     assert all("peak_rss_mib" in m or "peak_traced_mib" in m for mem in result["memory"].values() for m in mem.values())
 
 
@@ -67,8 +80,13 @@ def test_summary_lists_every_benchmark_and_figure(bench):
 
 
 def test_unknown_benchmark_is_one_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "harness.bench", "--only", "nonsense", "--out", str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.bench", "--only", "nonsense", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "unknown benchmark nonsense" in proc.stderr
     assert not list(tmp_path.iterdir())
 
@@ -79,8 +97,9 @@ def test_in_memory_loader_yields_the_dataloaders_batches():
     data = instantiate(cfg.dataset, _convert_="all")
     cfg = complete_config(cfg, data)
     assert isinstance(data.train, ArrayDataset)
-    sampler = MPerClassBatchSampler(data.train.labels, m=cfg.sampler.m, batch_size=cfg.sampler.batch_size,
-                                    batches_per_epoch=37, seed=3)  # 37: chunks of 16 batches and a remainder
+    sampler = MPerClassBatchSampler(
+        data.train.labels, m=cfg.sampler.m, batch_size=cfg.sampler.batch_size, batches_per_epoch=37, seed=3
+    )  # 37: chunks of 16 batches and a remainder
     ours = build_loader(data.train, sampler, int(cfg.trainer.num_workers), int(cfg.seed), torch.device("cpu"))
     reference = torch.utils.data.DataLoader(data.train, batch_sampler=sampler, collate_fn=collate_batch)
     assert isinstance(ours, InMemoryLoader) and len(ours) == 37

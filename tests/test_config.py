@@ -4,11 +4,21 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, compose_cfg, group_options
 from hydra.utils import instantiate
 
-from conftest import REPO, compose_cfg, group_options
-
-GROUPS = ["dataset", "backbone", "loss", "regularizer", "optimizer", "scheduler", "sampler", "trainer", "eval", "logger"]
+GROUPS = [
+    "dataset",
+    "backbone",
+    "loss",
+    "regularizer",
+    "optimizer",
+    "scheduler",
+    "sampler",
+    "trainer",
+    "eval",
+    "logger",
+]
 CASES = [(g, o) for g in GROUPS for o in group_options(g)]
 
 

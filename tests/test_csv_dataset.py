@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import compose_cfg
+from test_datasets import OML_TEST, OML_TRAIN, SMALL, classes_of, load, make_oml
+
 from harness.errors import DataError
 from harness.task import run
-from test_datasets import OML_TEST, OML_TRAIN, SMALL, classes_of, load, make_oml
 
 TRAIN, TEST = OML_TRAIN, OML_TEST
 
@@ -68,28 +68,31 @@ def test_bounding_boxes_crop_and_empty_boxes_keep_the_image(tmp_path):
     root, _ = make_oml(tmp_path / "oml", boxes=True)
     data = load("csv", root, "dataset.val_fraction=0.34")
     sizes = {p.rsplit("/", 1)[-1]: data.train.read(i).size for i, p in enumerate(data.train.paths)}
-    assert sizes["0.jpg"] == sizes["2.jpg"] == (40, 30)   # x_2 - x_1, y_2 - y_1
-    assert sizes["1.jpg"] == sizes["3.jpg"] == (80, 60)   # no box: the whole image
+    assert sizes["0.jpg"] == sizes["2.jpg"] == (40, 30)  # x_2 - x_1, y_2 - y_1
+    assert sizes["1.jpg"] == sizes["3.jpg"] == (80, 60)  # no box: the whole image
     assert data.test.query.boxes[0] == (10.0, 5.0, 50.0, 35.0)
 
 
-@pytest.mark.parametrize("change, message", [
-    (drop("split"), "lacks the column split"),
-    (setv(0, "label", 10), "labels have rows in both splits (first: 10)"),
-    (setv(0, "split", "test"), "split 'test' is neither train nor validation"),
-    (setv(0, "label", "cat"), "label 'cat' in row 2 is not an integer"),
-    (setv(0, "path", "images/1/missing.jpg"), "1 of 36 image files are missing"),
-    (setv(30, "is_gallery", False), "are both query and gallery while others"),
-    (setv(30, "is_gallery", "maybe"), "row 32 (split validation) has is_gallery 'maybe'"),
-    (setv(lambda df: df.label == 12, "is_gallery", False), "label 12 has queries but no gallery"),
-    (setv(30, "is_query", None), "row 32 (split validation) has is_query empty"),
-    (drop("is_gallery"), "has is_query but not is_gallery"),
-    (drop("y_2"), "but not y_2"),
-    (setv(0, "x_2", 5), "row 2 has the box x_1=10, x_2=5"),
-    (setv(1, "x_1", 3), "row 3 has only part of its box"),
-    (setv(lambda df: df.split == "validation", "split", "train"), "has no validation row"),
-    (setv(lambda df: df.label == 3, "category", ["a", "b", "a", "b"]), "label 3 has rows of several categories"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (drop("split"), "lacks the column split"),
+        (setv(0, "label", 10), "labels have rows in both splits (first: 10)"),
+        (setv(0, "split", "test"), "split 'test' is neither train nor validation"),
+        (setv(0, "label", "cat"), "label 'cat' in row 2 is not an integer"),
+        (setv(0, "path", "images/1/missing.jpg"), "1 of 36 image files are missing"),
+        (setv(30, "is_gallery", False), "are both query and gallery while others"),
+        (setv(30, "is_gallery", "maybe"), "row 32 (split validation) has is_gallery 'maybe'"),
+        (setv(lambda df: df.label == 12, "is_gallery", False), "label 12 has queries but no gallery"),
+        (setv(30, "is_query", None), "row 32 (split validation) has is_query empty"),
+        (drop("is_gallery"), "has is_query but not is_gallery"),
+        (drop("y_2"), "but not y_2"),
+        (setv(0, "x_2", 5), "row 2 has the box x_1=10, x_2=5"),
+        (setv(1, "x_1", 3), "row 3 has only part of its box"),
+        (setv(lambda df: df.split == "validation", "split", "train"), "has no validation row"),
+        (setv(lambda df: df.label == 3, "category", ["a", "b", "a", "b"]), "label 3 has rows of several categories"),
+    ],
+)
 def test_malformed_table_fails_with_one_line(tmp_path, change, message):
     root, df = make_oml(tmp_path / "oml", boxes=True)
     edit(root, df, change)
@@ -105,9 +108,22 @@ def test_missing_table_names_root_and_format(tmp_path):
 
 def test_one_epoch_small_cnn_on_a_csv_table(tmp_path, results):
     root, _ = make_oml(tmp_path / "oml", flags="split", per_class=6)
-    cfg = compose_cfg(["dataset=csv", f"dataset.root={root}", *SMALL, "dataset.val_fraction=0.34",
-                       "backbone=small_cnn", "backbone.width=8", "head.embed_dim=16", "sampler.m=3",
-                       "sampler.batch_size=12", "trainer.epochs=1", "trainer.progress=false"], results)
+    cfg = compose_cfg(
+        [
+            "dataset=csv",
+            f"dataset.root={root}",
+            *SMALL,
+            "dataset.val_fraction=0.34",
+            "backbone=small_cnn",
+            "backbone.width=8",
+            "head.embed_dim=16",
+            "sampler.m=3",
+            "sampler.batch_size=12",
+            "trainer.epochs=1",
+            "trainer.progress=false",
+        ],
+        results,
+    )
     record = run(cfg)
     assert record["status"] == "finished" and record["dataset"] == "csv"
     assert 0.0 <= record["test/map@r"] <= 1.0 and np.isfinite(record["val/map@r"])

@@ -38,8 +38,12 @@ CONFIGS = {
     "metrix input": ["regularizer=metrix_input"],
     # BatchNorm in training mode (SyncBatchNorm on 2 processes). SGD: under Adam the Linear bias before a
     # BatchNorm (true gradient 0) takes lr-sized steps on float round-off, different for any summation order.
-    "metrix feature + batchnorm": ["regularizer=metrix_feature", "backbone.batchnorm=true", "optimizer=sgd",
-                                   "optimizer.lr=0.05"],
+    "metrix feature + batchnorm": [
+        "regularizer=metrix_feature",
+        "backbone.batchnorm=true",
+        "optimizer=sgd",
+        "optimizer.lr=0.05",
+    ],
     "metrix embedding": ["loss=proxy_anchor", "regularizer=metrix_embedding"],
 }
 
@@ -66,8 +70,9 @@ def test_two_processes_train_exactly_as_one(tmp_path):
         assert parallel_dir.name != reference["name"]  # a run of its own (float sums in another order)
 
         losses = [row["train/loss"] for row in records.read_epochs(parallel_dir) if row["epoch"] > 0]
-        expected = [row["train/loss"] for row in records.read_epochs(run_dir(one, [*STEPS, *overrides]))
-                    if row["epoch"] > 0]
+        expected = [
+            row["train/loss"] for row in records.read_epochs(run_dir(one, [*STEPS, *overrides])) if row["epoch"] > 0
+        ]
         np.testing.assert_allclose(losses, expected, rtol=1e-5, atol=1e-6, err_msg=name)
 
         got = ckpt.load(parallel_dir / "checkpoints" / ckpt.LAST)["modules"]
@@ -76,14 +81,20 @@ def test_two_processes_train_exactly_as_one(tmp_path):
             for key, value in ref[part].items():
                 torch.testing.assert_close(got[part][key], value, rtol=1e-4, atol=1e-4, msg=f"{name}: {part}.{key}")
         assert abs(record["val/map@r"] - reference["val/map@r"]) < 1e-3, name
-        reached[name] = (max(abs(a - b) / abs(b) for a, b in zip(losses, expected)),
-                         max(float((got[p][k].double() - v.double()).abs().max()) for p in ref for k, v in ref[p].items()
-                             if v.is_floating_point()))
+        reached[name] = (
+            max(abs(a - b) / abs(b) for a, b in zip(losses, expected)),
+            max(
+                float((got[p][k].double() - v.double()).abs().max())
+                for p in ref
+                for k, v in ref[p].items()
+                if v.is_floating_point()
+            ),
+        )
     for name, (loss, param) in reached.items():
         print(f"{name}: loss rel {loss:.1e}, parameters abs {param:.1e}")
 
 
-# ----------------------------------------------------------------------------------------------- run.py starts the ranks
+# ------------------------------------------------------------------------------------------- run.py starts the ranks
 KILLED = ["regularizer=metrix_embedding", "loss=proxy_anchor", "trainer.epochs=12", "trainer.progress=false"]
 
 
@@ -136,8 +147,9 @@ def test_run_py_starts_the_ranks_a_dead_rank_stops_the_run_in_one_line_and_it_re
     reference = harness.run(tiny(KILLED, tmp_path / "one", epochs=12))
     rows = [r for r in records.read_epochs(target) if r["epoch"] > 0]
     ref_rows = [r for r in records.read_epochs(Path(reference["run_dir"])) if r["epoch"] > 0]
-    np.testing.assert_allclose([r["train/loss"] for r in rows[: resumed + 3]],
-                               [r["train/loss"] for r in ref_rows[: resumed + 3]], rtol=1e-5)
+    np.testing.assert_allclose(
+        [r["train/loss"] for r in rows[: resumed + 3]], [r["train/loss"] for r in ref_rows[: resumed + 3]], rtol=1e-5
+    )
     np.testing.assert_allclose([r["train/loss"] for r in rows], [r["train/loss"] for r in ref_rows], rtol=1e-2)
     for key in ("test/recall@1", "test/map@r", "val/map@r"):
         assert abs(record[key] - reference[key]) < 1e-2, key
@@ -152,15 +164,41 @@ def test_two_nodes_started_by_torchrun_train_exactly_as_two_processes_of_one_nod
     base = ["trainer.epochs=2", "sampler.batches_per_epoch=3", "trainer.progress=false", "eval.nmi=false"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     port = free_port()
-    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1",
-                               f"--node-rank={rank}", "--master-addr=127.0.0.1", f"--master-port={port}", "run.py",
-                               *base, "trainer.devices=1", "trainer.nodes=2", f"paths.results={tmp_path / 'nodes'}"],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for rank in (0, 1)]
+    nodes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                f"--node-rank={rank}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={port}",
+                "run.py",
+                *base,
+                "trainer.devices=1",
+                "trainer.nodes=2",
+                f"paths.results={tmp_path / 'nodes'}",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
     outs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], "\n".join(out[-3000:] for out in outs)
-    one_node = subprocess.run([sys.executable, "run.py", *base, "trainer.devices=2", f"paths.results={tmp_path / 'one'}"],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    one_node = subprocess.run(
+        [sys.executable, "run.py", *base, "trainer.devices=2", f"paths.results={tmp_path / 'one'}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one_node.returncode == 0, one_node.stderr[-3000:]
 
     [two_nodes_dir] = (tmp_path / "nodes" / "runs" / "digits").iterdir()

@@ -19,13 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
+from conftest import CONF, compose_cfg, group_options, paper_presets
 from omegaconf import open_dict
 from PIL import Image
 
-from conftest import CONF, compose_cfg, group_options, paper_presets
-from harness.errors import ConfigError, DataError
 from harness.build import build_data, instantiate  # instantiate re-raises our one-line errors
+from harness.errors import ConfigError, DataError
 from harness.task import run
 
 SMALL = ["dataset.transform.size=32", "dataset.transform.resize=36"]
@@ -65,8 +64,15 @@ def make_cars_official(root, classes=(1, 2, 3, 4, 5, 99, 100, 101), per_class=3)
     for i, (c, k) in enumerate(rows):
         rel = f"car_ims/{i + 1:06d}.jpg"
         write_jpeg(root / rel, c, k)
-        ann[0, i] = (np.array([rel]), np.array([[1]], np.uint8), np.array([[2]], np.uint8), np.array([[70]], np.uint8),
-                     np.array([[50]], np.uint8), np.array([[c]], np.uint8), np.array([[k % 2]], np.uint8))
+        ann[0, i] = (
+            np.array([rel]),
+            np.array([[1]], np.uint8),
+            np.array([[2]], np.uint8),
+            np.array([[70]], np.uint8),
+            np.array([[50]], np.uint8),
+            np.array([[c]], np.uint8),
+            np.array([[k % 2]], np.uint8),
+        )
     names = np.empty((1, 196), dtype=object)
     names[0, :] = [f"Make Model {j} 2012" for j in range(1, 197)]
     savemat(root / "cars_annos.mat", {"annotations": ann, "class_names": names})
@@ -94,8 +100,12 @@ def make_inshop(root, train=(1, 2, 3, 4, 5, 6), test=(7, 8, 9)):
     for item in train:
         rows += [(item, f"0{k}_1_front.jpg", "train") for k in range(1, 4)]
     for item in test:
-        rows += [(item, "01_1_front.jpg", "query"), (item, "02_2_side.jpg", "query"),
-                 (item, "03_3_back.jpg", "gallery"), (item, "04_4_full.jpg", "gallery")]
+        rows += [
+            (item, "01_1_front.jpg", "query"),
+            (item, "02_2_side.jpg", "query"),
+            (item, "03_3_back.jpg", "gallery"),
+            (item, "04_4_full.jpg", "gallery"),
+        ]
     lines = [str(len(rows)), "image_name item_id evaluation_status"]
     for k, (item, fname, status) in enumerate(rows):
         rel = f"img/WOMEN/Dresses/id_{item:08d}/{fname}"
@@ -138,16 +148,22 @@ def make_oml(root, flags: str = "both", per_class: int = 4, boxes: bool = False,
         for k in range(per_class):
             rel = f"images/{label}/{k}.jpg"
             write_jpeg(root / rel, label, k)
-            row = {"label": label, "path": str(root / rel) if absolute else rel,
-                   "split": "train" if label in OML_TRAIN else "validation",
-                   "category": "shoes" if label % 2 else "bags"}
+            row = {
+                "label": label,
+                "path": str(root / rel) if absolute else rel,
+                "split": "train" if label in OML_TRAIN else "validation",
+                "category": "shoes" if label % 2 else "bags",
+            }
             if flags != "none":
                 val = label in OML_TEST
                 row["is_query"] = (True if flags == "both" else k < 2) if val else None
                 row["is_gallery"] = (True if flags == "both" else k >= 2) if val else None
             if boxes:
-                row.update({"x_1": 10, "x_2": 50, "y_1": 5, "y_2": 35} if k % 2 == 0 else
-                           {"x_1": None, "x_2": None, "y_1": None, "y_2": None})
+                row.update(
+                    {"x_1": 10, "x_2": 50, "y_1": 5, "y_2": 35}
+                    if k % 2 == 0
+                    else {"x_1": None, "x_2": None, "y_1": None, "y_2": None}
+                )
             rows.append(row)
     df = pd.DataFrame(rows)
     df.to_csv(root / "df.csv", index=False)
@@ -167,7 +183,7 @@ def check_image_split(data, n_train_classes: int, n_val_classes: int, test_class
     assert data.num_classes == n_train_classes
     assert sorted(classes_of(data.train)) == list(range(n_train_classes))  # remapped 0..C-1
     assert data.val.num_classes == n_val_classes
-    assert classes_of(data.test.query) == test_classes                    # the dataset's own ids
+    assert classes_of(data.test.query) == test_classes  # the dataset's own ids
     assert not classes_of(data.val.query) & test_classes
     assert len(data.train) == n_train_classes * per_class and len(data.val.query) == n_val_classes * per_class
     x, y = data.train[0]
@@ -204,15 +220,27 @@ def test_cars196_official_annotations(tmp_path):
 
 def test_cars196_class_per_folder_mirror(tmp_path):
     root = tmp_path / "car_data"
-    names = ["Acura TL 2012", "BMW M3 2012", "Chevrolet Volt 2012", "Dodge Ram 2010", "Ford F-150 2007", "Honda Accord 2012"]
+    names = [
+        "Acura TL 2012",
+        "BMW M3 2012",
+        "Chevrolet Volt 2012",
+        "Dodge Ram 2010",
+        "Ford F-150 2007",
+        "Honda Accord 2012",
+    ]
     for j, name in enumerate(names):  # the mirrors' classification split: the same class folders twice
         write_jpeg(root / "train" / name / "a.jpg", j, 0)
         write_jpeg(root / "train" / name / "b.jpg", j, 1)
         write_jpeg(root / "test" / name / "c.jpg", j, 2)
-    data = load("cars196", root, "dataset.train_classes={first:1,last:4}", "dataset.test_classes={first:5,last:6}",
-                "dataset.val_fraction=0.5")
+    data = load(
+        "cars196",
+        root,
+        "dataset.train_classes={first:1,last:4}",
+        "dataset.test_classes={first:5,last:6}",
+        "dataset.val_fraction=0.5",
+    )
     check_image_split(data, 2, 2, {5, 6}, per_class=3)  # train/ and test/ folders merged per class
-    assert data.class_names[5] == "Ford F-150 2007"      # sorted folder-name order
+    assert data.class_names[5] == "Ford F-150 2007"  # sorted folder-name order
 
 
 def test_sop_train_and_test_files(tmp_path):
@@ -263,8 +291,13 @@ def test_omniglot_several_training_subsets_read_a_shared_character_once(tmp_path
     make_omniglot_zip(root, "images_background_small1", {"Greek": 3, "Balinese": 3})
     make_omniglot_zip(root, "images_background_small2", {"Greek": 3, "Tagalog": 2})
     make_omniglot_zip(root, "images_evaluation", {"Tagalog": 1, "Mongolian": 2})
-    data = load("omniglot", root, "dataset.train_subsets=[images_background_small1,images_background_small2]",
-                "dataset.test_subsets=[images_evaluation]", "dataset.val_fraction=0.25")
+    data = load(
+        "omniglot",
+        root,
+        "dataset.train_subsets=[images_background_small1,images_background_small2]",
+        "dataset.test_subsets=[images_evaluation]",
+        "dataset.val_fraction=0.25",
+    )
     # 3 Greek (in both zips: one class each, files read once) + 3 Balinese + 2 Tagalog = 8 characters
     assert data.num_classes + data.val.num_classes == 8 and data.val.num_classes == 2
     assert len(data.train) + len(data.val.query) == 8 * 4
@@ -294,12 +327,14 @@ def test_omniglot_rotated_training_classes(tmp_path):
     assert plain.num_classes == 4 and data.num_classes == 16 and len(data.train) == 4 * len(plain.train)
     n = len(plain.train)
     x, y = plain.train.inputs, plain.train.labels
-    assert torch.equal(data.train.inputs[n:2 * n], torch.rot90(x, 1, dims=(2, 3)))  # a quarter turn: new classes
-    assert (data.train.labels[n:2 * n] == y + 4).all() and (data.train.labels[3 * n:] == y + 12).all()
+    assert torch.equal(data.train.inputs[n : 2 * n], torch.rot90(x, 1, dims=(2, 3)))  # a quarter turn: new classes
+    assert (data.train.labels[n : 2 * n] == y + 4).all() and (data.train.labels[3 * n :] == y + 12).all()
     assert torch.equal(data.val.query.inputs, plain.val.query.inputs)  # validation and test are not rotated
     assert torch.equal(data.test.query.inputs, plain.test.query.inputs)
-    both = load("omniglot", root, "dataset.val_alphabets=[Korean]", "dataset.rotated_classes=2", "dataset.mirrored_classes=true")
-    assert both.num_classes == 16 and torch.equal(both.train.inputs[2 * n:3 * n], torch.flip(x, dims=(3,)))
+    both = load(
+        "omniglot", root, "dataset.val_alphabets=[Korean]", "dataset.rotated_classes=2", "dataset.mirrored_classes=true"
+    )
+    assert both.num_classes == 16 and torch.equal(both.train.inputs[2 * n : 3 * n], torch.flip(x, dims=(3,)))
     with pytest.raises(ConfigError, match="dataset.rotated_classes=5 must be 1"):
         load("omniglot", root, "dataset.rotated_classes=5")
 
@@ -307,8 +342,9 @@ def test_omniglot_rotated_training_classes(tmp_path):
 def test_omniglot_standard_background_evaluation_split(tmp_path):
     """dataset=omniglot_standard on zips in the layout of the release's images_background / images_evaluation."""
     root = tmp_path / "omniglot"
-    make_omniglot_zip(root, "images_background", {"Alphabet_of_the_Magi": 3, "Anglo-Saxon_Futhorc": 2, "Armenian": 3},
-                      per_class=3)
+    make_omniglot_zip(
+        root, "images_background", {"Alphabet_of_the_Magi": 3, "Anglo-Saxon_Futhorc": 2, "Armenian": 3}, per_class=3
+    )
     make_omniglot_zip(root, "images_evaluation", {"Angelic": 2, "Atemayar_Qelisayer": 3}, per_class=3)
     data = load("omniglot_standard", root, "dataset.val_fraction=0.25")
     assert data.num_classes == 6 and data.val.num_classes == 2  # 8 background characters, 2 carved for validation
@@ -328,12 +364,16 @@ TREES = {
     "sop": lambda tmp: make_sop(tmp / "Stanford_Online_Products"),
     "inshop": lambda tmp: make_inshop(tmp / "inshop"),
     "image_folder": lambda tmp: make_folder_tree(tmp / "mine"),
-    "omniglot": lambda tmp: make_omniglot_zip(make_omniglot_zip(tmp / "omniglot", "images_background_small1",
-                                                                {"Greek": 3, "Balinese": 3}),
-                                              "images_background_small2", {"Tagalog": 3}),
-    "omniglot_standard": lambda tmp: make_omniglot_zip(make_omniglot_zip(tmp / "omniglot", "images_background",
-                                                                         {"Greek": 3, "Balinese": 3}),
-                                                       "images_evaluation", {"Angelic": 3}),
+    "omniglot": lambda tmp: make_omniglot_zip(
+        make_omniglot_zip(tmp / "omniglot", "images_background_small1", {"Greek": 3, "Balinese": 3}),
+        "images_background_small2",
+        {"Tagalog": 3},
+    ),
+    "omniglot_standard": lambda tmp: make_omniglot_zip(
+        make_omniglot_zip(tmp / "omniglot", "images_background", {"Greek": 3, "Balinese": 3}),
+        "images_evaluation",
+        {"Angelic": 3},
+    ),
     "csv": lambda tmp: make_oml(tmp / "oml")[0],
     "digits": None,  # ships inside scikit-learn
 }
@@ -405,8 +445,10 @@ def test_corrupt_image_fails_by_path_or_is_skipped(tmp_path, caplog):
 
 
 def test_run_surfaces_missing_dataset_as_one_line_error(tmp_path, results):
-    cfg = compose_cfg(["dataset=cub200", f"dataset.root={tmp_path / 'absent'}", "backbone=resnet18",
-                       "trainer.progress=false"], results)
+    cfg = compose_cfg(
+        ["dataset=cub200", f"dataset.root={tmp_path / 'absent'}", "backbone=resnet18", "trainer.progress=false"],
+        results,
+    )
     with pytest.raises(DataError, match="CUB-200-2011 not found"):
         run(cfg)
     assert not list(results.rglob("record.json"))
@@ -416,10 +458,24 @@ def test_run_surfaces_missing_dataset_as_one_line_error(tmp_path, results):
 def test_one_epoch_resnet18_on_a_cub_tree(tmp_path, results):
     """timm ResNet-18 at 32 px, one epoch on CPU, through run(): the whole image path end to end."""
     root = make_cub(tmp_path / "CUB_200_2011", classes=(1, 2, 3, 4, 5, 6, 101, 102, 103, 104), per_class=6)
-    cfg = compose_cfg(["dataset=cub200", f"dataset.root={root}", *SMALL, "dataset.val_fraction=0.34",
-                       "backbone=resnet18", "head.embed_dim=32", "head.pooling=double", "sampler.m=3",
-                       "sampler.batch_size=12", "trainer.epochs=1", "trainer.progress=false",
-                       "eval.batch_size=16", "eval.picture_map=pca"], results)
+    cfg = compose_cfg(
+        [
+            "dataset=cub200",
+            f"dataset.root={root}",
+            *SMALL,
+            "dataset.val_fraction=0.34",
+            "backbone=resnet18",
+            "head.embed_dim=32",
+            "head.pooling=double",
+            "sampler.m=3",
+            "sampler.batch_size=12",
+            "trainer.epochs=1",
+            "trainer.progress=false",
+            "eval.batch_size=16",
+            "eval.picture_map=pca",
+        ],
+        results,
+    )
     record = run(cfg)
     assert record["status"] == "finished" and record["backbone"] == "resnet18" and record["dataset"] == "cub200"
     assert record["config/dataset.transform.normalize"] == "resnet18"
@@ -441,7 +497,9 @@ def test_one_epoch_resnet18_on_a_cub_tree(tmp_path, results):
 
 # ----------------------------------------------------------------------------------------------- paper presets
 PAPER_PRESETS = paper_presets()
-OMNIGLOT_PRESETS = ["omniglot"] + sorted(f"omniglot_ablation/{p.stem}" for p in (CONF / "experiment" / "omniglot_ablation").glob("*.yaml"))
+OMNIGLOT_PRESETS = ["omniglot"] + sorted(
+    f"omniglot_ablation/{p.stem}" for p in (CONF / "experiment" / "omniglot_ablation").glob("*.yaml")
+)
 
 
 @pytest.mark.parametrize("preset", PAPER_PRESETS)
@@ -450,9 +508,9 @@ def test_paper_preset_builds_its_protocol(preset):
     optimizer through the real run code (ResNet-18 without download stands in for the pretrained ResNet-50)."""
     from omegaconf import OmegaConf
 
-    from harness.data.base import ArrayDataset, DMLData, EvalSet
     from harness.build import build_model, build_optimizer, build_regularizers
     from harness.config import complete_config, validate_config
+    from harness.data.base import ArrayDataset, DMLData, EvalSet
 
     cfg = compose_cfg([f"experiment={preset}"])
     validate_config(cfg)

@@ -8,10 +8,9 @@ import inspect
 from importlib.metadata import version
 
 import pytest
+from conftest import REPO
 from packaging.requirements import Requirement
 from packaging.version import Version
-
-from conftest import REPO
 
 # what the harness relies on privately, per distribution (each must be pinned above and below in setup.cfg)
 PRIVATE = {
@@ -33,12 +32,14 @@ def requirements() -> dict:
 def test_private_dependencies_are_pinned_and_installed_within_the_tested_range(dist):
     req = requirements()[dist]
     ops = {s.operator for s in req.specifier}
-    assert ops & {"<", "<=", "~=", "=="} and ops & {">=", ">", "~=", "=="}, \
+    assert ops & {"<", "<=", "~=", "=="} and ops & {">=", ">", "~=", "=="}, (
         f"setup.cfg must pin {dist} below and above (it relies on {PRIVATE[dist]}); it says {req}"
+    )
     installed = Version(version(dist))
     assert req.specifier.contains(installed, prereleases=True), (
         f"{dist} {installed} is installed but the harness is tested with {req.specifier} (it relies on "
-        f"{PRIVATE[dist]}): install a version in that range, or test the new one and move the pin")
+        f"{PRIVATE[dist]}): install a version in that range, or test the new one and move the pin"
+    )
 
 
 def test_optuna_private_heartbeat_api_is_where_the_harness_uses_it():
@@ -48,7 +49,11 @@ def test_optuna_private_heartbeat_api_is_where_the_harness_uses_it():
     from harness.search.study import JournalHeartbeatStorage
 
     assert _heartbeat.BaseHeartbeat.__abstractmethods__ == {
-        "record_heartbeat", "_get_stale_trial_ids", "get_heartbeat_interval", "get_heartbeat_stale_trial_callback"}
+        "record_heartbeat",
+        "_get_stale_trial_ids",
+        "get_heartbeat_interval",
+        "get_heartbeat_stale_trial_callback",
+    }
     assert not JournalHeartbeatStorage.__abstractmethods__  # it implements every one
     assert "_get_stale_trial_ids" in inspect.getsource(_heartbeat.fail_stale_trials)
     assert optuna.storages.fail_stale_trials is _heartbeat.fail_stale_trials
@@ -76,6 +81,7 @@ def test_hydra_private_api_is_where_the_launchers_use_it():
 
 def test_submitit_launcher_internals_are_what_the_harness_subclasses():
     import submitit
+
     from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
@@ -85,10 +91,20 @@ def test_submitit_launcher_internals_are_what_the_harness_subclasses():
     assert (launcher.hydra_context, launcher.task_function, launcher.config) == ("ctx", "fn", "cfg")
     assert callable(BaseSubmititLauncher.checkpoint) and BaseSubmititLauncher._EXECUTOR == "abstract"
     slurm = {f.name for f in dataclasses.fields(SlurmQueueConf)}
-    assert {"signal_delay_s", "max_num_timeout", "setup", "additional_parameters", "array_parallelism",
-            "submitit_folder", "stderr_to_stdout", "gpus_per_node", "cpus_per_task", "mem_gb"} <= slurm
-    assert {"submitit_folder", "timeout_min", "cpus_per_task", "stderr_to_stdout"} <= \
-        {f.name for f in dataclasses.fields(LocalQueueConf)}
+    assert {
+        "signal_delay_s",
+        "max_num_timeout",
+        "setup",
+        "additional_parameters",
+        "array_parallelism",
+        "submitit_folder",
+        "stderr_to_stdout",
+        "gpus_per_node",
+        "cpus_per_task",
+        "mem_gb",
+    } <= slurm
+    assert {"submitit_folder", "timeout_min", "cpus_per_task", "stderr_to_stdout"} <= {
+        f.name for f in dataclasses.fields(LocalQueueConf)
+    }
     assert callable(submitit.AutoExecutor.map_array) and callable(submitit.helpers.DelayedSubmission)
     assert hasattr(submitit, "JobEnvironment")
-

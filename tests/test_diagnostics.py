@@ -35,12 +35,16 @@ def brute(z, labels, eps=0.5, t=2.0):
     for c in np.unique(labels):
         members = z[labels == c]
         if len(members) > 1:
-            pairs = [np.linalg.norm(a - b) for (i, a), (j, b) in itertools.product(enumerate(members), repeat=2) if i != j]
+            pairs = [
+                np.linalg.norm(a - b) for (i, a), (j, b) in itertools.product(enumerate(members), repeat=2) if i != j
+            ]
             intra.append(np.mean(pairs))
     centres = [z[labels == c].mean(axis=0) for c in np.unique(labels)]
     inter = np.mean([np.linalg.norm(a - b) for i, a in enumerate(centres) for j, b in enumerate(centres) if i != j])
     out.update(intra=np.mean(intra), inter=inter, intra_inter_ratio=np.mean(intra) / inter)
-    out["uniformity"] = math.log(np.mean([math.exp(-t * np.sum((z[i] - z[j]) ** 2)) for i in range(n) for j in range(i + 1, n)]))
+    out["uniformity"] = math.log(
+        np.mean([math.exp(-t * np.sum((z[i] - z[j]) ** 2)) for i in range(n) for j in range(i + 1, n)])
+    )
     return out
 
 

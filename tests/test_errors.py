@@ -4,27 +4,35 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, tiny
 
 import harness
-from conftest import REPO, tiny
 from harness import identity, records
 from harness.errors import ConfigError, NonFiniteLossError
 
 
 def run_cli(*overrides, results):
-    return subprocess.run([sys.executable, "run.py", f"paths.results={results}", "trainer.epochs=1", *overrides],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "run.py", f"paths.results={results}", "trainer.epochs=1", *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def finished_records(results):
     return [p for p in results.rglob("record.json") if records.read_record(p.parent)["status"] == "finished"]
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("loss=no_such_loss", "Could not find 'loss/no_such_loss'"),
-    ("trainer.no_such_key=1", "Key 'no_such_key' is not in struct"),
-    ("sampler.m=7", "sampler.m=7 does not divide sampler.batch_size=60"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("loss=no_such_loss", "Could not find 'loss/no_such_loss'"),
+        ("trainer.no_such_key=1", "Key 'no_such_key' is not in struct"),
+        ("sampler.m=7", "sampler.m=7 does not divide sampler.batch_size=60"),
+    ],
+)
 def test_cli_rejects_bad_input_in_one_line(override, expected, results):
     out = run_cli(override, results=results)
     assert out.returncode != 0
@@ -35,14 +43,17 @@ def test_cli_rejects_bad_input_in_one_line(override, expected, results):
     assert not finished_records(results)
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("head.embed_dim=0", "head.embed_dim=0 must be an integer >= 1"),
-    ("sampler.m=200 sampler.batch_size=200", "has 17[0-9] samples, fewer than sampler.m=200"),
-    ("sampler.batch_size=100", "needs 5 classes but the training split has 3"),
-    ("trainer.epochs=0", "trainer.epochs=0 must be an integer >= 1"),
-    ("selection.metric=recall@16", "add it to eval.k"),
-    ("trainer.device=cuda:0", "no CUDA device"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("head.embed_dim=0", "head.embed_dim=0 must be an integer >= 1"),
+        ("sampler.m=200 sampler.batch_size=200", "has 17[0-9] samples, fewer than sampler.m=200"),
+        ("sampler.batch_size=100", "needs 5 classes but the training split has 3"),
+        ("trainer.epochs=0", "trainer.epochs=0 must be an integer >= 1"),
+        ("selection.metric=recall@16", "add it to eval.k"),
+        ("trainer.device=cuda:0", "no CUDA device"),
+    ],
+)
 def test_config_errors_name_the_fix(override, expected, results):
     if override.startswith("trainer.device") and __import__("torch").cuda.is_available():
         pytest.skip("a CUDA device is present")

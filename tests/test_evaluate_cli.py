@@ -5,8 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from harness.evaluate import main
 
 
@@ -28,17 +28,20 @@ def one_line_error(capsys, argv, expected):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("case,expected", [
-    ("nan", "hold NaN or inf"),
-    ("inf", "hold NaN or inf"),
-    ("huge", "exceed float32"),
-    ("empty_rows", "are empty"),
-    ("empty_dims", "are empty"),
-    ("unique", "every one of the 40 labels is unique"),
-    ("float_labels", "non-integer values"),
-    ("strings", "not numbers"),
-    ("mismatch", "expected an n x d embedding array and n labels"),
-])
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("nan", "hold NaN or inf"),
+        ("inf", "hold NaN or inf"),
+        ("huge", "exceed float32"),
+        ("empty_rows", "are empty"),
+        ("empty_dims", "are empty"),
+        ("unique", "every one of the 40 labels is unique"),
+        ("float_labels", "non-integer values"),
+        ("strings", "not numbers"),
+        ("mismatch", "expected an n x d embedding array and n labels"),
+    ],
+)
 def test_bad_arrays_are_one_line(tmp_path, capsys, case, expected):
     x, y = good()
     if case == "nan":
@@ -66,11 +69,28 @@ def test_bad_arrays_are_one_line(tmp_path, capsys, case, expected):
 def test_a_gallery_of_another_dimension_is_one_line(tmp_path, capsys):
     x, y = good()
     g, gl = good(d=16, seed=1)
-    one_line_error(capsys, [save(tmp_path, "q.npy", x), save(tmp_path, "ql.npy", y), "--gallery",
-                            save(tmp_path, "g.npy", g), save(tmp_path, "gl.npy", gl)], "16-dimensional")
-    one_line_error(capsys, [save(tmp_path, "q.npy", x), save(tmp_path, "ql.npy", y), "--gallery",
-                            save(tmp_path, "g.npy", good(d=8)[0]), save(tmp_path, "gl.npy", gl + 100)],
-                   "no query label occurs in the gallery")
+    one_line_error(
+        capsys,
+        [
+            save(tmp_path, "q.npy", x),
+            save(tmp_path, "ql.npy", y),
+            "--gallery",
+            save(tmp_path, "g.npy", g),
+            save(tmp_path, "gl.npy", gl),
+        ],
+        "16-dimensional",
+    )
+    one_line_error(
+        capsys,
+        [
+            save(tmp_path, "q.npy", x),
+            save(tmp_path, "ql.npy", y),
+            "--gallery",
+            save(tmp_path, "g.npy", good(d=8)[0]),
+            save(tmp_path, "gl.npy", gl + 100),
+        ],
+        "no query label occurs in the gallery",
+    )
 
 
 @pytest.mark.parametrize("k", ["0,abc", "0", "-1", "", "1,,x", "2.5"])
@@ -98,11 +118,28 @@ def test_a_single_class_warns_that_every_metric_is_trivially_one(tmp_path, capsy
 
 def test_the_real_command_answers_bad_k_in_one_line(tmp_path):
     x, y = good()
-    out = subprocess.run([sys.executable, "-m", "harness.evaluate", save(tmp_path, "e.npy", x),
-                          save(tmp_path, "l.npy", y), "--k", "0,abc"], cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.evaluate",
+            save(tmp_path, "e.npy", x),
+            save(tmp_path, "l.npy", y),
+            "--k",
+            "0,abc",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.strip() == "error: --k '0,abc': give positive integers separated by commas, e.g. --k 1,2,4,8"
-    out = subprocess.run([sys.executable, "-m", "harness.evaluate", "--metric", "cosine", "a", "b"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.evaluate", "--metric", "cosine", "a", "b"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1 and "--metric" in out.stderr

@@ -20,8 +20,9 @@ def test_the_cpu_and_gpu_builds_are_two_extras_and_neither_is_required():
     assert extras["cpu"].split() == ["faiss-cpu>=1.8"] and extras["gpu"].split() == ["faiss-gpu-cu12>=1.8"]
     # make install keeps faiss-cpu; FAISS=gpu removes both builds before installing the GPU one
     cpu = subprocess.run(["make", "-n", "install", "VENV=/nonexistent"], cwd=REPO, capture_output=True, text=True)
-    gpu = subprocess.run(["make", "-n", "install", "FAISS=gpu", "VENV=/nonexistent"], cwd=REPO, capture_output=True,
-                         text=True)
+    gpu = subprocess.run(
+        ["make", "-n", "install", "FAISS=gpu", "VENV=/nonexistent"], cwd=REPO, capture_output=True, text=True
+    )
     assert "pip install -e '.[cpu]'" in cpu.stdout and "uninstall -y -q faiss-cpu faiss-gpu-cu12" in gpu.stdout
     assert "pip install -e '.[gpu]'" in gpu.stdout and "show -q faiss-cpu" in gpu.stdout
 

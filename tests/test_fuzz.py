@@ -33,10 +33,17 @@ def evaluate_inputs(draw):
         labels = labels + draw(st.sampled_from([0.0, 0.5, np.nan]))
     elif label_kind == "str":
         labels = labels.astype(str)
-    args = {"k": draw(st.one_of(st.sampled_from(["1,2", "1", "0", "0,abc", "", "-2", "1,,8", "100", " 3 , 1"]),
-                                st.text(alphabet="0123456789,-ab .", max_size=8))),
-            "metric": draw(st.sampled_from(["ip", "l2"])), "normalize": draw(st.booleans()),
-            "gallery": None}
+    args = {
+        "k": draw(
+            st.one_of(
+                st.sampled_from(["1,2", "1", "0", "0,abc", "", "-2", "1,,8", "100", " 3 , 1"]),
+                st.text(alphabet="0123456789,-ab .", max_size=8),
+            )
+        ),
+        "metric": draw(st.sampled_from(["ip", "l2"])),
+        "normalize": draw(st.booleans()),
+        "gallery": None,
+    }
     if draw(st.booleans()):
         gn, gd = draw(st.integers(0, 12)), draw(st.sampled_from([d, d, d + 1]))
         gallery = draw(hnp.arrays(np.float32, (gn, gd), elements=st.floats(-10, 10, width=32)))
@@ -82,25 +89,72 @@ def is_finite_number(x) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------- run overrides
-KEYS = ["trainer.epochs", "seed", "optimizer.lr", "eval.k", "trainer.device", "sampler.batches_per_epoch",
-        "trainer.checkpoint_every", "sampler.m", "sampler.batch_size", "head.embed_dim", "trainer.eval_every",
-        "selection.metric", "selection.mode", "trainer.amp", "trainer.grad_clip", "trainer.num_workers",
-        "eval.batch_size", "optimizer.weight_decay", "trainer.freeze_backbone_epochs", "trainer.num_threads",
-        "head.pooling", "eval.metric", "trainer.rerun"]
-WORDS = ["abc", "nan", "inf", "-inf", "[]", "[0]", "[1,abc]", "null", "true", "''", "tpu", "cuda:x", "recall@3",
-         "recall@abc", "1e-3", "-1e-3", "[1,2]", "{a: 1}", "max", "min", "auto", "cpu"]
+KEYS = [
+    "trainer.epochs",
+    "seed",
+    "optimizer.lr",
+    "eval.k",
+    "trainer.device",
+    "sampler.batches_per_epoch",
+    "trainer.checkpoint_every",
+    "sampler.m",
+    "sampler.batch_size",
+    "head.embed_dim",
+    "trainer.eval_every",
+    "selection.metric",
+    "selection.mode",
+    "trainer.amp",
+    "trainer.grad_clip",
+    "trainer.num_workers",
+    "eval.batch_size",
+    "optimizer.weight_decay",
+    "trainer.freeze_backbone_epochs",
+    "trainer.num_threads",
+    "head.pooling",
+    "eval.metric",
+    "trainer.rerun",
+]
+WORDS = [
+    "abc",
+    "nan",
+    "inf",
+    "-inf",
+    "[]",
+    "[0]",
+    "[1,abc]",
+    "null",
+    "true",
+    "''",
+    "tpu",
+    "cuda:x",
+    "recall@3",
+    "recall@abc",
+    "1e-3",
+    "-1e-3",
+    "[1,2]",
+    "{a: 1}",
+    "max",
+    "min",
+    "auto",
+    "cpu",
+]
 
 
 def value_text(small: bool):
     ints = st.integers(-3, 6) if small else st.integers(-10, 10**6)
     floats = st.floats(-1e3, 1e3) if small else st.floats(allow_nan=True, allow_infinity=True)
-    return st.one_of(ints.map(str), floats.map(repr), st.sampled_from(WORDS),
-                     st.text(alphabet="ab01-.,[]:@ ", min_size=0, max_size=6))
+    return st.one_of(
+        ints.map(str),
+        floats.map(repr),
+        st.sampled_from(WORDS),
+        st.text(alphabet="ab01-.,[]:@ ", min_size=0, max_size=6),
+    )
 
 
 def overrides(small: bool = False, max_size: int = 4):
-    return st.lists(st.tuples(st.sampled_from(KEYS), value_text(small)), min_size=1, max_size=max_size,
-                    unique_by=lambda kv: kv[0]).map(lambda kvs: [f"{k}={v}" for k, v in kvs])
+    return st.lists(
+        st.tuples(st.sampled_from(KEYS), value_text(small)), min_size=1, max_size=max_size, unique_by=lambda kv: kv[0]
+    ).map(lambda kvs: [f"{k}={v}" for k, v in kvs])
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +194,13 @@ def test_config_validation_answers_any_override_in_one_line(base_cfg, drawn):
         assert "\n" not in str(err) and str(err)
 
 
-FAST_RUN = ["trainer.epochs=1", "sampler.batches_per_epoch=1", "eval.nmi=false", "eval.utilization=false",
-            "trainer.progress=false"]
+FAST_RUN = [
+    "trainer.epochs=1",
+    "sampler.batches_per_epoch=1",
+    "eval.nmi=false",
+    "eval.utilization=false",
+    "trainer.progress=false",
+]
 
 
 @pytest.mark.slow
@@ -152,11 +211,17 @@ def test_real_runs_with_drawn_overrides_never_show_a_traceback_nor_leave_a_false
     import sys
 
     from conftest import REPO
+
     from harness import records
 
     results = tmp_path_factory.mktemp("fuzz") / "results"
-    proc = subprocess.run([sys.executable, "run.py", f"paths.results={results}", *FAST_RUN, *drawn], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "run.py", f"paths.results={results}", *FAST_RUN, *drawn],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     said = proc.stdout + proc.stderr
     assert "Traceback" not in said, said[-3000:]
     found = [records.read_record(p.parent) for p in results.rglob("record.json")] if results.exists() else []

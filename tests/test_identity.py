@@ -38,16 +38,27 @@ def test_the_fingerprint_follows_the_files_not_the_path(tmp_path):
 def test_in_memory_data_is_fingerprinted_by_its_arrays():
     from harness.data.digits import load_digits
 
-    build = lambda v: (lambda: load_digits([0, 1, 2, 3, 4], [5, 6, 7, 8, 9], val_classes=v))  # noqa: E731
+    build = lambda v: lambda: load_digits([0, 1, 2, 3, 4], [5, 6, 7, 8, 9], val_classes=v)  # noqa: E731
     node = {"_target_": "harness.data.digits.load_digits"}
     assert data_fingerprint(node, build([3, 4])) == data_fingerprint(node, build([3, 4]))
     assert data_fingerprint(node, build([3, 4])) != data_fingerprint(node, build([2, 4]))
 
 
 # ----------------------------------------------------------------------------------------------- runs
-IMAGES = ["dataset=image_folder", "backbone=small_cnn", "dataset.transform.size=32", "dataset.transform.resize=36",
-          "sampler.m=2", "sampler.batch_size=4", "sampler.batches_per_epoch=2", "dataset.test_fraction=0.25",
-          "dataset.val_fraction=0.34", "eval.nmi=false", "eval.utilization=false", "head.embed_dim=8"]
+IMAGES = [
+    "dataset=image_folder",
+    "backbone=small_cnn",
+    "dataset.transform.size=32",
+    "dataset.transform.resize=36",
+    "sampler.m=2",
+    "sampler.batch_size=4",
+    "sampler.batches_per_epoch=2",
+    "dataset.test_fraction=0.25",
+    "dataset.val_fraction=0.34",
+    "eval.nmi=false",
+    "eval.utilization=false",
+    "head.embed_dim=8",
+]
 
 
 def image_run(results, root, *extra):
@@ -60,9 +71,10 @@ def image_run(results, root, *extra):
 def test_the_same_command_on_another_image_tree_is_another_run(tmp_path, caplog):
     import logging
 
+    from test_datasets import make_folder_tree
+
     import harness
     from harness import identity
-    from test_datasets import make_folder_tree
 
     results, root = tmp_path / "results", tmp_path / "data"
     make_folder_tree(root, per_class=4)
@@ -85,8 +97,9 @@ def test_the_same_command_on_another_image_tree_is_another_run(tmp_path, caplog)
 def test_a_directory_holding_another_identity_is_refused_in_one_line(results):
     import json
 
-    import harness
     from conftest import tiny
+
+    import harness
     from harness import identity
     from harness.errors import ConfigError
 
@@ -109,10 +122,10 @@ def test_loader_processes_change_the_augmented_batches_so_num_workers_is_part_of
     import hashlib
 
     import torch
+    from test_datasets import make_folder_tree
 
     from harness import identity
     from harness.build import build_loader, instantiate
-    from test_datasets import make_folder_tree
 
     root = make_folder_tree(tmp_path / "data", per_class=4)
     digests = {}
@@ -128,10 +141,12 @@ def test_loader_processes_change_the_augmented_batches_so_num_workers_is_part_of
                 h.update(inputs.numpy().tobytes() + labels.numpy().tobytes())
         digests[workers] = h.hexdigest()
     assert digests[0] != digests[2]
-    assert identity.run_dir_for(image_run(tmp_path, root, "trainer.num_workers=2")) != \
-        identity.run_dir_for(image_run(tmp_path, root))
-    assert identity.run_dir_for(image_run(tmp_path, root, "trainer.num_threads=3")) == \
-        identity.run_dir_for(image_run(tmp_path, root))
+    assert identity.run_dir_for(image_run(tmp_path, root, "trainer.num_workers=2")) != identity.run_dir_for(
+        image_run(tmp_path, root)
+    )
+    assert identity.run_dir_for(image_run(tmp_path, root, "trainer.num_threads=3")) == identity.run_dir_for(
+        image_run(tmp_path, root)
+    )
 
 
 def test_the_thread_count_changes_no_trained_number(tmp_path):
@@ -139,9 +154,9 @@ def test_the_thread_count_changes_no_trained_number(tmp_path):
     metric are identical with 1 and 2 threads; float64 diagnostics differ at most in their last bits (the
     reductions split differently), and the count a run had is in its record's ``device``."""
     import torch
+    from conftest import tiny
 
     import harness
-    from conftest import tiny
     from harness import records
 
     threads = torch.get_num_threads()
@@ -151,8 +166,9 @@ def test_the_thread_count_changes_no_trained_number(tmp_path):
         two = harness.run(tiny([*fast, "trainer.num_threads=2"], tmp_path / "b", epochs=2))
     finally:
         torch.set_num_threads(threads)  # a process-wide setting: leave it as it was for the other tests
-    assert [r.get("train/loss") for r in records.read_epochs(one["run_dir"])] == \
-        [r.get("train/loss") for r in records.read_epochs(two["run_dir"])]
+    assert [r.get("train/loss") for r in records.read_epochs(one["run_dir"])] == [
+        r.get("train/loss") for r in records.read_epochs(two["run_dir"])
+    ]
     for key in [k for k in one if k.startswith(("val/", "test/", "init/", "raw/"))] + ["selected_epoch"]:
         assert one[key] == two[key], key
     for key in [k for k in one if k.startswith("diag/")]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, tiny
 from PIL import Image
 
-from conftest import REPO, tiny
 from harness.evaluation import evaluate_embeddings
 from harness.inspect import PICTURES, make_pictures
 from harness.inspect.grid import neighbours_and_ap, pick_queries, thumbnail
@@ -69,9 +69,10 @@ def test_every_picture_is_written_and_decodes(runs, tmp_path):
 
 
 def test_thumbnails_of_vectors_tensors_and_image_files(tmp_path):
+    import torch
+
     from harness.data.base import ArrayDataset
     from harness.data.images import ImageListDataset
-    import torch
 
     digits = ArrayDataset(torch.arange(64, dtype=torch.float32).repeat(2, 1), np.array([0, 1]))
     image, cmap = thumbnail(digits, 1)
@@ -114,12 +115,16 @@ def test_the_umap_map_of_a_run(runs, tmp_path):
 
 
 def test_a_run_draws_its_pictures_at_the_end_and_hands_them_to_the_trackers(tmp_path, runs):
-    import harness
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    import harness
+
     assert not (runs["antico"] / "pictures").exists()  # eval.pictures=auto: not for a vector dataset
-    cfg = tiny(["logger=tensorboard", "eval.pictures=true", "eval.picture_map=pca", "eval.test_every_epoch=true"],
-               tmp_path / "results", epochs=2)
+    cfg = tiny(
+        ["logger=tensorboard", "eval.pictures=true", "eval.picture_map=pca", "eval.test_every_epoch=true"],
+        tmp_path / "results",
+        epochs=2,
+    )
     record = harness.run(cfg)
     run_dir = Path(record["run_dir"])
     assert sorted(p.name for p in (run_dir / "pictures").iterdir()) == sorted(f"{p}.png" for p in PICTURES)
@@ -143,6 +148,7 @@ def test_the_pictures_at_the_end_embed_nothing_again_and_see_what_the_cli_rebuil
     monkeypatch.setattr(harness.inspect, "make_pictures", lambda run_dir, **kw: seen.append(kw["inspection"]) or [])
     cfg = tiny(["eval.pictures=true"], tmp_path / "results", epochs=3)
     if resumed:
+
         def stop_in_epoch_2(epoch, val):  # epoch 1 is checkpointed
             if epoch == 2:
                 raise KeyboardInterrupt

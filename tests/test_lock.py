@@ -31,9 +31,21 @@ with exit_on_user_error(), run_lock(run_dir, timeout=timeout, poll=0.05):
 
 
 def start(tmp_path, tag, timeout="none"):
-    return subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "run"), str(tmp_path / "journal"),
-                             str(tmp_path / "go"), tag, timeout], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLDER,
+            str(tmp_path / "run"),
+            str(tmp_path / "journal"),
+            str(tmp_path / "go"),
+            tag,
+            timeout,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_locked(proc):
@@ -96,10 +108,16 @@ def test_a_wait_with_a_timeout_ends_in_one_line(tmp_path):
 def test_the_same_command_twice_at_once_never_interleaves_a_run_directory(results):
     """Two `python run.py` of one config at once: the second waits for the first, then finds it finished."""
     from conftest import REPO, tiny
+
     from harness import identity, records
 
-    overrides = ["trainer.epochs=4", "sampler.batches_per_epoch=20", "eval.nmi=false", "eval.utilization=false",
-                 "trainer.progress=false"]
+    overrides = [
+        "trainer.epochs=4",
+        "sampler.batches_per_epoch=20",
+        "eval.nmi=false",
+        "eval.utilization=false",
+        "trainer.progress=false",
+    ]
     run_dir = identity.run_dir_for(tiny(overrides, results, epochs=4))
     cmd = [sys.executable, "run.py", f"paths.results={results}", *overrides]
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from sklearn.metrics import normalized_mutual_info_score
 
-from conftest import REPO
 from harness.evaluation import evaluate_embeddings, retrieval_metrics
 from harness.evaluation.clustering import kmeans_assign, normalized_mutual_info
 
@@ -100,8 +100,13 @@ def test_evaluate_cli_prints_the_same_metrics(tmp_path):
     x, y = clustered(seed=8)
     np.save(tmp_path / "e.npy", x)
     np.save(tmp_path / "l.npy", y)
-    out = subprocess.run([sys.executable, "-m", "harness.evaluate", str(tmp_path / "e.npy"), str(tmp_path / "l.npy"),
-                          "--k", "1,2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.evaluate", str(tmp_path / "e.npy"), str(tmp_path / "l.npy"), "--k", "1,2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     printed = json.loads(out.stdout)
     ref = evaluate_embeddings(x, y, k_list=(1, 2))

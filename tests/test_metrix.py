@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import compose_cfg, group_options, tiny
 from pytorch_metric_learning import distances, losses
 
 import harness
-from conftest import compose_cfg, group_options, tiny
 from harness import records
 from harness.errors import ConfigError
 from harness.evaluation.utilization import utilization
@@ -34,16 +34,20 @@ KINDS = ("contrastive", "multi_similarity", "proxy_anchor")
 
 def clean_pml_loss(kind, num_classes=4, dim=8):
     if kind == "contrastive":
-        return losses.ContrastiveLoss(pos_margin=0.1, neg_margin=0.8,
-                                      distance=distances.LpDistance(p=2, normalize_embeddings=True))
+        return losses.ContrastiveLoss(
+            pos_margin=0.1, neg_margin=0.8, distance=distances.LpDistance(p=2, normalize_embeddings=True)
+        )
     if kind == "multi_similarity":
         return losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5)
     return losses.ProxyAnchorLoss(num_classes=num_classes, embedding_size=dim, margin=0.1, alpha=32)
 
 
 def mixed_loss(kind):
-    return {"contrastive": MixedContrastive(0.1, 0.8), "multi_similarity": MixedMultiSimilarity(2.0, 50.0, 0.5),
-            "proxy_anchor": MixedProxyAnchor(0.1, 32.0)}[kind]
+    return {
+        "contrastive": MixedContrastive(0.1, 0.8),
+        "multi_similarity": MixedMultiSimilarity(2.0, 50.0, 0.5),
+        "proxy_anchor": MixedProxyAnchor(0.1, 32.0),
+    }[kind]
 
 
 # ------------------------------------------------------------------------------------- brute-force references
@@ -123,16 +127,20 @@ def test_hard_labels_reduce_to_the_clean_pml_loss_against_a_reference_set(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_soft_labels_match_brute_force_loops(kind):
     g = torch.Generator().manual_seed(3)
-    anchors, examples = torch.randn(6, 5, generator=g, dtype=torch.float64), torch.randn(9, 5, generator=g, dtype=torch.float64)
+    anchors, examples = (
+        torch.randn(6, 5, generator=g, dtype=torch.float64),
+        torch.randn(9, 5, generator=g, dtype=torch.float64),
+    )
     y = torch.rand(6, 9, generator=g, dtype=torch.float64)
     y[0, :3], y[1, 3:6] = 0.0, 1.0  # hard labels among the soft ones
-    y[5] = 0.0                      # an anchor (proxy) with no positive mass
+    y[5] = 0.0  # an anchor (proxy) with no positive mass
     mask = torch.rand(6, 9, generator=g) > 0.25
     got = mixed_loss(kind)(anchors, examples, y, mask)
     assert got.item() == pytest.approx(brute_loss(kind, anchors, examples, y, mask), rel=1e-9)
     everything = torch.ones_like(mask)
     assert mixed_loss(kind)(anchors, examples, y).item() == pytest.approx(
-        brute_loss(kind, anchors, examples, y, everything), rel=1e-9)
+        brute_loss(kind, anchors, examples, y, everything), rel=1e-9
+    )
 
 
 def test_zero_weights_give_finite_gradients():
@@ -161,8 +169,12 @@ def reference_triplets(mode, negatives, labels, emb, positives="all", negative_i
     """(anchor, x, x') triplets with repeats, as the Metrix docs describe them, built with loops."""
     n = len(labels)
     triplets = []
-    all_negs = [(a, j) for a in range(n) for j in range(n) if labels[j] != labels[a]
-                and (mode == "pos_neg" or not any(labels[k] == labels[a] for k in range(n) if k != a))]
+    all_negs = [
+        (a, j)
+        for a in range(n)
+        for j in range(n)
+        if labels[j] != labels[a] and (mode == "pos_neg" or not any(labels[k] == labels[a] for k in range(n) if k != a))
+    ]
     for a in range(n):
         pos = [j for j in range(n) if j != a and labels[j] == labels[a]]
         if (mode == "pos_neg") != bool(pos):
@@ -208,8 +220,10 @@ def reference_metrix(kind, level, mode, lam, negatives, model, base, batch, posi
         anchors, anchor_labels = batch.embeddings, labels
         present = {(a, x, j) for a, x, j in triplets}
         mask = torch.tensor([[(a, x, j) in present for x, j in pairs] for a in range(len(labels))])
-    y = torch.tensor([[lam * (c == labels[i]) + (1 - lam) * (c == labels[j]) for i, j in pairs]
-                      for c in anchor_labels], dtype=torch.float64)
+    y = torch.tensor(
+        [[lam * (c == labels[i]) + (1 - lam) * (c == labels[j]) for i, j in pairs] for c in anchor_labels],
+        dtype=torch.float64,
+    )
     return brute_loss(kind, anchors.detach(), examples, y, mask)
 
 
@@ -233,17 +247,26 @@ def test_metrix_matches_a_loop_built_reference(kind, level, negatives, mode):
 
 
 @pytest.mark.parametrize("mode", ["pos_neg", "anchor_neg"])
-@pytest.mark.parametrize("positives,negative_index,negatives", [("first", "own", None), ("first", "own", 2),
-                                                                ("all", "pair_list_position", 1),
-                                                                ("first", "pair_list_position", 2)])
+@pytest.mark.parametrize(
+    "positives,negative_index,negatives",
+    [("first", "own", None), ("first", "own", 2), ("all", "pair_list_position", 1), ("first", "pair_list_position", 2)],
+)
 def test_the_authors_pairing_options_match_a_loop_built_reference(positives, negative_index, negatives, mode):
     model, base, batch = small_setup("contrastive")
-    reg = Metrix(level="embedding", weight=1.0, modes=[mode], negatives=negatives, positives=positives,
-                 negative_index=negative_index, anchor_neg_weight=0.3)
+    reg = Metrix(
+        level="embedding",
+        weight=1.0,
+        modes=[mode],
+        negatives=negatives,
+        positives=positives,
+        negative_index=negative_index,
+        anchor_neg_weight=0.3,
+    )
     reg.draw = lambda: (mode, 0.35)
     got = reg(batch, base_loss=base, model=model)["metrix"].item()
-    expected = reference_metrix("contrastive", "embedding", mode, 0.35, negatives, model, base, batch,
-                                positives, negative_index)
+    expected = reference_metrix(
+        "contrastive", "embedding", mode, 0.35, negatives, model, base, batch, positives, negative_index
+    )
     assert got == pytest.approx((0.3 if mode == "anchor_neg" else 1.0) * expected, rel=1e-9)
     default = Metrix(level="embedding", weight=1.0, modes=[mode], negatives=negatives)
     default.draw = reg.draw
@@ -268,12 +291,21 @@ def test_metrix_refuses_other_base_losses_and_bad_settings():
     with pytest.raises(ConfigError, match="contrastive.*multi_similarity.*proxy_anchor"):
         Metrix().check_compatible(MetricLoss("triplet", losses.TripletMarginLoss()))
     with pytest.raises(ConfigError, match="LpDistance"):
-        Metrix().check_compatible(MetricLoss("contrastive", losses.ContrastiveLoss(
-            distance=distances.LpDistance(normalize_embeddings=False))))
+        Metrix().check_compatible(
+            MetricLoss("contrastive", losses.ContrastiveLoss(distance=distances.LpDistance(normalize_embeddings=False)))
+        )
     with pytest.raises(ConfigError, match="contrastive loss only"):
         Metrix(positives="first").check_compatible(MetricLoss("multi_similarity", losses.MultiSimilarityLoss()))
-    for bad in ({"level": "pixel"}, {"modes": ["mix_all"]}, {"modes": []}, {"negatives": 0}, {"beta_a": 0},
-                {"positives": "last"}, {"negative_index": "pair_list_position"}, {"anchor_neg_weight": -1}):
+    for bad in (
+        {"level": "pixel"},
+        {"modes": ["mix_all"]},
+        {"modes": []},
+        {"negatives": 0},
+        {"beta_a": 0},
+        {"positives": "last"},
+        {"negative_index": "pair_list_position"},
+        {"anchor_neg_weight": -1},
+    ):
         with pytest.raises(ConfigError):
             Metrix(**bad)
 

@@ -12,22 +12,28 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import compose_cfg, group_options, tiny
 from hydra.utils import instantiate
 from pytorch_metric_learning import losses
 
-from conftest import compose_cfg, group_options, tiny
 from harness import records
+from harness.config import complete_config
 from harness.errors import ConfigError, NonFiniteLossError
 from harness.losses import MetricLoss
 from harness.regularizers.base import Batch
 from harness.regularizers.flow import CONDITIONINGS, build_conditional_flow
 from harness.regularizers.nir import NIR, PROXY_LOSSES
-from harness.config import complete_config
 from harness.task import run
 
 SMALL = dict(blocks=3, depth=3, width=16)  # a flow small enough for brute-force Jacobians
-FAST_RUN = ["regularizer.nir.blocks=2", "regularizer.nir.depth=3", "regularizer.nir.width=32",
-            "sampler.batches_per_epoch=2", "eval.nmi=false", "eval.raw_baseline=false"]
+FAST_RUN = [
+    "regularizer.nir.blocks=2",
+    "regularizer.nir.depth=3",
+    "regularizer.nir.width=32",
+    "sampler.batches_per_epoch=2",
+    "eval.nmi=false",
+    "eval.raw_baseline=false",
+]
 
 
 def unit(n: int, d: int, seed: int, dtype=torch.float32) -> torch.Tensor:
@@ -47,7 +53,7 @@ def brute_exponents(reg: NIR, x: torch.Tensor, cond: torch.Tensor) -> torch.Tens
     """1/2||f(x_i|c_i)||^2 - log|det df/dx_i|, one sample at a time, Jacobian by autograd (float64)."""
     out = []
     for xi, ci in zip(x, cond):
-        f = lambda v: reg.flow(v[None], c=[ci[None]])[0][0]  # noqa: E731
+        f = lambda v: reg.flow(v[None], c=[ci[None]])[0][0]  # noqa: E731, B023 (used in this iteration)
         jac = torch.autograd.functional.jacobian(f, xi)
         z = f(xi)
         out.append(0.5 * z.pow(2).sum() - torch.linalg.slogdet(jac).logabsdet)
@@ -75,7 +81,7 @@ def test_log_det_matches_float64_brute_force_jacobian(conditioning):
     x, c = unit(5, 6, 3, torch.float64), unit(5, 6, 4, torch.float64)
     _, log_det = flow(x, c=[c])
     for i in range(len(x)):
-        jac = torch.autograd.functional.jacobian(lambda v: flow(v[None], c=[c[i][None]])[0][0], x[i])
+        jac = torch.autograd.functional.jacobian(lambda v: flow(v[None], c=[c[i][None]])[0][0], x[i])  # noqa: B023
         assert log_det[i].item() == pytest.approx(torch.linalg.slogdet(jac).logabsdet.item(), abs=1e-10)
     assert log_det.abs().max() > 1e-3  # the check means something: the flow is not volume-preserving
 
@@ -122,7 +128,7 @@ def test_loss_matches_float64_brute_force(form):
 
 def test_gradient_reaches_embeddings_proxies_and_flow():
     torch.manual_seed(0)
-    reg, base = NIR(embed_dim=16), proxy_loss("proxy_anchor", 4, 16)   # the authors' flow, float32
+    reg, base = NIR(embed_dim=16), proxy_loss("proxy_anchor", 4, 16)  # the authors' flow, float32
     x = unit(24, 16, 9).requires_grad_(True)
     labels = torch.arange(24) % 4
     term = reg(Batch(x, labels, x, x), base_loss=base)["nir"]
@@ -131,16 +137,16 @@ def test_gradient_reaches_embeddings_proxies_and_flow():
     flow_params = [p for p in reg.flow.parameters() if p.requires_grad]
     assert flow_params and all(p.grad is not None and torch.isfinite(p.grad).all() for p in flow_params)
     assert sum(bool(p.grad.abs().sum() > 0) for p in flow_params) == len(flow_params)
-    assert x.grad.abs().sum(dim=1).min() > 0                      # every sample's embedding
+    assert x.grad.abs().sum(dim=1).min() > 0  # every sample's embedding
     assert base.proxies.grad is not None
-    assert (base.proxies.grad.abs().sum(dim=1) > 0).all()         # every class present gets gradient
+    assert (base.proxies.grad.abs().sum(dim=1) > 0).all()  # every class present gets gradient
     (group,) = reg.param_groups()
     assert group["lr_mult"] == reg.lr_mult and {id(p) for p in group["params"]} == {id(p) for p in flow_params}
 
 
 def test_soft_triple_condition_is_the_nearest_or_the_mean_center():
     torch.manual_seed(0)
-    base = proxy_loss("soft_triple", 3, 8)                          # 3 centers per class
+    base = proxy_loss("soft_triple", 3, 8)  # 3 centers per class
     x, labels = unit(9, 8, 10), torch.tensor([0, 1, 2] * 3)
     centers = F.normalize(base.proxies, dim=1).detach().view(3, 3, 8)  # class, center, dim
     nearest = NIR(embed_dim=8, multi_proxy="nearest", **SMALL).conditions(base.proxies, base.proxy_labels, x, labels)
@@ -149,7 +155,7 @@ def test_soft_triple_condition_is_the_nearest_or_the_mean_center():
         best = max(range(3), key=lambda j: float(x[i] @ centers[y, j]))
         assert torch.allclose(nearest[i], centers[y, best])
         assert torch.allclose(mean[i], F.normalize(centers[y].mean(0), dim=0), atol=1e-6)
-    assert len({tuple(r.tolist()) for r in nearest}) > 3             # samples of a class differ in their center
+    assert len({tuple(r.tolist()) for r in nearest}) > 3  # samples of a class differ in their center
     # one proxy per class: both rules give the class's normalised proxy
     pa = proxy_loss("proxy_anchor", 3, 8)
     for rule in ("nearest", "mean"):
@@ -160,7 +166,7 @@ def test_soft_triple_condition_is_the_nearest_or_the_mean_center():
 def test_overflow_of_the_exp_form_fails_clearly_and_the_log_form_stays_finite():
     torch.manual_seed(0)
     base = proxy_loss("proxy_anchor", 2, 8)
-    x, labels = 100.0 * unit(6, 8, 11), torch.tensor([0, 1] * 3)    # ||z||^2 / 2 far beyond exp's float32 range
+    x, labels = 100.0 * unit(6, 8, 11), torch.tensor([0, 1] * 3)  # ||z||^2 / 2 far beyond exp's float32 range
     with pytest.raises(NonFiniteLossError, match="form=log_mean_exp"):
         NIR(embed_dim=8, **SMALL)(Batch(x, labels, x, x), base_loss=base)
     torch.manual_seed(0)
@@ -169,8 +175,12 @@ def test_overflow_of_the_exp_form_fails_clearly_and_the_log_form_stays_finite():
 
 
 def test_bad_settings_fail_at_construction():
-    for bad, match in [(dict(form="log"), "form"), (dict(multi_proxy="first"), "multi_proxy"),
-                       (dict(weight=-1.0), "weight"), (dict(clamp=0.0), "clamp")]:
+    for bad, match in [
+        (dict(form="log"), "form"),
+        (dict(multi_proxy="first"), "multi_proxy"),
+        (dict(weight=-1.0), "weight"),
+        (dict(clamp=0.0), "clamp"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             NIR(embed_dim=8, **bad)
     with pytest.raises(ConfigError, match="embed_dim"):
@@ -178,7 +188,7 @@ def test_bad_settings_fail_at_construction():
 
 
 # ----------------------------------------------------------------------------------------------- real runs
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def is_proxy_based(loss_name: str) -> bool:
     cfg = compose_cfg([f"loss={loss_name}"])
     with_facts = complete_config(cfg, instantiate(cfg.dataset, _convert_="all"))
@@ -211,5 +221,6 @@ def test_nir_and_antico_in_one_run(results):
     assert record["status"] == "finished" and record["regularizer"] == "antico_pair+nir"
     row = records.read_epochs(record["run_dir"])[-1]
     assert math.isfinite(row["train/nir"]) and math.isfinite(row["train/antico_pair.coding_rate"])
-    assert row["train/loss"] == pytest.approx(row["train/base"] + row["train/nir"] + row["train/antico_pair.coding_rate"],
-                                              rel=1e-5)
+    assert row["train/loss"] == pytest.approx(
+        row["train/base"] + row["train/nir"] + row["train/antico_pair.coding_rate"], rel=1e-5
+    )

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import SHARED_DATA, compose_cfg
+
 from harness.task import run
 
 OMNIGLOT = SHARED_DATA / "omniglot"
@@ -21,13 +21,21 @@ ZIPS = ("images_background_small1.zip", "images_background_small2.zip")
 pytestmark = pytest.mark.skipif(
     not all((OMNIGLOT / z).is_file() for z in ZIPS),
     reason=f"Omniglot zips not found in {OMNIGLOT} ({', '.join(ZIPS)}); "
-           f"get them from https://github.com/brendenlake/omniglot (python/) to run this test",
+    f"get them from https://github.com/brendenlake/omniglot (python/) to run this test",
 )
 
 # the command a user types: python run.py dataset=omniglot backbone=small_cnn + these
-OVERRIDES = ["dataset=omniglot", f"dataset.root={OMNIGLOT}", "backbone=small_cnn", "sampler.m=4",
-             "sampler.batch_size=64", "trainer.epochs=3", "eval.val_nmi=false", "trainer.progress=false",
-             "eval.picture_map=pca"]  # PCA: the UMAP map's first call compiles for ~25 s (test_inspect tests it once)
+OVERRIDES = [
+    "dataset=omniglot",
+    f"dataset.root={OMNIGLOT}",
+    "backbone=small_cnn",
+    "sampler.m=4",
+    "sampler.batch_size=64",
+    "trainer.epochs=3",
+    "eval.val_nmi=false",
+    "trainer.progress=false",
+    "eval.picture_map=pca",
+]  # PCA: the UMAP map's first call compiles for ~25 s (test_inspect tests it once)
 
 
 @pytest.mark.slow
@@ -49,9 +57,20 @@ def test_small_cnn_on_omniglot_beats_its_untrained_self(results):
 
 @pytest.mark.slow
 def test_one_epoch_of_the_omniglot_preset_learns(results):
-    record = run(compose_cfg(["experiment=omniglot", f"dataset.root={OMNIGLOT}", "trainer.epochs=1",
-                              "sampler.batches_per_epoch=120", "trainer.progress=false", "eval.utilization=false",
-                              "eval.pictures=false"], results))  # 120 of the epoch's 285 steps
+    record = run(
+        compose_cfg(
+            [
+                "experiment=omniglot",
+                f"dataset.root={OMNIGLOT}",
+                "trainer.epochs=1",
+                "sampler.batches_per_epoch=120",
+                "trainer.progress=false",
+                "eval.utilization=false",
+                "eval.pictures=false",
+            ],
+            results,
+        )
+    )  # 120 of the epoch's 285 steps
     assert record["status"] == "finished" and record["config/dataset.rotated_classes"] == 4
     assert record["val/map@r"] > record["init/val/map@r"] + 0.2 and record["test/map@r"] > 2 * record["init/test/map@r"]
     assert record["train_cpu_s"] > 0

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import compose_cfg
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 from torch import nn
 
-from conftest import compose_cfg
 from harness.models import EmbeddingModel
 from harness.regularizers.base import Batch
 
@@ -96,11 +96,15 @@ def test_nir_objective_equals_the_authors_code(preset):
     assert cfg.loss.weight == pytest.approx(float(z["w_align"])) and cfg.loss.loss.alpha == float(z["alpha"])
     loss, regs = objective_parts(cfg, *z["proxies"].shape)
     layers = set_flow_weights(regs["nir"].flow)
-    assert [tuple(l.weight.shape) for l in layers] == [tuple(s) for s in z["flow_linear_shapes"]]
+    assert [tuple(layer.weight.shape) for layer in layers] == [tuple(s) for s in z["flow_linear_shapes"]]
     check_proxy_objective(z, loss, regs)
-    close([l.weight.grad.sum().item() for l in layers], z["grad_flow_weight_sum"], "flow: sum of weight gradients")
-    close([l.weight.grad.pow(2).sum().item() for l in layers], z["grad_flow_weight_sumsq"], "flow: sum of squares")
-    close([l.bias.grad.sum().item() for l in layers], z["grad_flow_bias_sum"], "flow: sum of bias gradients")
+    close(
+        [layer.weight.grad.sum().item() for layer in layers], z["grad_flow_weight_sum"], "flow: sum of weight gradients"
+    )
+    close(
+        [layer.weight.grad.pow(2).sum().item() for layer in layers], z["grad_flow_weight_sumsq"], "flow: sum of squares"
+    )
+    close([layer.bias.grad.sum().item() for layer in layers], z["grad_flow_bias_sum"], "flow: sum of bias gradients")
 
 
 class FeatureMaps(nn.Module):
@@ -116,16 +120,26 @@ class FeatureMaps(nn.Module):
 
 METRIX_LEVELS = {  # stored key prefix -> the overrides that give the authors' code at that level
     "feature": [],
-    "input": ["regularizer=metrix_input", "~regularizer.metrix_feature",
-              "regularizer.metrix_input.negative_index=pair_list_position"],
-    "embed": ["regularizer=metrix_embedding", "~regularizer.metrix_feature", "regularizer.metrix_embedding.positives=first",
-              "regularizer.metrix_embedding.anchor_neg_weight=0.3"],
+    "input": [
+        "regularizer=metrix_input",
+        "~regularizer.metrix_feature",
+        "regularizer.metrix_input.negative_index=pair_list_position",
+    ],
+    "embed": [
+        "regularizer=metrix_embedding",
+        "~regularizer.metrix_feature",
+        "regularizer.metrix_embedding.positives=first",
+        "regularizer.metrix_embedding.anchor_neg_weight=0.3",
+    ],
 }
 
 
 @pytest.mark.parametrize("mode", ["pos_neg", "anchor_neg"])
-@pytest.mark.parametrize("preset,level", [(p, "feature") for p in ("cub_metrix", "cars_metrix", "sop_metrix", "inshop_metrix")]
-                         + [("cub_metrix", "input"), ("cub_metrix", "embed")])
+@pytest.mark.parametrize(
+    "preset,level",
+    [(p, "feature") for p in ("cub_metrix", "cars_metrix", "sop_metrix", "inshop_metrix")]
+    + [("cub_metrix", "input"), ("cub_metrix", "embed")],
+)
 def test_metrix_objective_equals_the_authors_code(preset, level, mode):
     """The presets (feature level); the input and embedding levels through the options that give the authors'
     pairing there (their code's other two modes, same protocol otherwise)."""
@@ -135,8 +149,12 @@ def test_metrix_objective_equals_the_authors_code(preset, level, mode):
     (reg,) = regs.values()
     reg.draw = lambda: (mode, float(z["lam"]))  # their random.randint / np.random.beta outcomes, as stored
     channels = z["features"].shape[1]
-    model = EmbeddingModel(FeatureMaps(channels), embed_dim=z["head_weight"].shape[0], normalize=cfg.head.normalize,
-                           pooling=cfg.head.pooling).double()
+    model = EmbeddingModel(
+        FeatureMaps(channels),
+        embed_dim=z["head_weight"].shape[0],
+        normalize=cfg.head.normalize,
+        pooling=cfg.head.pooling,
+    ).double()
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(z["head_weight"]))
         model.head.bias.copy_(torch.from_numpy(z["head_bias"]))

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from omegaconf import OmegaConf
-
 from conftest import compose_cfg, group_options, paper_presets
+from omegaconf import OmegaConf
 
 DATA = Path(__file__).parent / "data" / "protocols"
 PRESETS = paper_presets()
@@ -28,8 +27,10 @@ FOREIGN_SOURCES = {"NUST-Machine-Intelligence-Laboratory/Anti-Collapse-Loss": {"
 
 def transcription(preset: str) -> dict:
     path = DATA / f"{preset}.yaml"
-    assert path.exists(), (f"conf/experiment/{preset}.yaml has no transcription of the authors' run: add "
-                           f"tests/data/protocols/{preset}.yaml (tests/data/protocols/README.md says how)")
+    assert path.exists(), (
+        f"conf/experiment/{preset}.yaml has no transcription of the authors' run: add "
+        f"tests/data/protocols/{preset}.yaml (tests/data/protocols/README.md says how)"
+    )
     return yaml.safe_load(path.read_text())
 
 
@@ -37,7 +38,9 @@ def same(ours, theirs) -> bool:
     if isinstance(theirs, bool) or theirs is None or isinstance(theirs, str):
         return ours == theirs and type(ours) is type(theirs)
     if isinstance(theirs, (int, float)):
-        return isinstance(ours, (int, float)) and not isinstance(ours, bool) and math.isclose(ours, theirs, rel_tol=1e-12)
+        return (
+            isinstance(ours, (int, float)) and not isinstance(ours, bool) and math.isclose(ours, theirs, rel_tol=1e-12)
+        )
     if isinstance(theirs, list):
         return isinstance(ours, list) and len(ours) == len(theirs) and all(same(a, b) for a, b in zip(ours, theirs))
     return ours == theirs
@@ -56,11 +59,15 @@ def test_preset_equals_the_authors_released_run(preset):
         ours = OmegaConf.select(OmegaConf.create(cfg), knob["key"], default="<missing>")
         ours = OmegaConf.to_container(ours) if OmegaConf.is_config(ours) else ours
         if "deviation" in knob:
-            assert not same(ours, knob["value"]), (f"{preset}: {knob['key']} is recorded as a deliberate difference "
-                                                   f"but the preset has the authors' value {ours!r}")
+            assert not same(ours, knob["value"]), (
+                f"{preset}: {knob['key']} is recorded as a deliberate difference "
+                f"but the preset has the authors' value {ours!r}"
+            )
             assert knob["deviation"].get("why"), knob
         elif not same(ours, knob["value"]):
-            wrong.append(f"{knob['key']}: preset {ours!r}, authors {knob['value']!r} ({knob['flag']}; {knob['source']})")
+            wrong.append(
+                f"{knob['key']}: preset {ours!r}, authors {knob['value']!r} ({knob['flag']}; {knob['source']})"
+            )
     assert not wrong, f"{preset} differs from the authors' released run:\n  " + "\n  ".join(wrong)
 
 
@@ -107,4 +114,6 @@ def test_the_baseline_arm_is_the_same_protocol_without_the_method(arm):
     assert got["regularizer"] is None and got["loss"]["weight"] == 1.0 and got["published"] is None
     for key in set(method) - {"regularizer", "loss", "published"}:
         assert got[key] == method[key], key
-    assert {k: v for k, v in got["loss"].items() if k != "weight"} == {k: v for k, v in method["loss"].items() if k != "weight"}
+    assert {k: v for k, v in got["loss"].items() if k != "weight"} == {
+        k: v for k, v in method["loss"].items() if k != "weight"
+    }

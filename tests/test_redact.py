@@ -10,39 +10,55 @@ from harness.redact import MASK, redact, redact_text
 SECRETS = ["hunter2", "p@ss@w0rd", "s3cr3t", "tok-123", "AIzaKEY", "a/b@c"]
 
 
-@pytest.mark.parametrize("text,kept", [
-    ("postgresql://user:hunter2@db.lab:5432/optuna", "postgresql://user:***@db.lab:5432/optuna"),
-    ("postgresql://:hunter2@db.lab/optuna", "postgresql://:***@db.lab/optuna"),          # no user name
-    ("postgresql://u:p@ss@w0rd@db.lab/optuna?sslmode=require", "postgresql://u:***@db.lab/optuna?sslmode=require"),
-    ("mysql://u:a/b@c@host/db", "mysql://u:***@host/db"),                              # '/' and '@' in it
-    ("mysql://u:a@b/c@host/db x", "mysql://u:***@host/db x"),                          # '@' before '/' too
-    ("https://h/x?password=hunter2&n=1", "https://h/x?password=***&n=1"),
-    ("https://h/x?n=1&token=tok-123#top", "https://h/x?n=1&token=***#top"),
-    ("https://h/x?key=AIzaKEY&sig=s3cr3t", "https://h/x?key=***&sig=***"),
-    ("+db.password=hunter2 trainer.epochs=3", "+db.password=*** trainer.epochs=3"),
-    ("tracker.api_key=tok-123", "tracker.api_key=***"),
-    ("client_secret: s3cr3t", "client_secret: ***"),
-    ('{"db_password": "hunter2", "n": 1}', '{"db_password": "***", "n": 1}'),
-    ("password='p w' x=1", "password='***' x=1"),
-])
+@pytest.mark.parametrize(
+    "text,kept",
+    [
+        ("postgresql://user:hunter2@db.lab:5432/optuna", "postgresql://user:***@db.lab:5432/optuna"),
+        ("postgresql://:hunter2@db.lab/optuna", "postgresql://:***@db.lab/optuna"),  # no user name
+        ("postgresql://u:p@ss@w0rd@db.lab/optuna?sslmode=require", "postgresql://u:***@db.lab/optuna?sslmode=require"),
+        ("mysql://u:a/b@c@host/db", "mysql://u:***@host/db"),  # '/' and '@' in it
+        ("mysql://u:a@b/c@host/db x", "mysql://u:***@host/db x"),  # '@' before '/' too
+        ("https://h/x?password=hunter2&n=1", "https://h/x?password=***&n=1"),
+        ("https://h/x?n=1&token=tok-123#top", "https://h/x?n=1&token=***#top"),
+        ("https://h/x?key=AIzaKEY&sig=s3cr3t", "https://h/x?key=***&sig=***"),
+        ("+db.password=hunter2 trainer.epochs=3", "+db.password=*** trainer.epochs=3"),
+        ("tracker.api_key=tok-123", "tracker.api_key=***"),
+        ("client_secret: s3cr3t", "client_secret: ***"),
+        ('{"db_password": "hunter2", "n": 1}', '{"db_password": "***", "n": 1}'),
+        ("password='p w' x=1", "password='***' x=1"),
+    ],
+)
 def test_text_redaction_catches_every_form(text, kept):
     assert redact_text(text) == kept
     assert redact_text(kept) == kept  # idempotent
 
 
-@pytest.mark.parametrize("text", [
-    "http://host:8080/path", "results/runs/digits/ms__none__mlp__1a2b3c4d__seed0", "test/map@r=0.5123",
-    "signal_delay_s: 120", "cls_token: true", "storage: ${oc.env:HARNESS_OPTUNA_STORAGE}", "num_tokens=8",
-    "error: trainer.epochs=abc must be an integer", "sort_key=name",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://host:8080/path",
+        "results/runs/digits/ms__none__mlp__1a2b3c4d__seed0",
+        "test/map@r=0.5123",
+        "signal_delay_s: 120",
+        "cls_token: true",
+        "storage: ${oc.env:HARNESS_OPTUNA_STORAGE}",
+        "num_tokens=8",
+        "error: trainer.epochs=abc must be an integer",
+        "sort_key=name",
+    ],
+)
 def test_text_without_secrets_is_unchanged(text):
     assert redact_text(text) == text
 
 
 def test_nested_data_redacts_secret_keys_and_urls_but_keeps_the_rest():
-    data = {"db": {"password": "hunter2", "port": 5432, "url": "postgresql://u:s3cr3t@h/d", "token": None},
-            "backbone": {"class_token": True, "num_tokens": 4}, "record_keys": ["test/map@r"],
-            "overrides": ["+x.api_key=tok-123", "seed=1"], "pin": {"passwd": 1234}}
+    data = {
+        "db": {"password": "hunter2", "port": 5432, "url": "postgresql://u:s3cr3t@h/d", "token": None},
+        "backbone": {"class_token": True, "num_tokens": 4},
+        "record_keys": ["test/map@r"],
+        "overrides": ["+x.api_key=tok-123", "seed=1"],
+        "pin": {"passwd": 1234},
+    }
     out = redact(data)
     assert out["db"] == {"password": MASK, "port": 5432, "url": "postgresql://u:***@h/d", "token": None}
     assert out["backbone"] == data["backbone"] and out["record_keys"] == ["test/map@r"]
@@ -73,8 +89,11 @@ def test_log_records_are_redacted_whatever_the_handler(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------- on disk
-SECRET_OVERRIDES = ["+db.password=hunter2", "+db.url='postgresql://u:p@ss@w0rd@db.lab/x'",
-                    "+db.link='https://h/x?token=tok-123&n=1'"]
+SECRET_OVERRIDES = [
+    "+db.password=hunter2",
+    "+db.url='postgresql://u:p@ss@w0rd@db.lab/x'",
+    "+db.link='https://h/x?token=tok-123&n=1'",
+]
 SECRET_VALUES = ["hunter2", "p@ss@w0rd", "ss@w0rd", "tok-123"]
 
 
@@ -90,9 +109,24 @@ def test_a_password_in_any_override_of_a_grid_is_nowhere_on_disk(results):
 
     from conftest import REPO
 
-    proc = subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}", *SECRET_OVERRIDES,
-                           "trainer.epochs=1", "sampler.batches_per_epoch=1", "eval.nmi=false",
-                           "eval.utilization=false", "seed=0"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            f"paths.results={results}",
+            *SECRET_OVERRIDES,
+            "trainer.epochs=1",
+            "sampler.batches_per_epoch=1",
+            "eval.nmi=false",
+            "eval.utilization=false",
+            "seed=0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = {p.name for p in results.rglob("*")}
     assert {"config.yaml", "overrides.txt", "record.json", "run.log", "summary.json", "multirun.yaml"} <= names
@@ -110,26 +144,44 @@ def test_a_password_in_a_search_override_is_nowhere_on_disk(results):
     from conftest import REPO
     from test_search import TINY
 
-    proc = subprocess.run([sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}", *TINY,
-                           *SECRET_OVERRIDES, "hydra.sweeper.n_trials=1", "hydra.sweeper.n_workers=1",
-                           "trainer.epochs=1", "eval.utilization=false"], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            "sweep=tune_eps",
+            f"paths.results={results}",
+            *TINY,
+            *SECRET_OVERRIDES,
+            "hydra.sweeper.n_trials=1",
+            "hydra.sweeper.n_workers=1",
+            "trainer.epochs=1",
+            "eval.utilization=false",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = {p.name for p in results.rglob("*")}
     assert {"search.yaml", "best.yaml", "trials.csv", "summary.json", "study.db", "overrides.txt"} <= names
     assert not leaks(results)
 
 
-@pytest.mark.parametrize("override,secret", [
-    ("+db.password=hunter2", True),
-    ("+db.url='postgresql://u:p@ss@w0rd@db.lab/x'", True),
-    ("+db.link='https://h/x?token=tok-123&n=1'", True),
-    ("+db.password=${oc.env:DB_PASSWORD}", False),                 # resolved in the job, from its environment
-    ("+db.password=$\\{oc.env\\:DB_PASSWORD\\}", False),            # as Hydra's sweeper escapes it
-    ("+db.url='postgresql://u:${oc.env:DB_PASSWORD}@db.lab/x'", False),
-    ("dataset.root=/data/token_set", False),
-    ("optimizer.lr=1e-3,1e30", False),
-])
+@pytest.mark.parametrize(
+    "override,secret",
+    [
+        ("+db.password=hunter2", True),
+        ("+db.url='postgresql://u:p@ss@w0rd@db.lab/x'", True),
+        ("+db.link='https://h/x?token=tok-123&n=1'", True),
+        ("+db.password=${oc.env:DB_PASSWORD}", False),  # resolved in the job, from its environment
+        ("+db.password=$\\{oc.env\\:DB_PASSWORD\\}", False),  # as Hydra's sweeper escapes it
+        ("+db.url='postgresql://u:${oc.env:DB_PASSWORD}@db.lab/x'", False),
+        ("dataset.root=/data/token_set", False),
+        ("optimizer.lr=1e-3,1e30", False),
+    ],
+)
 def test_an_override_holds_a_secret_unless_it_comes_from_the_environment(override, secret):
     from harness.redact import holds_secret
 
@@ -147,15 +199,31 @@ def test_submitit_jobs_refuse_a_secret_in_clear_and_take_it_from_the_environment
     from conftest import REPO
 
     def sweep(*overrides):
-        return subprocess.run([sys.executable, "run.py", "-m", f"paths.results={results}",
-                               "hydra/launcher=submitit_local", "trainer.epochs=1", "sampler.batches_per_epoch=1",
-                               "eval.nmi=false", "eval.utilization=false", "trainer.progress=false", *overrides],
-                              cwd=REPO, capture_output=True, text=True, timeout=300,
-                              env=dict(os.environ, DB_PASSWORD="hunter2"))
+        return subprocess.run(
+            [
+                sys.executable,
+                "run.py",
+                "-m",
+                f"paths.results={results}",
+                "hydra/launcher=submitit_local",
+                "trainer.epochs=1",
+                "sampler.batches_per_epoch=1",
+                "eval.nmi=false",
+                "eval.utilization=false",
+                "trainer.progress=false",
+                *overrides,
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ, DB_PASSWORD="hunter2"),
+        )
 
     refused = sweep("+db.password=hunter2", "seed=0,1")
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith(
-        "error: the override '+db.password=***' holds a secret"), refused.stderr[-2000:]
+        "error: the override '+db.password=***' holds a secret"
+    ), refused.stderr[-2000:]
     assert "${oc.env:VAR}" in refused.stderr and not list(results.rglob("*.pkl")) and not leaks_anywhere(results)
 
     done = sweep("+db.password=${oc.env:DB_PASSWORD}", "seed=0")

@@ -4,10 +4,10 @@ line and nothing it names runs; every real backbone config passes."""
 import pickle
 
 import pytest
+from conftest import CONF, group_options
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONF, group_options
 from harness.errors import ConfigError
 from harness.reload_guard import safe_backbone, safe_head, safe_transform_kwargs
 
@@ -41,17 +41,38 @@ def test_the_planted_target_is_real_code_execution_and_is_refused(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("node,expected", [
-    ({"_target_": "harness.models.MLP", "in_features": 64,
-      "hidden": {"_target_": "pandas.read_pickle", "filepath_or_buffer": "x.pkl"}}, "no nested _target_"),
-    ({"_target_": "harness.models.MLP", "in_features": 64, "_partial_": True}, "only plain arguments"),
-    ({"_target_": "harness.models.backbones.timm_backbone", "model_name": "resnet18",
-      "checkpoint_path": "/tmp/evil.pth"}, "it would read a file"),
-    ({"_target_": "timm.create_model", "model_name": "resnet18",
-      "pretrained_cfg_overlay": {"file": "/tmp/evil.pth"}}, "it would read a file"),
-    ({"_target_": "harness.models.MLP", "in_features": "${oc.env:HOME}"}, "interpolation"),
-    ({"_target_": "os.system", "command": "touch /tmp/x"}, "'os.system' is not a backbone"),
-])
+@pytest.mark.parametrize(
+    "node,expected",
+    [
+        (
+            {
+                "_target_": "harness.models.MLP",
+                "in_features": 64,
+                "hidden": {"_target_": "pandas.read_pickle", "filepath_or_buffer": "x.pkl"},
+            },
+            "no nested _target_",
+        ),
+        ({"_target_": "harness.models.MLP", "in_features": 64, "_partial_": True}, "only plain arguments"),
+        (
+            {
+                "_target_": "harness.models.backbones.timm_backbone",
+                "model_name": "resnet18",
+                "checkpoint_path": "/tmp/evil.pth",
+            },
+            "it would read a file",
+        ),
+        (
+            {
+                "_target_": "timm.create_model",
+                "model_name": "resnet18",
+                "pretrained_cfg_overlay": {"file": "/tmp/evil.pth"},
+            },
+            "it would read a file",
+        ),
+        ({"_target_": "harness.models.MLP", "in_features": "${oc.env:HOME}"}, "interpolation"),
+        ({"_target_": "os.system", "command": "touch /tmp/x"}, "'os.system' is not a backbone"),
+    ],
+)
 def test_anything_but_plain_arguments_is_refused(node, expected):
     with pytest.raises(ConfigError, match=expected):
         safe_backbone(OmegaConf.create(node))
@@ -70,8 +91,11 @@ def test_every_backbone_config_passes_and_reads_no_file(name):
 
 
 def test_head_and_transform_are_plain_values():
-    assert safe_head({"embed_dim": 64, "normalize": True, "pooling": "avg"}) == \
-        {"embed_dim": 64, "normalize": True, "pooling": "avg"}
+    assert safe_head({"embed_dim": 64, "normalize": True, "pooling": "avg"}) == {
+        "embed_dim": 64,
+        "normalize": True,
+        "pooling": "avg",
+    }
     with pytest.raises(ConfigError, match="head.embed_dim"):
         safe_head({"embed_dim": {"_target_": "os.getcwd"}, "normalize": True, "pooling": "avg"})
     assert safe_transform_kwargs({"size": 224, "resize": 256, "normalize": "imagenet"})["size"] == 224
@@ -80,8 +104,9 @@ def test_head_and_transform_are_plain_values():
 
 
 def test_load_run_of_a_directory_with_a_planted_config_executes_nothing(results, tmp_path):
-    import harness
     from conftest import tiny
+
+    import harness
 
     record = harness.run(tiny(["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.utilization=false"], results))
     run_dir = results / "runs" / "digits" / record["name"]

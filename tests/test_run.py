@@ -5,9 +5,9 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import group_options, tiny
 
 import harness
-from conftest import group_options, tiny
 from harness import identity, records
 
 FAST = ["sampler.batches_per_epoch=3"]
@@ -42,12 +42,33 @@ def test_record_schema(results):
     assert on_disk == json.loads(json.dumps(record))
     assert list(on_disk)[-1] == "status" and on_disk["status"] == "finished"
     expected = {
-        "dataset": str, "backbone": str, "loss": str, "regularizer": str, "seed": int, "config_hash": str,
-        "selected_epoch": int, "epochs": int, "selection/metric": str, "val/map@r": float, "test/map@r": float,
-        "test/recall@1": float, "test/recall@8": float, "test/r_precision": float, "test/nmi": float,
-        "init/test/map@r": float, "raw/test/map@r": float, "diag/test/coding_rate": float,
-        "git/dirty": (bool, type(None)), "versions/torch": str, "host": str, "device": str,
-        "wall_time_s": float, "train_time_s": float, "overrides": list, "config/seed": int, "config/loss.name": str,
+        "dataset": str,
+        "backbone": str,
+        "loss": str,
+        "regularizer": str,
+        "seed": int,
+        "config_hash": str,
+        "selected_epoch": int,
+        "epochs": int,
+        "selection/metric": str,
+        "val/map@r": float,
+        "test/map@r": float,
+        "test/recall@1": float,
+        "test/recall@8": float,
+        "test/r_precision": float,
+        "test/nmi": float,
+        "init/test/map@r": float,
+        "raw/test/map@r": float,
+        "diag/test/coding_rate": float,
+        "git/dirty": (bool, type(None)),
+        "versions/torch": str,
+        "host": str,
+        "device": str,
+        "wall_time_s": float,
+        "train_time_s": float,
+        "overrides": list,
+        "config/seed": int,
+        "config/loss.name": str,
     }
     for key, kind in expected.items():
         assert isinstance(on_disk[key], kind), key
@@ -56,7 +77,14 @@ def test_record_schema(results):
     # the raw-pixel baseline of the issue (cosine on raw pixels, classes 5-9)
     assert on_disk["raw/test/recall@1"] == pytest.approx(0.991, abs=5e-4)
     assert on_disk["raw/test/map@r"] == pytest.approx(0.606, abs=5e-4)
-    for name in ("config.yaml", "overrides.txt", "epochs.jsonl", "run.log", "checkpoints/best.pt", "checkpoints/last.pt"):
+    for name in (
+        "config.yaml",
+        "overrides.txt",
+        "epochs.jsonl",
+        "run.log",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+    ):
         assert (run_dir / name).exists(), name
 
 

@@ -5,9 +5,9 @@ import json
 import logging
 
 import pytest
+from conftest import tiny
 
 import harness
-from conftest import tiny
 from harness import identity, records
 
 FAST = ["sampler.batches_per_epoch=3", "eval.nmi=false", "eval.utilization=false"]
@@ -29,8 +29,12 @@ def test_a_truncated_last_checkpoint_is_moved_aside_and_training_starts_again(tm
         again = harness.run(cfg)
     assert again["status"] == "finished" and again["attempts"] == 1  # started again, from the start
     assert (last.parent / "last.pt.corrupt").exists()
-    assert any("last.pt is unusable" in r.getMessage() and "moved aside to last.pt.corrupt" in r.getMessage()
-               and "training starts from the start" in r.getMessage() for r in caplog.records)
+    assert any(
+        "last.pt is unusable" in r.getMessage()
+        and "moved aside to last.pt.corrupt" in r.getMessage()
+        and "training starts from the start" in r.getMessage()
+        for r in caplog.records
+    )
     for key in [k for k in whole if k.startswith(("val/", "test/"))]:
         assert again[key] == whole[key], key  # the same seed from the start: the same numbers
 
@@ -47,5 +51,6 @@ def test_a_binary_or_stub_record_is_moved_aside_and_the_run_trained_again(result
     assert again["status"] == "finished" and again["test/map@r"] == first["test/map@r"]
     assert (path.parent / "record.json.corrupt").read_bytes() == content
     assert json.loads(path.read_text())["status"] == "finished"
-    assert any(f"{path} is unusable" in r.getMessage() and "the run starts again" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        f"{path} is unusable" in r.getMessage() and "the run starts again" in r.getMessage() for r in caplog.records
+    )

@@ -15,24 +15,39 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import CONF, REPO
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
+from search_kill import kill_a_worker_mid_trial
 
 from harness import records
 from harness.errors import ConfigError
 from harness.search.driver import read_search
 from harness.search.space import format_override, parse_override, parse_search_space, split_overrides
-from harness.search.study import (JournalHeartbeatStorage, Search, build_sampler, counted, is_surplus, open_storage,
-                                  retry_root, tally)
+from harness.search.study import (
+    JournalHeartbeatStorage,
+    Search,
+    build_sampler,
+    counted,
+    is_surplus,
+    open_storage,
+    retry_root,
+    tally,
+)
 from harness.search.worker import AskGate
-from conftest import CONF, REPO
-from search_kill import kill_a_worker_mid_trial
 
-TINY = ["trainer.epochs=2", "sampler.batches_per_epoch=2", "eval.nmi=false", "eval.raw_baseline=false",
-        "trainer.progress=false", "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=5",
-        "hydra.sweeper.poll_interval=0.5"]
+TINY = [
+    "trainer.epochs=2",
+    "sampler.batches_per_epoch=2",
+    "eval.nmi=false",
+    "eval.raw_baseline=false",
+    "trainer.progress=false",
+    "hydra.sweeper.heartbeat_interval=1",
+    "hydra.sweeper.grace_period=5",
+    "hydra.sweeper.poll_interval=0.5",
+]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -41,15 +56,28 @@ def search_sweeps() -> list:
     ``sweeps/<name>.yaml`` (shared settings, not a study itself) and one study per ``sweeps/<name>/<variant>.yaml``
     (``sweep=<name>/<variant>``, study ``<name>_<variant>``)."""
     root = REPO / "sweeps"
-    names = [p.relative_to(root).with_suffix("").as_posix() for p in sorted(root.glob("**/*.yaml"))
-             if "optuna_async" in p.read_text() or (p.parent != root and (p.parent.parent / f"{p.parent.name}.yaml").is_file())]
+    names = [
+        p.relative_to(root).with_suffix("").as_posix()
+        for p in sorted(root.glob("**/*.yaml"))
+        if "optuna_async" in p.read_text()
+        or (p.parent != root and (p.parent.parent / f"{p.parent.name}.yaml").is_file())
+    ]
     return sorted(n for n in names if not (root / n).is_dir())
 
 
-def run_search(results: Path, *overrides, launcher: str = "local", timeout: int = 600,
-               env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}", f"hydra/launcher={launcher}",
-           *TINY, *overrides]
+def run_search(
+    results: Path, *overrides, launcher: str = "local", timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "run.py",
+        "-m",
+        "sweep=tune_eps",
+        f"paths.results={results}",
+        f"hydra/launcher={launcher}",
+        *TINY,
+        *overrides,
+    ]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -65,11 +93,19 @@ def check_ok(proc: subprocess.CompletedProcess) -> None:
 
 # ----------------------------------------------------------------------------------------------- search space
 def test_hydra_sweep_syntax_becomes_optuna_distributions():
-    space, fixed = parse_search_space({
-        "a": "interval(0.01, 2.0)", "b": "tag(log, interval(1e-4, 1e-1))", "c": "int(interval(16, 256))",
-        "d": "tag(log, int(interval(1, 64)))", "e": "range(1, 10, 3)", "f": "range(0.1, 1.0, 0.2)",
-        "g": "choice(x, 'y z', 3, 0.5, true)", "loss": "multi_similarity,proxy_anchor", "trainer.epochs": 7,
-    })
+    space, fixed = parse_search_space(
+        {
+            "a": "interval(0.01, 2.0)",
+            "b": "tag(log, interval(1e-4, 1e-1))",
+            "c": "int(interval(16, 256))",
+            "d": "tag(log, int(interval(1, 64)))",
+            "e": "range(1, 10, 3)",
+            "f": "range(0.1, 1.0, 0.2)",
+            "g": "choice(x, 'y z', 3, 0.5, true)",
+            "loss": "multi_similarity,proxy_anchor",
+            "trainer.epochs": 7,
+        }
+    )
     assert space["a"] == FloatDistribution(0.01, 2.0)
     assert space["b"] == FloatDistribution(1e-4, 1e-1, log=True)
     assert space["c"] == IntDistribution(16, 256)
@@ -83,9 +119,18 @@ def test_hydra_sweep_syntax_becomes_optuna_distributions():
     assert list(space) == ["+regularizer.x.gam1"] and fixed == ["seed=3"]
 
 
-@pytest.mark.parametrize("bad", ["a=tag(lin, interval(0, 1))", "a=tag(log, interval(0, 1))", "a=interval(2, 1)",
-                                 "a=tag(log, choice(1, 2))", "a=range(5, 1)", "a=choice([1, 2], [3])",
-                                 "a=interval(0, 1"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "a=tag(lin, interval(0, 1))",
+        "a=tag(log, interval(0, 1))",
+        "a=interval(2, 1)",
+        "a=tag(log, choice(1, 2))",
+        "a=range(5, 1)",
+        "a=choice([1, 2], [3])",
+        "a=interval(0, 1",
+    ],
+)
 def test_bad_search_parameters_are_one_line_config_errors(bad):
     with pytest.raises(ConfigError) as err:
         split_overrides([bad])
@@ -112,8 +157,16 @@ def test_every_search_sweep_composes_and_names_real_keys(name):
 
 # ----------------------------------------------------------------------------------------------- accounting
 def make_search(tmp_path, storage="sqlite", **kw) -> Search:
-    return Search(study_name="s", study_dir=str(tmp_path / "s"), objective="val/map@r", direction="maximize",
-                  space={"x": FloatDistribution(0, 1)}, fixed=[], storage=storage, **kw)
+    return Search(
+        study_name="s",
+        study_dir=str(tmp_path / "s"),
+        objective="val/map@r",
+        direction="maximize",
+        space={"x": FloatDistribution(0, 1)},
+        fixed=[],
+        storage=storage,
+        **kw,
+    )
 
 
 def test_a_study_counts_finished_trials_but_not_retried_or_surplus_ones(tmp_path):
@@ -122,15 +175,23 @@ def test_a_study_counts_finished_trials_but_not_retried_or_surplus_ones(tmp_path
     dist = {"x": FloatDistribution(0, 1)}
 
     def add(state, value=None, system=None, user=None):
-        study.add_trial(optuna.create_trial(state=state, value=value, params={"x": 0.5}, distributions=dist,
-                                            system_attrs=system or {}, user_attrs=user or {}))
+        study.add_trial(
+            optuna.create_trial(
+                state=state,
+                value=value,
+                params={"x": 0.5},
+                distributions=dist,
+                system_attrs=system or {},
+                user_attrs=user or {},
+            )
+        )
 
-    add(TrialState.COMPLETE, 0.5)                                              # 0
-    add(TrialState.FAIL)                                                       # 1: worker died, retried by 3
-    add(TrialState.PRUNED, 0.1)                                                # 2
+    add(TrialState.COMPLETE, 0.5)  # 0
+    add(TrialState.FAIL)  # 1: worker died, retried by 3
+    add(TrialState.PRUNED, 0.1)  # 2
     add(TrialState.WAITING, system={"failed_trial": 1, "retry_history": [1]})  # 3: the retry of 1
-    add(TrialState.FAIL, user={"fail_reason": "NonFiniteLossError: nan"})      # 4
-    add(TrialState.FAIL, user={"surplus": True})                               # 5
+    add(TrialState.FAIL, user={"fail_reason": "NonFiniteLossError: nan"})  # 4
+    add(TrialState.FAIL, user={"surplus": True})  # 5
     trials = study.get_trials()
     counts = tally(trials)
     assert [t.number for t in counts.done] == [0, 2, 4]
@@ -260,8 +321,17 @@ def test_two_workers_reach_the_total_exactly_resume_adds_none_and_a_larger_total
 
 @pytest.mark.slow
 def test_a_killed_worker_trial_is_failed_by_heartbeat_retried_and_resumed(results):
-    cmd = [sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}",
-           "hydra/launcher=submitit_local", *TINY, "trainer.epochs=6", "hydra.sweeper.n_trials=4"]
+    cmd = [
+        sys.executable,
+        "run.py",
+        "-m",
+        "sweep=tune_eps",
+        f"paths.results={results}",
+        "hydra/launcher=submitit_local",
+        *TINY,
+        "trainer.epochs=6",
+        "hydra.sweeper.n_trials=4",
+    ]
     driver = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         # two reported epochs: epoch 1's checkpoint is on disk, so the retry resumes rather than restarts
@@ -284,9 +354,18 @@ def test_a_killed_worker_trial_is_failed_by_heartbeat_retried_and_resumed(result
 
 @pytest.mark.slow
 def test_an_aggressive_pruner_prunes_and_the_records_say_so(results):
-    check_ok(run_search(results, "trainer.epochs=3", "hydra.sweeper.n_trials=6", "hydra.sweeper.n_workers=1",
-                        "hydra.sweeper.sampler.seed=0", "hydra.sweeper.pruner.n_startup_trials=1",
-                        "hydra.sweeper.pruner.n_warmup_steps=0", "hydra.sweeper.storage=journal"))
+    check_ok(
+        run_search(
+            results,
+            "trainer.epochs=3",
+            "hydra.sweeper.n_trials=6",
+            "hydra.sweeper.n_workers=1",
+            "hydra.sweeper.sampler.seed=0",
+            "hydra.sweeper.pruner.n_startup_trials=1",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+            "hydra.sweeper.storage=journal",
+        )
+    )
     assert (results / "search" / "tune_eps" / "study.journal").exists()
     trials = load(results).get_trials()
     assert len(trials) == 6 and all(t.state in FINISHED for t in trials)
@@ -307,10 +386,17 @@ def test_a_nan_trial_is_fail_with_its_reason_and_the_study_finishes(results, tmp
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("HARNESS_OPTUNA_STORAGE", url)
     # eps and weight fixed: the space is the learning rate only, and the brute-force sampler runs both values
-    proc = run_search(results, "regularizer.antico_pair.eps=0.5", "regularizer.antico_pair.weight=0.1",
-                      "optimizer.lr=choice(0.001, 1e30)", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_workers=1",
-                      "~hydra.sweeper.sampler", "+hydra.sweeper.sampler={_target_: optuna.samplers.BruteForceSampler}",
-                      "hydra.sweeper.storage=env")
+    proc = run_search(
+        results,
+        "regularizer.antico_pair.eps=0.5",
+        "regularizer.antico_pair.weight=0.1",
+        "optimizer.lr=choice(0.001, 1e30)",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_workers=1",
+        "~hydra.sweeper.sampler",
+        "+hydra.sweeper.sampler={_target_: optuna.samplers.BruteForceSampler}",
+        "hydra.sweeper.storage=env",
+    )
     check_ok(proc)
     assert (tmp_path / "elsewhere.db").exists() and not (results / "search" / "tune_eps" / "study.db").exists()
     written = [p for p in results.rglob("*") if p.suffix in (".yaml", ".json", ".csv", ".txt", ".log")]
@@ -340,8 +426,15 @@ def test_a_wrong_search_key_is_one_line_and_launches_nothing(results):
 @pytest.mark.slurm
 def test_a_two_worker_study_completes_on_slurm(results, slurm):
     env = dict(os.environ, **slurm.env)
-    proc = run_search(results, "hydra.sweeper.n_trials=4", "hydra.launcher.gpus_per_node=null",
-                      "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null", launcher="slurm", env=env)
+    proc = run_search(
+        results,
+        "hydra.sweeper.n_trials=4",
+        "hydra.launcher.gpus_per_node=null",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.mem_gb=null",
+        launcher="slurm",
+        env=env,
+    )
     check_ok(proc)
     trials = load(results).get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in trials)

@@ -14,13 +14,13 @@ from urllib.parse import quote
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from conftest import REPO
-from harness import records
-from harness.search.study import counted, tally
+from optuna.trial import TrialState
 from search_kill import kill_a_worker_mid_trial
 from test_search import TINY
+
+from harness import records
+from harness.search.study import counted, tally
 
 STUDY = "tune_eps"
 
@@ -54,9 +54,20 @@ def secret_pieces(url: str) -> list:
 @pytest.mark.slow
 def test_four_workers_on_postgresql_one_killed_lose_no_trial_and_leave_no_password(results, postgres, tmp_path):
     env = dict(os.environ, HARNESS_OPTUNA_STORAGE=postgres.url)
-    cmd = [sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}",
-           "hydra/launcher=submitit_local", *TINY, "trainer.epochs=4", "hydra.sweeper.n_trials=5",
-           "hydra.sweeper.n_workers=4", "hydra.sweeper.storage=env", "hydra.sweeper.pruner=null"]
+    cmd = [
+        sys.executable,
+        "run.py",
+        "-m",
+        "sweep=tune_eps",
+        f"paths.results={results}",
+        "hydra/launcher=submitit_local",
+        *TINY,
+        "trainer.epochs=4",
+        "hydra.sweeper.n_trials=5",
+        "hydra.sweeper.n_workers=4",
+        "hydra.sweeper.storage=env",
+        "hydra.sweeper.pruner=null",
+    ]
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
         driver = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
@@ -88,12 +99,27 @@ def test_four_workers_on_postgresql_one_killed_lose_no_trial_and_leave_no_passwo
 
 def test_a_database_url_without_its_driver_is_one_line_naming_the_package(results):
     url = f"postgresql+pg8000://optuna:{quote('hunter@2', safe='')}@127.0.0.1:1/optuna"
-    proc = subprocess.run([sys.executable, "run.py", "-m", "sweep=tune_eps", f"paths.results={results}", *TINY,
-                           "hydra.sweeper.storage=env"], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, HARNESS_OPTUNA_STORAGE=url))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            "sweep=tune_eps",
+            f"paths.results={results}",
+            *TINY,
+            "hydra.sweeper.storage=env",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HARNESS_OPTUNA_STORAGE=url),
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = proc.stderr.strip().splitlines()[-1]
-    assert line == ("error: the postgresql+pg8000 storage in $HARNESS_OPTUNA_STORAGE needs the database driver "
-                    "'pg8000', which is not installed: pip install pg8000")
+    assert line == (
+        "error: the postgresql+pg8000 storage in $HARNESS_OPTUNA_STORAGE needs the database driver "
+        "'pg8000', which is not installed: pip install pg8000"
+    )
     assert "Traceback" not in proc.stderr and "hunter" not in proc.stderr + proc.stdout
     assert not (results / "runs").exists()

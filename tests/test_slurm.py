@@ -74,7 +74,7 @@ def assert_same_run(record: dict, run_dir: Path, reference) -> None:
 def test_slurm_sweeps_are_submitted_as_job_arrays(sweeps):
     """Also starts the SLURM sweeps (module fixture) first, so that they run while the CPU tests below do."""
     for name, sweep in sweeps.items():
-        wait_for(lambda: list(sweep.sweep_dir.glob(".submitit/*/*_submission.sh")), sweep, f"{name}'s submission")
+        wait_for(lambda: list(sweep.sweep_dir.glob(".submitit/*/*_submission.sh")), sweep, f"{name}'s submission")  # noqa: B023
     [grid] = sweeps["grid"].sweep_dir.glob(".submitit/*/*_submission.sh")
     script = grid.read_text()
     assert "#SBATCH --array=0-2%" in script and "#SBATCH --signal=USR2@120" in script
@@ -129,8 +129,13 @@ runpy.run_path("run.py", run_name="__main__")
 @pytest.mark.slow
 def test_run_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(results, reference):
     overrides = [*RESUMED, f"trainer.epochs={RESUMED_EPOCHS}", f"paths.results={results}", "trainer.progress=false"]
-    child = subprocess.run([sys.executable, "-c", KILL_WHILE_SAVING.format(kill_at=3), *overrides], cwd=REPO,
-                           capture_output=True, text=True, timeout=300)
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_WHILE_SAVING.format(kill_at=3), *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == -9, child.stderr[-2000:]
     run_dir = identity.run_dir_for(tiny(RESUMED, results, epochs=RESUMED_EPOCHS))
     assert list((run_dir / "checkpoints").glob(".last.pt.*.tmp")), "the kill did not land inside a checkpoint write"
@@ -146,13 +151,21 @@ def test_run_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(res
 
 # ----------------------------------------------------------------------------------------------- the local launcher
 def sweep_command(overrides: list, results: Path, sweep_dir: Path) -> list:
-    return [sys.executable, "run.py", "-m", f"paths.results={results}", f"hydra.sweep.dir={sweep_dir}",
-            "trainer.progress=false", *overrides]
+    return [
+        sys.executable,
+        "run.py",
+        "-m",
+        f"paths.results={results}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "trainer.progress=false",
+        *overrides,
+    ]
 
 
 def run_sweep(overrides: list, results: Path, sweep_dir: Path, env: dict | None = None, timeout: float = 300):
-    return subprocess.run(sweep_command(overrides, results, sweep_dir), cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        sweep_command(overrides, results, sweep_dir), cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.mark.slow
@@ -179,16 +192,24 @@ def test_local_launchers_go_on_after_a_failed_run_and_skip_finished_ones(tmp_pat
 
 
 # ----------------------------------------------------------------------------------------------- SLURM
-ON_LOCAL_CLUSTER = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
-                    "hydra.launcher.mem_gb=null"]
+ON_LOCAL_CLUSTER = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=null",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=null",
+]
 SWEEPS = {
     "interrupted": [*RESUMED, f"trainer.epochs={RESUMED_EPOCHS}"],
     "grid": ["trainer.epochs=2", "seed=0,1,2"],
     "raises": ["trainer.epochs=2", "optimizer.lr=1e-3,1e30"],
     # never finishes; USR2 comes about 15 s in (SLURM sends it once less than signal_delay_s plus its 30-s
     # check interval is left), late enough for submitit's handler to be in place
-    "time_limit": ["trainer.epochs=100000", "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15",
-                   "hydra.launcher.max_num_timeout=1"],
+    "time_limit": [
+        "trainer.epochs=100000",
+        "hydra.launcher.timeout_min=1",
+        "hydra.launcher.signal_delay_s=15",
+        "hydra.launcher.max_num_timeout=1",
+    ],
     # the interrupted run again, as one job of 2 tasks (2 processes, gloo), pre-empted mid-training too
     "two_tasks": [*RESUMED, f"trainer.epochs={RESUMED_EPOCHS}", "trainer.devices=2"],
 }
@@ -220,8 +241,13 @@ def start_sweep(name: str, overrides: list, base: Path, env: dict) -> Sweep:
     results, sweep_dir, log = base / name / "results", base / name / "sweep", base / f"{name}.log"
     results.mkdir(parents=True)
     with open(log, "w") as out:
-        proc = subprocess.Popen(sweep_command([*ON_LOCAL_CLUSTER, *overrides], results, sweep_dir), cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            sweep_command([*ON_LOCAL_CLUSTER, *overrides], results, sweep_dir),
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     return Sweep(proc, results, sweep_dir, log)
 
 
@@ -236,8 +262,9 @@ def sweeps(slurm, tmp_path_factory):
     two_dir = identity.run_dir_for(tiny(SWEEPS["two_tasks"], started["two_tasks"].results))
     two_interrupter = threading.Thread(target=preempt_mid_training, args=(started["two_tasks"], two_dir), daemon=True)
     two_interrupter.start()
-    duplicate = threading.Thread(target=rerun_while_queued, daemon=True,
-                                 args=(started["time_limit"], base / "time_limit_again", env))
+    duplicate = threading.Thread(
+        target=rerun_while_queued, daemon=True, args=(started["time_limit"], base / "time_limit_again", env)
+    )
     duplicate.start()
     yield started
     for sweep in started.values():
@@ -268,8 +295,12 @@ def rerun_while_queued(sweep: Sweep, sweep_dir: Path, env: dict) -> None:
     try:
         wait_for(lambda: list(sweep.results.glob(f"runs/*/*/{launching.JOB_FILE}")), sweep, "submission")
         again = run_sweep([*ON_LOCAL_CLUSTER, *SWEEPS["time_limit"]], sweep.results, sweep_dir, env=env)
-        sweep.note = {"rc": again.returncode, "summary": read_summary(sweep_dir),
-                      "submitted": (sweep_dir / ".submitit").exists(), "still_running": sweep.proc.poll() is None}
+        sweep.note = {
+            "rc": again.returncode,
+            "summary": read_summary(sweep_dir),
+            "submitted": (sweep_dir / ".submitit").exists(),
+            "still_running": sweep.proc.poll() is None,
+        }
     except BaseException as err:
         sweep.note = {"error": f"{type(err).__name__}: {err}"}
 
@@ -397,10 +428,15 @@ def test_slurm_two_task_run_is_requeued_and_resumes_exactly(sweeps, slurm, refer
 def test_slurm_job_asking_for_more_gpus_than_processes_fails_at_submission(tmp_path):
     if shutil.which("sbatch") is None:
         pytest.skip("no sbatch on this machine")
-    out = run_sweep(["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer.devices=2"], tmp_path / "r",
-                    tmp_path / "sweep", env=dict(os.environ, SLURM_CONF="/nonexistent"))
+    out = run_sweep(
+        ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4", "trainer.devices=2"],
+        tmp_path / "r",
+        tmp_path / "sweep",
+        env=dict(os.environ, SLURM_CONF="/nonexistent"),
+    )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1] == (
         "error: hydra.launcher.gpus_per_node=4 asks for 4 GPUs per node but trainer.devices=2 starts 2 processes per "
-        "node, one GPU each: 2 would sit idle; set trainer.devices=4 (or ask for 2 GPUs)")
+        "node, one GPU each: 2 would sit idle; set trainer.devices=4 (or ask for 2 GPUs)"
+    )
     assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
 from harness import tables
 from harness.io import atomic_write_json
 from harness.tables.render import to_markdown
@@ -31,23 +31,39 @@ def write_run(root, loss, regularizer, seed, r1, status="finished", dataset="dig
     name = f"{loss}__{regularizer}__mlp__{config_hash}__seed{seed}"
     run_dir = root / "runs" / dataset / name
     run_dir.mkdir(parents=True)
-    (run_dir / "config.yaml").write_text("seed: %d\n" % seed)
+    (run_dir / "config.yaml").write_text(f"seed: {seed}\n")
     (run_dir / "overrides.txt").write_text(f"sweep=grid\nseed={seed}\n")
     epochs = [{"epoch": 0, "init/val/map@r": 0.3}] + [
         {"epoch": e, "train/base": 1.0 / e, "train/loss": 1.0 / e, "train/steps": 8, "val/map@r": 0.5 + e / 100}
-        for e in (1, 2, 3)]
+        for e in (1, 2, 3)
+    ]
     (run_dir / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in epochs))
     record = {
-        "run_dir": str(run_dir), "name": name, "dataset": dataset, "backbone": "mlp", "loss": loss,
-        "regularizer": regularizer, "seed": seed, "config_hash": config_hash, "selection/metric": "val/map@r",
-        "epochs": 3, "selected_epoch": 3,
+        "run_dir": str(run_dir),
+        "name": name,
+        "dataset": dataset,
+        "backbone": "mlp",
+        "loss": loss,
+        "regularizer": regularizer,
+        "seed": seed,
+        "config_hash": config_hash,
+        "selection/metric": "val/map@r",
+        "epochs": 3,
+        "selected_epoch": 3,
         **{f"test/{m}": r1 - 0.01 * i for i, m in enumerate(METRICS)},
-        **{f"raw/test/{m}": 0.99 for m in METRICS}, **{f"init/test/{m}": 0.5 + seed / 100 for m in METRICS},
-        "val/map@r": 0.53, "diag/test/coding_rate": 10.0 + seed, "diag/test/intra_inter_ratio": 0.5,
+        **{f"raw/test/{m}": 0.99 for m in METRICS},
+        **{f"init/test/{m}": 0.5 + seed / 100 for m in METRICS},
+        "val/map@r": 0.53,
+        "diag/test/coding_rate": 10.0 + seed,
+        "diag/test/intra_inter_ratio": 0.5,
         **{f"config/{k}": v for k, v in config.items()},
         "config/regularizer": {} if regularizer == "none" else {regularizer: {"weight": 0.1}},
         "overrides": [f"loss={loss}", f"regularizer={regularizer}", f"seed={seed}", "sweep=grid"],
-        "wall_time_s": 5.0, "train_time_s": 4.0, "device": "cpu", **(extra or {}), "status": status,
+        "wall_time_s": 5.0,
+        "train_time_s": 4.0,
+        "device": "cpu",
+        **(extra or {}),
+        "status": status,
     }
     if status == "failed":
         (run_dir / "error.txt").write_text("Traceback ...\nRuntimeError: boom\n")
@@ -84,8 +100,19 @@ def test_dataframe_has_one_row_per_run_with_status_config_and_metrics(grid):
     runs = tables.load_runs(grid)
     assert len(runs) == 14
     assert runs["status"].value_counts().to_dict() == {"finished": 11, "failed": 1, "pruned": 1, "running": 1}
-    for col in ("dataset", "loss", "regularizer", "seed", "config/trainer.epochs", "test/recall@1", "test/map@r",
-                "diag/test/coding_rate", "wall_time_s", "train_time_s", "path"):
+    for col in (
+        "dataset",
+        "loss",
+        "regularizer",
+        "seed",
+        "config/trainer.epochs",
+        "test/recall@1",
+        "test/map@r",
+        "diag/test/coding_rate",
+        "wall_time_s",
+        "train_time_s",
+        "path",
+    ):
         assert col in runs.columns, col
     running = runs[runs["status"] == "running"].iloc[0]
     assert (running["loss"], running["regularizer"], running["seed"], running["last_epoch"]) == ("ms", "none", 7, 1)
@@ -195,8 +222,9 @@ def test_an_unnamed_swept_knob_becomes_a_row_column_and_a_plot(tmp_path):
     root = tmp_path / "results"
     for weight in (0.1, 0.3):
         for seed in range(2):
-            write_run(root, "ms", "antico", seed, 0.9 + weight / 10 + seed / 100,
-                      config={"regularizer.antico.weight": weight})
+            write_run(
+                root, "ms", "antico", seed, 0.9 + weight / 10 + seed / 100, config={"regularizer.antico.weight": weight}
+            )
     result = tables.make_tables([root], metrics=["recall@1"])
     assert result["table"].mean.index.names == ["loss", "regularizer", "config/regularizer.antico.weight"]
     assert result["table"].mean.iloc[:, 0].round(2).tolist() == [91.5, 93.5]
@@ -208,12 +236,28 @@ def test_an_unnamed_swept_knob_becomes_a_row_column_and_a_plot(tmp_path):
 def test_published_numbers_are_shown_beside_the_reproduced_ones(tmp_path):
     root = tmp_path / "results"
     for seed, r1 in enumerate((0.70, 0.72)):
-        write_run(root, "pa", "none", seed, r1, dataset="cub",
-                  config={"published.recall@1": 69.5, "published.source": "Kim et al. CVPR 2020, Table 2"})
+        write_run(
+            root,
+            "pa",
+            "none",
+            seed,
+            r1,
+            dataset="cub",
+            config={"published.recall@1": 69.5, "published.source": "Kim et al. CVPR 2020, Table 2"},
+        )
     texts = tables.make_tables([root], plots=False)["texts"]
     row = next(line for line in texts["paper.md"].splitlines() if line.startswith("| pa"))
     assert [c.strip() for c in row.strip("|").split("|")] == [
-        "pa", "none", "cub", "R@1", "69.5", "71.0 ± 1.4", "+1.5", "2", "Kim et al. CVPR 2020, Table 2"]
+        "pa",
+        "none",
+        "cub",
+        "R@1",
+        "69.5",
+        "71.0 ± 1.4",
+        "+1.5",
+        "2",
+        "Kim et al. CVPR 2020, Table 2",
+    ]
     assert balanced(texts["paper.tex"])
 
 
@@ -230,8 +274,9 @@ def test_the_index_cache_matches_a_cold_read_and_sees_changed_records(grid):
     tables.load_runs(grid)  # writes the index
     assert (grid / tables.INDEX_FILE).exists()
     warm = tables.load_runs(grid)
-    pd.testing.assert_frame_equal(warm.drop(columns="updated_s_ago"), cold.drop(columns="updated_s_ago"),
-                                  check_like=True)
+    pd.testing.assert_frame_equal(
+        warm.drop(columns="updated_s_ago"), cold.drop(columns="updated_s_ago"), check_like=True
+    )
     # a rerun rewrites a record: the cached row is replaced
     path = warm[(warm["loss"] == "ms") & (warm["regularizer"] == "none") & (warm["seed"] == 0)]["path"].item()
     record = json.loads((grid / path / "record.json").read_text())
@@ -261,8 +306,14 @@ def test_unchanged_records_come_from_the_index_and_an_old_index_is_not_trusted(g
 def test_command_line_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "harness.tables", str(empty)], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: no runs under") and "\n" not in proc.stderr.strip()
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.tables", str(empty)], capture_output=True, text=True, cwd=REPO
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip().startswith("error: no runs under")
+        and "\n" not in proc.stderr.strip()
+    )
 
 
 @pytest.mark.slow
@@ -270,15 +321,42 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(tmp_path):
     """A 2 x 2 x 2 grid (losses x regularizers x seeds) of short digits runs via sweep=digits_ablation."""
     results = tmp_path / "results"
     regularizers = "none,antico_pair"
-    grid = [sys.executable, "run.py", "-m", "sweep=digits_ablation", "loss=multi_similarity,proxy_anchor",
-            f"regularizer={regularizers}", "seed=0,1", "trainer.epochs=2", "sampler.batches_per_epoch=4",
-            "eval.raw_baseline=false", "eval.val_nmi=false", "trainer.progress=false", f"paths.results={results}"]
+    grid = [
+        sys.executable,
+        "run.py",
+        "-m",
+        "sweep=digits_ablation",
+        "loss=multi_similarity,proxy_anchor",
+        f"regularizer={regularizers}",
+        "seed=0,1",
+        "trainer.epochs=2",
+        "sampler.batches_per_epoch=4",
+        "eval.raw_baseline=false",
+        "eval.val_nmi=false",
+        "trainer.progress=false",
+        f"paths.results={results}",
+    ]
     env = {**os.environ, "HARNESS_RESULTS": str(results), "OMP_NUM_THREADS": "1"}  # tiny MLP: one thread is faster
     proc = subprocess.run(grid, capture_output=True, text=True, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "tables"
-    proc = subprocess.run([sys.executable, "-m", "harness.tables", str(results), "--sweep", "digits_ablation",
-                           "--seeds", "2", "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.tables",
+            str(results),
+            "--sweep",
+            "digits_ablation",
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     body = [line for line in lines if line.startswith(("| multi_similarity", "| proxy_anchor"))]
@@ -300,6 +378,7 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(tmp_path):
 # ----------------------------------------------------------------------------------------------- bad records
 def finished_record(**changes):
     """A finished record's JSON text, as ``write_run`` writes it, with keys changed (None: removed)."""
+
     def mutate(record):
         for key, value in changes.items():
             if value is None:
@@ -307,6 +386,7 @@ def finished_record(**changes):
             else:
                 record[key] = value
         return json.dumps(record).encode()
+
     return mutate
 
 
@@ -378,13 +458,18 @@ def test_a_problems_list_of_an_earlier_call_does_not_outlive_its_problems(tmp_pa
     assert "problems.md" not in result["texts"] and not (out / "problems.md").exists()
     assert result["problems_line"] is None and (out / "table.md").exists()
 
+
 def test_a_finished_run_without_one_metric_is_listed_and_its_cell_flagged(grid):
-    run = next(p for p in (grid / "runs" / "digits").iterdir() if p.name.startswith("ms__none__") and p.name.endswith("seed2"))
+    run = next(
+        p for p in (grid / "runs" / "digits").iterdir() if p.name.startswith("ms__none__") and p.name.endswith("seed2")
+    )
     record = json.loads((run / "record.json").read_text())
     del record["test/map@r"]
     atomic_write_json(run / "record.json", record)
     result = tables.make_tables([grid], plots=False)
-    assert [(p.path, p.reason) for p in result["problems"]] == [(str(run / "record.json"), "finished, but no test/map@r")]
+    assert [(p.path, p.reason) for p in result["problems"]] == [
+        (str(run / "record.json"), "finished, but no test/map@r")
+    ]
     table, key = result["table"], ("ms", "none")
     assert table.mean.loc[key, ("digits", "MAP@R")] == pytest.approx(89.0)  # seeds 0 and 1: 88 and 90
     assert table.flagged.loc[key, ("digits", "MAP@R")] and not table.flagged.loc[key, ("digits", "R@1")]
@@ -405,9 +490,14 @@ def test_unreadable_epoch_logs_are_listed_and_the_curves_drawn_without_them(grid
     result = tables.make_tables([grid], max_curves=4)
     problems = {p.path: (p.reason, p.effect) for p in result["problems"]}
     assert problems == {
-        str(finished / "epochs.jsonl"): ("epochs.jsonl is not UTF-8 text (a binary file?)", "left out of the training curves"),
-        str(running / "epochs.jsonl"): ("epochs.jsonl line 2 is not JSON: Expecting value: line 1 column 1 (char 0)",
-                                        "the run is listed without its last epoch"),
+        str(finished / "epochs.jsonl"): (
+            "epochs.jsonl is not UTF-8 text (a binary file?)",
+            "left out of the training curves",
+        ),
+        str(running / "epochs.jsonl"): (
+            "epochs.jsonl line 2 is not JSON: Expecting value: line 1 column 1 (char 0)",
+            "the run is listed without its last epoch",
+        ),
     }
     runs = result["runs"].set_index("path")
     assert runs.loc[str(writing), "last_epoch"] == 1 and pd.isna(runs.loc[str(running), "last_epoch"])
@@ -417,8 +507,12 @@ def test_unreadable_epoch_logs_are_listed_and_the_curves_drawn_without_them(grid
 def test_the_console_says_how_many_problems_and_where_in_one_line(grid, tmp_path):
     plant_bad_record(grid, b"\x00")
     out = tmp_path / "tables"
-    proc = subprocess.run([sys.executable, "-m", "harness.tables", str(grid), "--out", str(out), "--no-plots"],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.tables", str(grid), "--out", str(out), "--no-plots"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("problems:")]
     assert lines == [f"problems: 1 file with a problem, 1 failed, 1 pruned, 1 running; listed in {out / 'problems.md'}"]
@@ -428,44 +522,89 @@ def test_the_console_says_how_many_problems_and_where_in_one_line(grid, tmp_path
 def test_only_bad_records_is_one_line_naming_them(tmp_path):
     root = tmp_path / "results"
     plant_bad_record(root, b"[]")
-    proc = subprocess.run([sys.executable, "-m", "harness.tables", str(root), "--no-plots"], capture_output=True,
-                          text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.tables", str(root), "--no-plots"], capture_output=True, text=True, cwd=REPO
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == (f"error: no finished run under {root} (all failed, pruned or running, "
-                                   "1 with records that cannot be read: listed above)")
+    assert proc.stderr.strip() == (
+        f"error: no finished run under {root} (all failed, pruned or running, "
+        "1 with records that cannot be read: listed above)"
+    )
     assert "record.json holds a list, not an object" in proc.stdout
 
 
 # ----------------------------------------------------------------------------------------------- the paper view
 def paper_rows(text: str, first: str) -> list:
-    return [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith(f"| {first}")]
+    return [
+        [c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith(f"| {first}")
+    ]
 
 
 def test_paper_view_shows_published_authors_selection_and_validation_selection(tmp_path):
     root = tmp_path / "results"
     where = {"published.source": "Kim et al. CVPR 2020", "published.table": 2, "published.arxiv": "2003.13911v1"}
-    best = lambda r1: {"test_best/recall@1": r1, "test_best/map@r": r1 - 0.1, "test_best/epoch": 2,  # noqa: E731
-                       "test_best/optimistic": True}
+
+    def best(r1):
+        return {
+            "test_best/recall@1": r1,
+            "test_best/map@r": r1 - 0.1,
+            "test_best/epoch": 2,
+            "test_best/optimistic": True,
+        }
+
     for seed, (r1, b1) in enumerate([(0.70, 0.73), (0.72, 0.75), (0.74, 0.77)]):
-        write_run(root, "pa", "none", seed, r1, dataset="cub", extra=best(b1),
-                  config={"published.recall@1": 69.5, **where})
+        write_run(
+            root, "pa", "none", seed, r1, dataset="cub", extra=best(b1), config={"published.recall@1": 69.5, **where}
+        )
     for seed, r1 in enumerate((0.76, 0.78)):  # the authors' selection recorded by one seed only
-        write_run(root, "pa", "antico", seed, r1, dataset="cub", extra=best(0.80) if seed == 0 else {},
-                  config={"published.recall@1": 78.24, "published.source": "Jiang et al.", "published.table": "Table 3"})
+        write_run(
+            root,
+            "pa",
+            "antico",
+            seed,
+            r1,
+            dataset="cub",
+            extra=best(0.80) if seed == 0 else {},
+            config={"published.recall@1": 78.24, "published.source": "Jiang et al.", "published.table": "Table 3"},
+        )
     write_run(root, "ms", "antico", 0, 0.60, dataset="cub", config={"published.recall@1": 65.0})  # no test_best
     write_run(root, "ms", "none", 0, 0.50, dataset="cub")  # nothing published: not in the view
     result = tables.make_tables([root], plots=False)
     texts, paper = result["texts"], result["texts"]["paper.md"]
     header = paper_rows(paper, "loss")[0]
-    assert header == ["loss", "regularizer", "dataset", "metric", "published", "authors' selection ‡",
-                      "validation selection", "Δ", "seeds", "source"]
+    assert header == [
+        "loss",
+        "regularizer",
+        "dataset",
+        "metric",
+        "published",
+        "authors' selection ‡",
+        "validation selection",
+        "Δ",
+        "seeds",
+        "source",
+    ]
     assert paper_rows(paper, "pa") == [
-        ["pa", "none", "cub", "R@1", "69.5", "75.0 ± 2.0", "72.0 ± 2.0", "+2.5", "3",
-         "Kim et al. CVPR 2020, Table 2, arXiv 2003.13911v1"],
+        [
+            "pa",
+            "none",
+            "cub",
+            "R@1",
+            "69.5",
+            "75.0 ± 2.0",
+            "72.0 ± 2.0",
+            "+2.5",
+            "3",
+            "Kim et al. CVPR 2020, Table 2, arXiv 2003.13911v1",
+        ],
         ["pa", "antico", "cub", "R@1", "78.24", "80.0", "77.0 ± 1.4", "-1.2", "2 (1 ‡)", "Jiang et al., Table 3"],
     ]
     assert paper_rows(paper, "ms") == [["ms", "antico", "cub", "R@1", "65.0", "—", "60.0", "-5.0", "1", ""]]
-    assert paper.rstrip().splitlines()[-1].startswith("‡ optimistic: the authors' selection (test_best/*), each run's best test epoch")
+    assert (
+        paper.rstrip()
+        .splitlines()[-1]
+        .startswith("‡ optimistic: the authors' selection (test_best/*), each run's best test epoch")
+    )
     tex = texts["paper.tex"]
     assert balanced(tex) and r"authors' selection $^\ddagger$" in tex and r"\footnotesize $^\ddagger$ optimistic" in tex
     # the main table stays on validation selection

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, compose_cfg, group_options, tiny
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import REPO, compose_cfg, group_options, tiny
 from harness import records
 from harness.errors import ConfigError
 from harness.redact import redact
@@ -123,8 +123,10 @@ def test_each_tracker_receives_the_rows_record_config_and_pictures(name, run_cop
         files = offline_runs(run_copy)
         assert len(files) == 1 and files[0].name == f"run-{run_key(run_copy)}.wandb"
         run = read_run(files[0])
-        from harness.tracking.wandb_file import raw_records
         from wandb.proto import wandb_internal_pb2 as pb
+
+        from harness.tracking.wandb_file import raw_records
+
         kinds = [pb.Record.FromString(r).WhichOneof("record_type") for r in raw_records(files[0])]
         assert run["run"] is not None, (kinds, files[0].stat().st_size)
         assert run["run"].run_id == run_key(run_copy) and run["run"].run_group == "digits_ablation"
@@ -201,9 +203,14 @@ def test_a_failing_tracker_warns_once_and_the_others_go_on(run_copy, monkeypatch
     assert pd.read_csv(run_copy / "metrics.csv")["epoch"].tolist() == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("name,module,pip", [("tensorboard", "tensorboard", "pip install tensorboard"),
-                                             ("wandb", "wandb", "pip install wandb"),
-                                             ("mlflow", "mlflow", "pip install mlflow-skinny")])
+@pytest.mark.parametrize(
+    "name,module,pip",
+    [
+        ("tensorboard", "tensorboard", "pip install tensorboard"),
+        ("wandb", "wandb", "pip install wandb"),
+        ("mlflow", "mlflow", "pip install mlflow-skinny"),
+    ],
+)
 def test_a_missing_client_is_one_line_naming_pip_install(name, module, pip, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed: the import system finds nothing
     cfg = compose_cfg([f"logger={name}"])
@@ -221,7 +228,12 @@ def instantiate_unwrapped(node):
 def test_tags_name_the_sweep_study_trial_seed_and_commit():
     config = {"seed": 3, "search": {"study": "tune_eps", "trial": 7}}
     assert run_tags(config, ["sweep=tune_eps", "loss=triplet"], "abc") == {
-        "sweep": "tune_eps", "study": "tune_eps", "trial": "7", "seed": "3", "git_commit": "abc"}
+        "sweep": "tune_eps",
+        "study": "tune_eps",
+        "trial": "7",
+        "seed": "3",
+        "git_commit": "abc",
+    }
     assert run_tags({"seed": 0}, [], None) == {"seed": "0"}
 
 
@@ -243,9 +255,21 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_with_each_step_once(tmp_pat
     for name in ("WANDB_MODE", "MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE"):
         monkeypatch.delenv(name, raising=False)
     results, logger = tmp_path / "results", "logger=[tensorboard,wandb,mlflow,csv]"
-    child = subprocess.run([sys.executable, "-c", KILL_WHILE_SAVING.format(kill_at=3), logger, "trainer.epochs=4",
-                            f"paths.results={results}", "trainer.progress=false"], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_WHILE_SAVING.format(kill_at=3),
+            logger,
+            "trainer.epochs=4",
+            f"paths.results={results}",
+            "trainer.progress=false",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert child.returncode == -9, child.stderr[-2000:]
     cfg = tiny([logger], results, epochs=4)
     run_dir = identity.run_dir_for(cfg)
@@ -266,5 +290,6 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_with_each_step_once(tmp_pat
     assert [r["epoch"] for r in rows] == [0, *epochs]
     import pandas as pd
 
-    assert pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist() == \
-        pytest.approx([r["train/loss"] for r in rows[1:]])
+    assert pd.read_csv(run_dir / "metrics.csv")["train/loss"].dropna().tolist() == pytest.approx(
+        [r["train/loss"] for r in rows[1:]]
+    )

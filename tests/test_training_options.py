@@ -51,8 +51,8 @@ def test_batchnorm_eval_keeps_statistics_but_trains_the_affine_weights():
     after = model.backbone.state_dict()
     stats = [k for k in before if "running" in k or "num_batches" in k]
     affine = [k for k in before if k.endswith(("weight", "bias"))]
-    assert stats and all(torch.equal(before[k], after[k]) for k in stats)     # running statistics untouched
-    assert any(not torch.equal(before[k], after[k]) for k in affine)          # affine weights trained
+    assert stats and all(torch.equal(before[k], after[k]) for k in stats)  # running statistics untouched
+    assert any(not torch.equal(before[k], after[k]) for k in affine)  # affine weights trained
     with torch.no_grad():
         model.eval()
         eval_out = model(x)
@@ -97,8 +97,13 @@ def test_head_init_kaiming_fan_out_has_its_variance_and_zero_bias():
 # ------------------------------------------------------------------------------------- proxies
 def test_proxy_init_std_draws_normal_proxies_and_weight_decay_enters_the_group():
     torch.manual_seed(0)
-    loss = MetricLoss("proxy_anchor", ProxyAnchorLoss(num_classes=400, embedding_size=64), proxy_init_std=0.125,
-                      weight_decay=0.0, lr_mult=4000)
+    loss = MetricLoss(
+        "proxy_anchor",
+        ProxyAnchorLoss(num_classes=400, embedding_size=64),
+        proxy_init_std=0.125,
+        weight_decay=0.0,
+        lr_mult=4000,
+    )
     p = loss.proxies
     assert p.mean().abs().item() < 0.01 and p.std().item() == pytest.approx(0.125, rel=0.02)
     (group,) = loss.param_groups()
@@ -117,9 +122,13 @@ def brute_proxy_anchor(emb, labels, proxies, alpha, delta, per_sample):
     cos = lambda u, v: sum(a * b for a, b in zip(u, v))  # noqa: E731
     pos_terms = {}
     for c in sorted(set(labels)):
-        pos_terms[c] = math.log(1 + sum(math.exp(-alpha * (cos(e[i], p[c]) - delta)) for i in range(len(e)) if labels[i] == c))
-    neg = [math.log(1 + sum(math.exp(alpha * (cos(e[i], p[c]) + delta)) for i in range(len(e)) if labels[i] != c))
-           for c in range(len(p))]
+        pos_terms[c] = math.log(
+            1 + sum(math.exp(-alpha * (cos(e[i], p[c]) - delta)) for i in range(len(e)) if labels[i] == c)
+        )
+    neg = [
+        math.log(1 + sum(math.exp(alpha * (cos(e[i], p[c]) + delta)) for i in range(len(e)) if labels[i] != c))
+        for c in range(len(p))
+    ]
     pos = (sum(pos_terms[y] for y in labels) / len(labels)) if per_sample else sum(pos_terms.values()) / len(pos_terms)
     return pos + sum(neg) / len(neg)
 
@@ -127,14 +136,18 @@ def brute_proxy_anchor(emb, labels, proxies, alpha, delta, per_sample):
 @pytest.mark.parametrize("average", ["proxies", "samples"])
 def test_proxy_anchor_positive_average_matches_brute_force(average):
     g = torch.Generator().manual_seed(4)
-    labels = torch.tensor([2, 2, 2, 2, 0, 0, 5, 5, 1, 1])   # class 2 drawn twice (4 samples)
+    labels = torch.tensor([2, 2, 2, 2, 0, 0, 5, 5, 1, 1])  # class 2 drawn twice (4 samples)
     emb = torch.randn(len(labels), 6, generator=g, dtype=torch.float64)
-    loss = ProxyAnchorLoss(num_classes=7, embedding_size=6, alpha=16, margin=0.1, average_positives_over=average).double()
+    loss = ProxyAnchorLoss(
+        num_classes=7, embedding_size=6, alpha=16, margin=0.1, average_positives_over=average
+    ).double()
     expected = brute_proxy_anchor(emb, labels, loss.proxies.detach(), 16, 0.1, average == "samples")
     assert loss(emb, labels).item() == pytest.approx(expected, rel=1e-12)
     even = labels[4:]  # every class twice: the two averages agree
-    values = {a: ProxyAnchorLoss(num_classes=7, embedding_size=6, average_positives_over=a).double() for a in
-              ("proxies", "samples")}
+    values = {
+        a: ProxyAnchorLoss(num_classes=7, embedding_size=6, average_positives_over=a).double()
+        for a in ("proxies", "samples")
+    }
     values["samples"].load_state_dict(values["proxies"].state_dict())
     assert values["samples"](emb[4:], even).item() == pytest.approx(values["proxies"](emb[4:], even).item(), rel=1e-12)
     with pytest.raises(ConfigError, match="average_positives_over"):
@@ -146,21 +159,22 @@ LABELS = np.repeat(np.arange(12), [5, 5, 5, 5, 4, 4, 4, 3, 3, 2, 2, 2])
 
 
 def test_sampler_with_replacement_draws_classes_and_samples_like_the_authors():
-    s = MPerClassBatchSampler(LABELS, m=2, batch_size=20, batches_per_epoch=400, seed=3,
-                              class_replacement=True, sample_replacement=True)
+    s = MPerClassBatchSampler(
+        LABELS, m=2, batch_size=20, batches_per_epoch=400, seed=3, class_replacement=True, sample_replacement=True
+    )
     s.set_epoch(1)
     batches = list(s)
     assert len(batches) == 400 and all(len(b) == 20 for b in batches)
     repeated_class = repeated_sample = 0
     for b in batches:
-        pairs = [b[i:i + 2] for i in range(0, 20, 2)]
-        assert all(LABELS[x] == LABELS[y] for x, y in pairs)          # m samples of one class per draw
+        pairs = [b[i : i + 2] for i in range(0, 20, 2)]
+        assert all(LABELS[x] == LABELS[y] for x, y in pairs)  # m samples of one class per draw
         classes = [LABELS[x] for x, _ in pairs]
         repeated_class += len(set(classes)) < len(classes)
         repeated_sample += any(x == y for x, y in pairs)
-    assert repeated_class > 300 and repeated_sample > 100             # 10 draws of 12 classes; pairs of <= 5
+    assert repeated_class > 300 and repeated_sample > 100  # 10 draws of 12 classes; pairs of <= 5
     s.set_epoch(1)
-    assert list(s) == batches                                         # a pure function of (seed, epoch)
+    assert list(s) == batches  # a pure function of (seed, epoch)
     s.set_epoch(2)
     assert list(s) != batches
 
@@ -172,7 +186,7 @@ def test_sampler_sample_replacement_serves_small_classes_and_keeps_classes_disti
     s.set_epoch(0)
     for b in s:
         classes = [LABELS[b[i]] for i in range(0, 20, 5)]
-        assert len(set(classes)) == 4 and all(len({LABELS[x] for x in b[i:i + 5]}) == 1 for i in range(0, 20, 5))
+        assert len(set(classes)) == 4 and all(len({LABELS[x] for x in b[i : i + 5]}) == 1 for i in range(0, 20, 5))
 
 
 def test_random_batches_are_a_seeded_permutation_dropping_the_last():
@@ -181,7 +195,7 @@ def test_random_batches_are_a_seeded_permutation_dropping_the_last():
     batches = list(s)
     assert len(batches) == len(LABELS) // 7 and all(len(b) == 7 for b in batches)
     flat = [i for b in batches for i in b]
-    assert len(set(flat)) == len(flat)                                # no sample twice in an epoch
+    assert len(set(flat)) == len(flat)  # no sample twice in an epoch
     s.set_epoch(3)
     assert list(s) == batches
     s.set_epoch(4)
@@ -196,13 +210,13 @@ def test_random_batches_are_a_seeded_permutation_dropping_the_last():
 def build_preset(preset: str, *overrides):
     """A paper preset's optimizer and model, built by harness.build on a small fake split (ResNet-18 stands in
     for the pretrained ResNet-50, no download)."""
+    from conftest import compose_cfg
+
     from harness.build import build_model, build_optimizer, build_regularizers, instantiate
     from harness.config import complete_config
     from harness.data.base import ArrayDataset, DMLData, EvalSet
-    from conftest import compose_cfg
 
-    cfg = compose_cfg([f"experiment={preset}", "backbone.model_name=resnet18", "backbone.pretrained=false",
-                       *overrides])
+    cfg = compose_cfg([f"experiment={preset}", "backbone.model_name=resnet18", "backbone.pretrained=false", *overrides])
     fake = ArrayDataset(torch.zeros(20, 3, 8, 8), np.repeat(np.arange(10), 2))
     cfg = complete_config(cfg, DMLData("fake", fake, EvalSet(fake), EvalSet(fake)))
     model = build_model(cfg)
@@ -219,8 +233,10 @@ def test_presets_weight_decay_per_group_and_coupled_l2(preset):
     wd = float(cfg.optimizer.weight_decay)
     assert groups["backbone"]["weight_decay"] == groups["head"]["weight_decay"] == wd
     if preset != "cub_metrix":
-        assert groups["loss"]["weight_decay"] == 0.0 and groups["loss"]["lr"] == pytest.approx(wd and cfg.optimizer.lr * cfg.loss.lr_mult)
-        assert loss.proxies.std().item() == pytest.approx(0.125, rel=0.2)   # randn / 8 (80 numbers at this size)
+        assert groups["loss"]["weight_decay"] == 0.0 and groups["loss"]["lr"] == pytest.approx(
+            wd and cfg.optimizer.lr * cfg.loss.lr_mult
+        )
+        assert loss.proxies.std().item() == pytest.approx(0.125, rel=0.2)  # randn / 8 (80 numbers at this size)
     if preset == "cub_nir":
         assert groups["nir"]["weight_decay"] == 0.0 and groups["nir"]["lr"] == pytest.approx(1e-5 * 50)
     if preset == "cub_metrix":
@@ -230,7 +246,8 @@ def test_presets_weight_decay_per_group_and_coupled_l2(preset):
 
 
 def test_adamw_decouples_and_adam_couples_the_decay():
-    """One step from a zero gradient: Adam's coupled L2 moves the weight by lr (the normalised wd * w), AdamW by lr * wd * w."""
+    """One step from a zero gradient: Adam's coupled L2 moves the weight by lr (the normalised wd * w), AdamW by
+    lr * wd * w."""
     for cls, expected in ((torch.optim.Adam, 1.0 - 0.1), (torch.optim.AdamW, 1.0 - 0.1 * 0.5 * 1.0)):
         w = torch.nn.Parameter(torch.ones(1))
         opt = cls([{"params": [w], "weight_decay": 0.5}], lr=0.1)
@@ -246,6 +263,7 @@ def test_gradient_clipping_by_value_and_by_norm():
         p = torch.nn.Parameter(torch.zeros(3))
         p.grad = torch.tensor([30.0, -0.5, -40.0])
         return p
+
     p = grads()
     clip_gradients([p], 10.0, "value")
     assert p.grad.tolist() == [10.0, -0.5, -10.0]
@@ -255,8 +273,9 @@ def test_gradient_clipping_by_value_and_by_norm():
 
 
 def test_bad_clip_settings_fail_before_the_run():
-    from harness.config import validate_config
     from conftest import compose_cfg
+
+    from harness.config import validate_config
 
     with pytest.raises(ConfigError, match="grad_clip_mode=elementwise"):
         validate_config(compose_cfg(["trainer.grad_clip=1", "trainer.grad_clip_mode=elementwise"]))
@@ -265,12 +284,19 @@ def test_bad_clip_settings_fail_before_the_run():
 
 
 def test_test_every_epoch_records_the_best_test_epoch_beside_the_validation_choice(tmp_path):
-    import harness
-    from harness import records
     from conftest import tiny
 
-    over = ["eval.test_every_epoch=true", "selection.metric=recall@1", "trainer.grad_clip=0.05",
-            "trainer.grad_clip_mode=value", "sampler=random", "sampler.batch_size=30"]
+    import harness
+    from harness import records
+
+    over = [
+        "eval.test_every_epoch=true",
+        "selection.metric=recall@1",
+        "trainer.grad_clip=0.05",
+        "trainer.grad_clip_mode=value",
+        "sampler=random",
+        "sampler.batch_size=30",
+    ]
     record = harness.run(tiny(over, tmp_path / "a", epochs=4))
     rows = records.read_epochs(record["run_dir"])[1:]
     test_r1 = [r["test/recall@1"] for r in rows]
@@ -289,11 +315,13 @@ def test_timm_pretrained_tag_with_a_local_weights_file(tmp_path):
     import timm
 
     torch.manual_seed(3)
-    source = timm.create_model("resnet18.tv_in1k", pretrained=False)   # stands in for pretrained=True
+    source = timm.create_model("resnet18.tv_in1k", pretrained=False)  # stands in for pretrained=True
     torch.save(source.state_dict(), tmp_path / "resnet18_tv.pth")
     model = timm_backbone("resnet18.tv_in1k", weights=str(tmp_path / "resnet18_tv.pth"), batchnorm="eval", in_chans=3)
     assert model.pretrained_cfg["tag"] == "tv_in1k"
-    assert torch.equal(model.conv1.weight, source.conv1.weight) and torch.equal(model.bn1.running_var, source.bn1.running_var)
+    assert torch.equal(model.conv1.weight, source.conv1.weight) and torch.equal(
+        model.bn1.running_var, source.bn1.running_var
+    )
     assert isinstance(model.bn1, EvalStatsBatchNorm2d)
     with pytest.raises(ConfigError, match="both set"):
         timm_backbone("resnet18.tv_in1k", pretrained=True, weights=str(tmp_path / "resnet18_tv.pth"), in_chans=3)

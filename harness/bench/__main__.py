@@ -16,14 +16,25 @@ from harness.bench.common import describe_machine, machine
 from harness.io import atomic_write_json, atomic_write_text
 
 BENCHMARKS = ("evaluation", "coding_rate", "regularizers", "training_loop", "sweep", "tables", "pipeline", "scaling")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
-    p.add_argument("--only", action="append", default=[], metavar="NAME",
-                   help=f"run only these benchmarks (repeatable or comma-separated): {', '.join(BENCHMARKS)}")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"run only these benchmarks (repeatable or comma-separated): {', '.join(BENCHMARKS)}",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run, not figures)")
     p.add_argument("--full", action="store_true", help="also the evaluation at full SOP scale (60,502 x 512)")
-    p.add_argument("--out", type=Path, default=Path(os.environ.get("HARNESS_RESULTS", "results")) / "bench",
-                   help="output folder (default: <results>/bench)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("HARNESS_RESULTS", "results")) / "bench",
+        help="output folder (default: <results>/bench)",
+    )
     args = p.parse_args(argv)
     args.only = [n for item in args.only for n in item.split(",") if n]
     unknown = sorted(set(args.only) - set(BENCHMARKS))
@@ -54,9 +65,15 @@ def main(argv=None) -> int:
             result = {"error": f"{type(exc).__name__}: {exc}", "ok": False, "figures": []}
         if not result.get("ok", True):
             failed.append(name)
-        result = {"benchmark": name, "quick": args.quick, "wall_s": time.perf_counter() - t0,
-                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **info,
-                  "load_average_after": list(os.getloadavg()), **result}
+        result = {
+            "benchmark": name,
+            "quick": args.quick,
+            "wall_s": time.perf_counter() - t0,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **info,
+            "load_average_after": list(os.getloadavg()),
+            **result,
+        }
         atomic_write_json(args.out / f"{name}.json", result)
         print(f"[bench] {name}: {result['wall_s']:.0f} s -> {args.out / (name + '.json')}", flush=True)
     summary = summarize(args.out)
@@ -76,26 +93,49 @@ def format_figure(f: dict) -> list:
     goal = ""
     if "goal" in f:
         goal = f"{f['goal'].replace('<=', ' <= ').replace('>=', ' >= ')}: {'yes' if f['meets_goal'] else '**no**'}"
-    return [f["name"], f["subject"], f["alternative"], f"{f['subject_s']['median']:.4g} s",
-            f"{f['alternative_s']['median']:.4g} s", value, goal]
+    return [
+        f["name"],
+        f["subject"],
+        f["alternative"],
+        f"{f['subject_s']['median']:.4g} s",
+        f"{f['alternative_s']['median']:.4g} s",
+        value,
+        goal,
+    ]
 
 
 def summarize(out: Path) -> str:
     results = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     order = {n: i for i, n in enumerate(BENCHMARKS)}
     results.sort(key=lambda r: order.get(r.get("benchmark"), len(order)))
-    lines = ["# Benchmarks", "",
-             "Every figure is a ratio against the named alternative, measured in the same run: the median over "
-             "rounds (min-max in brackets); times are medians. `python -m harness.bench` (`make bench`) rewrites "
-             "this file from the JSON beside it.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Every figure is a ratio against the named alternative, measured in the same run: the median over "
+        "rounds (min-max in brackets); times are medians. `python -m harness.bench` (`make bench`) rewrites "
+        "this file from the JSON beside it.",
+        "",
+    ]
     for r in results:
-        lines += [f"## {r['benchmark']}{' (quick)' if r.get('quick') else ''}", "",
-                  f"{describe_machine(r)}; {r['finished_at']}; {r['wall_s']:.0f} s; load average "
-                  f"{r['machine']['load_average'][0]:.1f} -> {r['load_average_after'][0]:.1f}", ""]
+        lines += [
+            f"## {r['benchmark']}{' (quick)' if r.get('quick') else ''}",
+            "",
+            f"{describe_machine(r)}; {r['finished_at']}; {r['wall_s']:.0f} s; load average "
+            f"{r['machine']['load_average'][0]:.1f} -> {r['load_average_after'][0]:.1f}",
+            "",
+        ]
         if r.get("error"):
             lines += [f"**failed**: {r['error']}", ""]
         if r.get("figures"):
-            header = ["figure", "subject", "alternative", "subject time", "alternative time", "median (min-max)", "goal"]
+            header = [
+                "figure",
+                "subject",
+                "alternative",
+                "subject time",
+                "alternative time",
+                "median (min-max)",
+                "goal",
+            ]
             lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             lines += ["| " + " | ".join(format_figure(f)) + " |" for f in r["figures"]]
             lines.append("")

@@ -47,6 +47,7 @@ def forward_backward(fn, z: torch.Tensor, calls: int):
             z.grad = None
             fn(z).backward()
         synchronize(z.device)
+
     return go
 
 
@@ -54,10 +55,14 @@ def compare(n: int, d: int) -> dict:
     out = {"batch": n, "d": d}
     for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
         z = batch(n, d, dtype)
-        ours, g_ours = value_and_grad(lambda t: coding_rate(t, eps=EPS, gam1=GAM1, dtype=dtype), z)
+        ours, g_ours = value_and_grad(lambda t: coding_rate(t, eps=EPS, gam1=GAM1, dtype=dtype), z)  # noqa: B023 (called here)
         ref, g_ref = value_and_grad(textbook_coding_rate, z)
-        out[name] = {"ours": ours, "textbook": ref, "rel_diff": abs(ours - ref) / abs(ref),
-                     "grad_max_abs_diff": float((g_ours - g_ref).abs().max())}
+        out[name] = {
+            "ours": ours,
+            "textbook": ref,
+            "rel_diff": abs(ours - ref) / abs(ref),
+            "grad_max_abs_diff": float((g_ours - g_ref).abs().max()),
+        }
     out["equal"] = out["float32"]["rel_diff"] <= 1e-5 and out["float64"]["rel_diff"] <= 1e-10
     return out
 
@@ -82,25 +87,39 @@ def run(quick: bool = False, full: bool = False) -> dict:
         with torch_threads(threads):
             for n, d in configs:
                 z = batch(n, d).detach().to(device).requires_grad_(True)
-                t = interleave({
-                    "ours": forward_backward(lambda t: coding_rate(t, eps=EPS, gam1=GAM1), z, calls),
-                    "textbook": forward_backward(textbook_coding_rate, z, calls),
-                }, repeats, clock=clock)
+                t = interleave(
+                    {
+                        "ours": forward_backward(lambda t: coding_rate(t, eps=EPS, gam1=GAM1), z, calls),
+                        "textbook": forward_backward(textbook_coding_rate, z, calls),
+                    },
+                    repeats,
+                    clock=clock,
+                )
                 per_call = {k: [s / calls for s in v] for k, v in t.items()}
                 goal = "speedup>=10" if (n, d) == (90, 512) and threads == 1 else None  # judged on the steady clock
                 gram = f"{min(n, d)} x {min(n, d)} Gram + Cholesky"
-                figures.append(figure(f"coding rate fwd+bwd, batch {n}, d={d}, {label}", f"harness coding_rate ({gram})",
-                                      f"textbook {d} x {d} logdet", per_call["ours"], per_call["textbook"], goal=goal,
-                                      show="speedup"))
+                figures.append(
+                    figure(
+                        f"coding rate fwd+bwd, batch {n}, d={d}, {label}",
+                        f"harness coding_rate ({gram})",
+                        f"textbook {d} x {d} logdet",
+                        per_call["ours"],
+                        per_call["textbook"],
+                        goal=goal,
+                        show="speedup",
+                    )
+                )
     configs = [(90, 512)] if quick else [(90, 128), (90, 512), (256, 128), (256, 512)]
     checks = [compare(n, d) for n, d in configs]
     return {
         "figures": figures,
         "checks": checks,
         "params": {"eps": EPS, "gam1": GAM1, "dtype": "float32", "calls_per_round": calls},
-        "notes": [f"values equal (float32 rel. diff <= 1e-5, float64 <= 1e-10): "
-                  f"{'yes' if all(c['equal'] for c in checks) else 'NO'}; largest float32 rel. diff "
-                  f"{max(c['float32']['rel_diff'] for c in checks):.1e}, largest float32 gradient diff "
-                  f"{max(c['float32']['grad_max_abs_diff'] for c in checks):.1e}"],
+        "notes": [
+            f"values equal (float32 rel. diff <= 1e-5, float64 <= 1e-10): "
+            f"{'yes' if all(c['equal'] for c in checks) else 'NO'}; largest float32 rel. diff "
+            f"{max(c['float32']['rel_diff'] for c in checks):.1e}, largest float32 gradient diff "
+            f"{max(c['float32']['grad_max_abs_diff'] for c in checks):.1e}"
+        ],
         "ok": all(c["equal"] for c in checks),
     }

@@ -32,7 +32,7 @@ def interleave(candidates: dict, repeats: int, warmup: int = 1, clock=time.perf_
             candidates[name]()
     times = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             gc.collect()
             t0 = clock()
             candidates[name]()
@@ -40,16 +40,27 @@ def interleave(candidates: dict, repeats: int, warmup: int = 1, clock=time.perf_
     return times
 
 
-def figure(name: str, subject: str, alternative: str, subject_s: list, alternative_s: list,
-           goal: str | None = None, show: str | None = None) -> dict:
+def figure(
+    name: str,
+    subject: str,
+    alternative: str,
+    subject_s: list,
+    alternative_s: list,
+    goal: str | None = None,
+    show: str | None = None,
+) -> dict:
     """One comparison. ``ratio`` = subject time / alternative time (per round); ``speedup`` = its inverse.
     ``goal`` is ``"ratio<=X"`` or ``"speedup>=X"``, judged on the median; ``show`` picks the one the summary
     prints (default: the goal's, else ratio)."""
     ratios = [s / a for s, a in zip(subject_s, alternative_s)]
     out = {
-        "name": name, "subject": subject, "alternative": alternative,
-        "subject_s": stats(subject_s), "alternative_s": stats(alternative_s),
-        "ratio": stats(ratios), "speedup": stats([1 / r for r in ratios]),
+        "name": name,
+        "subject": subject,
+        "alternative": alternative,
+        "subject_s": stats(subject_s),
+        "alternative_s": stats(alternative_s),
+        "ratio": stats(ratios),
+        "speedup": stats([1 / r for r in ratios]),
         "ratio_of_best": min(subject_s) / min(alternative_s),  # best-of-N: the least load-sensitive estimate
         "show": show or (goal.split("<")[0].split(">")[0] if goal else "ratio"),
     }

@@ -69,11 +69,23 @@ class RecallAtKCalculator(AccuracyCalculator):
         return super().requires_knn() + ["recall_at_2", "recall_at_4", "recall_at_8"]
 
 
-PML_NEIGHBOUR = ("precision_at_1", "recall_at_2", "recall_at_4", "recall_at_8", "r_precision",
-                 "mean_average_precision_at_r")
-PML_TO_OURS = {"precision_at_1": "recall@1", "recall_at_2": "recall@2", "recall_at_4": "recall@4",
-               "recall_at_8": "recall@8", "r_precision": "r_precision", "mean_average_precision_at_r": "map@r",
-               "NMI": "nmi"}
+PML_NEIGHBOUR = (
+    "precision_at_1",
+    "recall_at_2",
+    "recall_at_4",
+    "recall_at_8",
+    "r_precision",
+    "mean_average_precision_at_r",
+)
+PML_TO_OURS = {
+    "precision_at_1": "recall@1",
+    "recall_at_2": "recall@2",
+    "recall_at_4": "recall@4",
+    "recall_at_8": "recall@8",
+    "r_precision": "r_precision",
+    "mean_average_precision_at_r": "map@r",
+    "NMI": "nmi",
+}
 
 
 def bare_search(x: np.ndarray, k: int) -> None:
@@ -130,20 +142,51 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
     label = f"{name} ({n:,} x 512, {classes:,} classes)"
     kinds = {"ours_full": "harness", "pml_full": "PML", "bare": "bare faiss search"}
     figures = [
-        figure(f"{label}: neighbour metrics vs one bare faiss search", "harness retrieval_metrics",
-               f"faiss IndexFlatIP search, k={k + 1}", t["ours_neighbour"], t["bare"], goal="ratio<=1.25"),
-        figure(f"{label}: neighbour metrics vs PML", "harness retrieval_metrics",
-               "PML AccuracyCalculator", t["ours_neighbour"], t["pml_neighbour"], show="speedup"),
-        figure(f"{label}: full set incl. NMI vs PML", "harness evaluate_embeddings",
-               "PML AccuracyCalculator + NMI", t["ours_full"], t["pml_full"], goal="speedup>=1.5"),
-        figure(f"{label}: PML neighbour metrics vs bare faiss search", "PML AccuracyCalculator",
-               f"faiss IndexFlatIP search, k={k + 1}", t["pml_neighbour"], t["bare"]),
-        figure(f"{label}: full set incl. NMI vs its floor", "harness evaluate_embeddings",
-               "bare faiss search + faiss k-means (the same seed)", t["ours_full"], t["floor_full"]),
+        figure(
+            f"{label}: neighbour metrics vs one bare faiss search",
+            "harness retrieval_metrics",
+            f"faiss IndexFlatIP search, k={k + 1}",
+            t["ours_neighbour"],
+            t["bare"],
+            goal="ratio<=1.25",
+        ),
+        figure(
+            f"{label}: neighbour metrics vs PML",
+            "harness retrieval_metrics",
+            "PML AccuracyCalculator",
+            t["ours_neighbour"],
+            t["pml_neighbour"],
+            show="speedup",
+        ),
+        figure(
+            f"{label}: full set incl. NMI vs PML",
+            "harness evaluate_embeddings",
+            "PML AccuracyCalculator + NMI",
+            t["ours_full"],
+            t["pml_full"],
+            goal="speedup>=1.5",
+        ),
+        figure(
+            f"{label}: PML neighbour metrics vs bare faiss search",
+            "PML AccuracyCalculator",
+            f"faiss IndexFlatIP search, k={k + 1}",
+            t["pml_neighbour"],
+            t["bare"],
+        ),
+        figure(
+            f"{label}: full set incl. NMI vs its floor",
+            "harness evaluate_embeddings",
+            "bare faiss search + faiss k-means (the same seed)",
+            t["ours_full"],
+            t["floor_full"],
+        ),
     ]
     memory = {kinds[c]: peak_memory_in_fresh_process(c, n, classes) for c in kinds}
-    check = {"size": label, **compare_values(ours, pml),
-             "values": {m: round(v, 6) for m, v in ours.items() if m != "num_queries"}}
+    check = {
+        "size": label,
+        **compare_values(ours, pml),
+        "values": {m: round(v, 6) for m, v in ours.items() if m != "num_queries"},
+    }
     return figures, check, memory
 
 
@@ -179,14 +222,22 @@ def run(quick: bool = False, full: bool = False) -> dict:
         checks.append(c)
         memory[c["size"]] = m
         if name.startswith("SOP"):
-            medians[n] = {"harness": f[2]["subject_s"]["median"], "PML": f[2]["alternative_s"]["median"],
-                          "bare faiss search": f[0]["alternative_s"]["median"]}
+            medians[n] = {
+                "harness": f[2]["subject_s"]["median"],
+                "PML": f[2]["alternative_s"]["median"],
+                "bare faiss search": f[0]["alternative_s"]["median"],
+            }
     notes = scaling_notes(medians)
-    notes += [f"equal values (every metric to 1e-6, NMI included): "
-             f"{'yes' if all(c['equal_1e-6'] for c in checks) else 'NO'}; largest difference "
-             f"{max(max(c['max_abs_diff'].values()) for c in checks):.1e}"]
-    notes += [f"peak memory above the embeddings, {size}: " + ", ".join(
-        f"{who} {next(iter(m.values())):.0f} MiB" for who, m in mem.items()) for size, mem in memory.items()]
+    notes += [
+        f"equal values (every metric to 1e-6, NMI included): "
+        f"{'yes' if all(c['equal_1e-6'] for c in checks) else 'NO'}; largest difference "
+        f"{max(max(c['max_abs_diff'].values()) for c in checks):.1e}"
+    ]
+    notes += [
+        f"peak memory above the embeddings, {size}: "
+        + ", ".join(f"{who} {next(iter(m.values())):.0f} MiB" for who, m in mem.items())
+        for size, mem in memory.items()
+    ]
     return {
         "figures": figures,
         "checks": checks,

@@ -35,10 +35,25 @@ from harness.bench.common import describe_machine, figure, interleave, machine, 
 from harness.build import build, build_loader
 from harness.training import train_one_epoch
 
-GPU_DEFAULTS = ["backbone=resnet50", "head.embed_dim=512", "head.pooling=double", "sampler.m=3", "sampler.batch_size=90",
-                "trainer.num_workers=8", "optimizer=adamw"]
-CPU_DEFAULTS = ["backbone=resnet18", "head.embed_dim=128", "dataset.transform.size=64", "dataset.transform.resize=73",
-                "sampler.m=3", "sampler.batch_size=30", "trainer.num_workers=1", "optimizer=adamw"]
+GPU_DEFAULTS = [
+    "backbone=resnet50",
+    "head.embed_dim=512",
+    "head.pooling=double",
+    "sampler.m=3",
+    "sampler.batch_size=90",
+    "trainer.num_workers=8",
+    "optimizer=adamw",
+]
+CPU_DEFAULTS = [
+    "backbone=resnet18",
+    "head.embed_dim=128",
+    "dataset.transform.size=64",
+    "dataset.transform.resize=73",
+    "sampler.m=3",
+    "sampler.batch_size=30",
+    "trainer.num_workers=1",
+    "optimizer=adamw",
+]
 
 
 def write_cub_tree(root: Path, classes: int = 40, per_class: int = 12, size=(500, 375)) -> Path:
@@ -86,8 +101,16 @@ class Pipeline:
         self.load(self.full_decode_loader)
 
     def step(self, loader=None) -> None:
-        train_one_epoch(self.model, self.loss, self.regularizers, self.optimizer, loader or self.batch, epoch=1,
-                        device=self.device, amp=self.amp)
+        train_one_epoch(
+            self.model,
+            self.loss,
+            self.regularizers,
+            self.optimizer,
+            loader or self.batch,
+            epoch=1,
+            device=self.device,
+            amp=self.amp,
+        )
         synchronize(self.device)
 
     def epoch(self) -> None:
@@ -109,22 +132,42 @@ def run(quick: bool = False, full: bool = False, overrides=(), root: str | None 
     bs = int(p.cfg.sampler.batch_size)
     per_s = {k: steps * bs / float(np.median(v)) for k, v in t.items()}
     backbone, size = p.cfg.backbone.get("model_name", "backbone"), p.cfg.dataset.transform.size
-    fig = figure(f"image pipeline, {backbone} at {size} px, batch {bs}", "loader alone (decode + augment + collate)",
-                 "training step alone (batch resident on the device)", t["loader"], t["step"])
+    fig = figure(
+        f"image pipeline, {backbone} at {size} px, batch {bs}",
+        "loader alone (decode + augment + collate)",
+        "training step alone (batch resident on the device)",
+        t["loader"],
+        t["step"],
+    )
     fig.update({f"{k}_images_per_s": v for k, v in per_s.items()})
     slower = "loader" if per_s["loader"] < per_s["step"] else "training step"
-    draft = figure(f"JPEG decoding at reduced scale (dataset.fast_decode), {size} px", "loader, fast_decode=true",
-                   "loader, every JPEG decoded at full size", t["loader"], t["full_decode"])
+    draft = figure(
+        f"JPEG decoding at reduced scale (dataset.fast_decode), {size} px",
+        "loader, fast_decode=true",
+        "loader, every JPEG decoded at full size",
+        t["loader"],
+        t["full_decode"],
+    )
     return {
         "figures": [fig, draft],
-        "params": {"steps_per_round": steps, "batch_size": bs, "backbone": backbone, "image_size": int(size),
-                   "num_workers": int(p.cfg.trainer.num_workers), "amp": p.amp, "device": str(p.device),
-                   "dataset_root": root or "generated CUB-layout tree (500x375 JPEGs)",
-                   "channels_last": str(p.cfg.trainer.get("channels_last")), "compile": bool(p.cfg.trainer.get("compile"))},
-        "notes": [f"images/s: loader {per_s['loader']:.0f}, training step {per_s['step']:.0f}, "
-                  f"full epoch {per_s['epoch']:.0f} (medians over {repeats} rounds of {steps} batches); "
-                  f"the slower is the {slower}",
-                  f"fast_decode: loader {per_s['loader']:.0f} vs {per_s['full_decode']:.0f} images/s decoding at full size"],
+        "params": {
+            "steps_per_round": steps,
+            "batch_size": bs,
+            "backbone": backbone,
+            "image_size": int(size),
+            "num_workers": int(p.cfg.trainer.num_workers),
+            "amp": p.amp,
+            "device": str(p.device),
+            "dataset_root": root or "generated CUB-layout tree (500x375 JPEGs)",
+            "channels_last": str(p.cfg.trainer.get("channels_last")),
+            "compile": bool(p.cfg.trainer.get("compile")),
+        },
+        "notes": [
+            f"images/s: loader {per_s['loader']:.0f}, training step {per_s['step']:.0f}, "
+            f"full epoch {per_s['epoch']:.0f} (medians over {repeats} rounds of {steps} batches); "
+            f"the slower is the {slower}",
+            f"fast_decode: loader {per_s['loader']:.0f} vs {per_s['full_decode']:.0f} images/s decoding at full size",
+        ],
         "ok": True,
     }
 

@@ -49,21 +49,32 @@ def run(quick: bool = False, full: bool = False, names=None) -> dict:
             continue
         with torch_threads(threads_for(DEVICE)):
             t = interleave({"with": with_reg.harness_epoch, "base": base.harness_epoch}, repeats, clock=clock)
-        fig = figure(f"regularizer {name} (loss={loss}), digits MLP, batch {with_reg.cfg.sampler.batch_size}",
-                     f"training step + {name}", f"training step, {loss} alone", t["with"], t["base"])
+        fig = figure(
+            f"regularizer {name} (loss={loss}), digits MLP, batch {with_reg.cfg.sampler.batch_size}",
+            f"training step + {name}",
+            f"training step, {loss} alone",
+            t["with"],
+            t["base"],
+        )
         fig["extra_ms_per_step"] = 1e3 * (fig["subject_s"]["median"] - fig["alternative_s"]["median"]) / steps
         figures.append(fig)
-    notes = [f"{f['name'].split(' (')[0]}: +{f['extra_ms_per_step']:.2f} ms per step "
-             f"({f['ratio']['median']:.2f}x the step)" for f in figures]
+    notes = [
+        f"{f['name'].split(' (')[0]}: +{f['extra_ms_per_step']:.2f} ms per step ({f['ratio']['median']:.2f}x the step)"
+        for f in figures
+    ]
     missing = [n for n in ("nir", "metrix_feature") if not (CONF / "regularizer" / f"{n}.yaml").exists()]
     if missing:
         notes.append(f"not measured (no config file yet): {', '.join(missing)}")
     notes += [f"skipped {s}" for s in skipped]
     return {
         "figures": figures,
-        "params": {"steps_per_round": steps, "device": str(DEVICE),
-                   "torch_threads": threads_for(DEVICE) or torch.get_num_threads(), "regularizers": names,
-                   "clock": clock_name},
+        "params": {
+            "steps_per_round": steps,
+            "device": str(DEVICE),
+            "torch_threads": threads_for(DEVICE) or torch.get_num_threads(),
+            "regularizers": names,
+            "clock": clock_name,
+        },
         "notes": notes,
         "ok": not skipped,
     }

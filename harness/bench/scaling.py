@@ -33,9 +33,17 @@ from harness.bench.pipeline import write_cub_tree
 from harness.distributed.spawn import run_processes
 
 CPU_CONFIG = ["backbone.hidden=[1024,1024]", "sampler.batch_size=240", "sampler.m=80", "regularizer=none"]
-GPU_CONFIG = ["dataset=cub200", "dataset.val_fraction=0.1", "backbone=resnet18", "dataset.transform.size=64",
-              "dataset.transform.resize=73", "sampler.batch_size=240", "sampler.m=6", "trainer.num_workers=4",
-              "regularizer=none"]  # on the pipeline benchmark's generated CUB-layout tree
+GPU_CONFIG = [
+    "dataset=cub200",
+    "dataset.val_fraction=0.1",
+    "backbone=resnet18",
+    "dataset.transform.size=64",
+    "dataset.transform.resize=73",
+    "sampler.batch_size=240",
+    "sampler.m=6",
+    "trainer.num_workers=4",
+    "regularizer=none",
+]  # on the pipeline benchmark's generated CUB-layout tree
 
 
 def timed_rank(overrides: list, steps: int, repeats: int, out: str) -> None:
@@ -60,14 +68,32 @@ def timed_rank(overrides: list, steps: int, repeats: int, out: str) -> None:
             parts.sampler.set_epoch(1)
             synchronize(parts.device)
             t0 = time.perf_counter()
-            train_one_epoch(parts.model, parts.loss, parts.regularizers, parts.optimizer, parts.loader, epoch=1,
-                            device=parts.device, amp=parts.amp, scaler=parts.scaler, parallel=parts.parallel)
+            train_one_epoch(
+                parts.model,
+                parts.loss,
+                parts.regularizers,
+                parts.optimizer,
+                parts.loader,
+                epoch=1,
+                device=parts.device,
+                amp=parts.amp,
+                scaler=parts.scaler,
+                parallel=parts.parallel,
+            )
             synchronize(parts.device)
             if r:  # the first epoch warms up (allocations, DDP's bucket rebuild)
                 times.append(time.perf_counter() - t0)
         if world.is_main:
-            Path(out).write_text(json.dumps({"times": times, "batch": int(cfg.sampler.batch_size),
-                                             "threads": torch.get_num_threads(), "device": str(parts.device)}))
+            Path(out).write_text(
+                json.dumps(
+                    {
+                        "times": times,
+                        "batch": int(cfg.sampler.batch_size),
+                        "threads": torch.get_num_threads(),
+                        "device": str(parts.device),
+                    }
+                )
+            )
     finally:
         close_world(world)
 
@@ -89,17 +115,35 @@ def run(quick: bool = False) -> dict:
     figures, notes = [], []
     cores = os.cpu_count() or 1
     for n in counts[1:]:
-        fig = figure(f"{n} processes vs 1, global batch {measured[n]['batch']} ({'NCCL' if cuda else 'gloo'})",
-                     f"{n} processes", "1 process", measured[n]["times"], base, show="speedup")
+        fig = figure(
+            f"{n} processes vs 1, global batch {measured[n]['batch']} ({'NCCL' if cuda else 'gloo'})",
+            f"{n} processes",
+            "1 process",
+            measured[n]["times"],
+            base,
+            show="speedup",
+        )
         fig["efficiency"] = stats([s / n for s in [b / t for b, t in zip(base, measured[n]["times"])]])
         figures.append(fig)
     for n in counts:
         per_epoch = stats(measured[n]["times"])["median"]
         throughput = measured[n]["batch"] * steps / per_epoch
         speedup = stats(base)["median"] / per_epoch
-        notes.append(f"{n} process(es): {throughput / n:.0f} samples/s per process, speedup {speedup:.2f}, "
-                     f"efficiency {speedup / n:.2f} ({measured[n]['threads']} torch threads each"
-                     f"{'' if cuda or n <= cores else f'; {n} processes on {cores} cores: oversubscribed'})")
-    return {"figures": figures, "notes": notes, "ok": True,
-            "params": {"processes": counts, "steps_per_epoch": steps, "repeats": repeats, "overrides": overrides,
-                       "device": measured[1]["device"], "cores": cores}}
+        notes.append(
+            f"{n} process(es): {throughput / n:.0f} samples/s per process, speedup {speedup:.2f}, "
+            f"efficiency {speedup / n:.2f} ({measured[n]['threads']} torch threads each"
+            f"{'' if cuda or n <= cores else f'; {n} processes on {cores} cores: oversubscribed'})"
+        )
+    return {
+        "figures": figures,
+        "notes": notes,
+        "ok": True,
+        "params": {
+            "processes": counts,
+            "steps_per_epoch": steps,
+            "repeats": repeats,
+            "overrides": overrides,
+            "device": measured[1]["device"],
+            "cores": cores,
+        },
+    }

@@ -31,8 +31,13 @@ GRID = ["seed=0,1,2,3,4", "loss=multi_similarity,contrastive,triplet,proxy_ancho
 QUICK_GRID = ["seed=0,1", "loss=multi_similarity"]
 # one job at a time (--array=...%1), as the local launcher runs them: the same training time, so the difference is
 # what SLURM adds (queueing, job start, the code snapshot, a fresh interpreter per run)
-SLURM_OVERRIDES = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=2",
-                   "hydra.launcher.mem_gb=null", "hydra.launcher.array_parallelism=1"]
+SLURM_OVERRIDES = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.gpus_per_node=null",
+    "hydra.launcher.cpus_per_task=2",
+    "hydra.launcher.mem_gb=null",
+    "hydra.launcher.array_parallelism=1",
+]
 
 
 def clean_env(**extra) -> dict:
@@ -44,9 +49,14 @@ def seconds_to_first_step(results: Path) -> float:
     """Launch ``run.py`` and watch its run directory: the untrained network's row (epoch 0) lands in
     epochs.jsonl just before the first training step; then stop the run (it stays unfinished, in a temp dir)."""
     t0 = time.time()
-    child = subprocess.Popen([PYTHON, "run.py", f"paths.results={results}", "trainer.progress=false",
-                              "trainer.rerun=true"], cwd=REPO, env=clean_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+    child = subprocess.Popen(
+        [PYTHON, "run.py", f"paths.results={results}", "trainer.progress=false", "trainer.rerun=true"],
+        cwd=REPO,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         while child.poll() is None and time.time() - t0 < 600:
             if any(p.stat().st_size for p in results.glob("runs/*/*/epochs.jsonl")):
@@ -70,18 +80,34 @@ def startup(repeats: int, work: Path) -> tuple:
         times["run"].append(seconds_to_first_step(work / f"startup{r}"))
         times["torch"].append(seconds_to_import("torch"))
         times["harness"].append(seconds_to_import("harness.task"))
-    fig = figure("start-up: `python run.py` to the first training step (digits)", "python run.py",
-                 'python -c "import torch"', times["run"], times["torch"])
-    note = (f"start-up {fig['subject_s']['median']:.1f} s to the first step: importing the harness "
-            f"{stats(times['harness'])['median']:.1f} s (torch alone {fig['alternative_s']['median']:.1f} s), the "
-            f"rest is config, data, model and the untrained network's evaluation")
+    fig = figure(
+        "start-up: `python run.py` to the first training step (digits)",
+        "python run.py",
+        'python -c "import torch"',
+        times["run"],
+        times["torch"],
+    )
+    note = (
+        f"start-up {fig['subject_s']['median']:.1f} s to the first step: importing the harness "
+        f"{stats(times['harness'])['median']:.1f} s (torch alone {fig['alternative_s']['median']:.1f} s), the "
+        f"rest is config, data, model and the untrained network's evaluation"
+    )
     return fig, note
 
 
 def run_grid(grid: list, epochs: int, work: Path, launcher: list, env: dict) -> dict:
     results, sweep_dir = work / "results", work / "sweep"
-    cmd = [PYTHON, "run.py", "-m", *launcher, *grid, f"trainer.epochs={epochs}", "trainer.progress=false",
-           f"paths.results={results}", f"hydra.sweep.dir={sweep_dir}"]
+    cmd = [
+        PYTHON,
+        "run.py",
+        "-m",
+        *launcher,
+        *grid,
+        f"trainer.epochs={epochs}",
+        "trainer.progress=false",
+        f"paths.results={results}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t0
@@ -90,15 +116,28 @@ def run_grid(grid: list, epochs: int, work: Path, launcher: list, env: dict) -> 
     runs = [json.loads(p.read_text()) for p in results.glob("runs/*/*/record.json")]
     if not runs or any(r.get("status") != "finished" for r in runs):
         raise RuntimeError(f"the grid left {len(runs)} records, not all finished: {out.stdout[-2000:]}")
-    return {"wall_s": wall, "runs": len(runs), "train_s": sum(r["train_time_s"] for r in runs),
-            "run_wall_s": sum(r["wall_time_s"] for r in runs)}
+    return {
+        "wall_s": wall,
+        "runs": len(runs),
+        "train_s": sum(r["train_time_s"] for r in runs),
+        "run_wall_s": sum(r["wall_time_s"] for r in runs),
+    }
 
 
 def grid_figure(name: str, g: dict) -> dict:
-    fig = figure(f"{g['runs']}-run digits grid, {name}", f"total wall ({name})", "sum of the runs' own train_time_s",
-                 [g["wall_s"]], [g["train_s"]])
-    fig.update(overhead_s=g["wall_s"] - g["train_s"], overhead_per_run_s=(g["wall_s"] - g["train_s"]) / g["runs"],
-               sum_run_wall_s=g["run_wall_s"], runs=g["runs"])
+    fig = figure(
+        f"{g['runs']}-run digits grid, {name}",
+        f"total wall ({name})",
+        "sum of the runs' own train_time_s",
+        [g["wall_s"]],
+        [g["train_s"]],
+    )
+    fig.update(
+        overhead_s=g["wall_s"] - g["train_s"],
+        overhead_per_run_s=(g["wall_s"] - g["train_s"]) / g["runs"],
+        sum_run_wall_s=g["run_wall_s"],
+        runs=g["runs"],
+    )
     return fig
 
 
@@ -146,7 +185,13 @@ def run(quick: bool = False, full: bool = False) -> dict:
             else:
                 notes.append(f"SLURM launcher: not measured ({why})")
     for f in figures[1:]:
-        notes.append(f"{f['name']}: {f['subject_s']['median']:.0f} s total, runs trained {f['alternative_s']['median']:.0f} s "
-                     f"-> {f['overhead_per_run_s']:.1f} s overhead per run ({f['runs']} runs, {epochs} epochs each)")
-    return {"figures": figures, "notes": notes, "params": {"grid": grid, "epochs": epochs, "startup_repeats": repeats},
-            "ok": True}
+        notes.append(
+            f"{f['name']}: {f['subject_s']['median']:.0f} s total, runs trained {f['alternative_s']['median']:.0f} s "
+            f"-> {f['overhead_per_run_s']:.1f} s overhead per run ({f['runs']} runs, {epochs} epochs each)"
+        )
+    return {
+        "figures": figures,
+        "notes": notes,
+        "params": {"grid": grid, "epochs": epochs, "startup_repeats": repeats},
+        "ok": True,
+    }

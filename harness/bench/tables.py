@@ -29,8 +29,18 @@ from harness.bench.common import figure
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 DATASETS = ("digits", "cub200", "cars196", "sop")
-LOSSES = ("multi_similarity", "contrastive", "triplet", "margin", "circle", "proxy_anchor", "proxy_nca",
-          "normalized_softmax", "soft_triple", "arcface")
+LOSSES = (
+    "multi_similarity",
+    "contrastive",
+    "triplet",
+    "margin",
+    "circle",
+    "proxy_anchor",
+    "proxy_nca",
+    "normalized_softmax",
+    "soft_triple",
+    "arcface",
+)
 REGULARIZERS = ("none", "antico_pair", "nir", "metrix_feature", "metrix_embedding")
 LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 FLOOR = """
@@ -67,8 +77,17 @@ def write_records(template_dir: Path, root: Path, n: int, seed: int = 0) -> int:
         run_hash = f"{(i % len(groups)) * 2654435761 % 2**32:08x}"
         name = f"{loss}__{reg}__mlp__{run_hash}__seed{s}"
         run_dir = root / "runs" / dataset / name
-        record = dict(template, name=name, run_dir=str(run_dir), dataset=dataset, loss=loss, regularizer=reg, seed=s,
-                      config_hash=run_hash, **{"config/seed": s, "config/optimizer.lr": lr})
+        record = dict(
+            template,
+            name=name,
+            run_dir=str(run_dir),
+            dataset=dataset,
+            loss=loss,
+            regularizer=reg,
+            seed=s,
+            config_hash=run_hash,
+            **{"config/seed": s, "config/optimizer.lr": lr},
+        )
         record.update({k: float(np.clip(template[k] + rng.normal(0, 0.05), 0, 1)) for k in metrics})
         run_dir.mkdir(parents=True)
         (run_dir / "epochs.jsonl").write_text(epochs)
@@ -104,14 +123,33 @@ def run(quick: bool = False, full: bool = False) -> dict:
         if not index.exists():
             raise RuntimeError("harness.tables wrote no index: the warm figure would measure nothing")
     figures = [
-        figure(f"tables over {n:,} records, cold (no index)", "python -m harness.tables (cold)",
-               "json.load every record.json into a DataFrame", times["cold"], times["floor"]),
-        figure(f"tables over {n:,} records, warm (index, nothing changed)", "python -m harness.tables (warm)",
-               "python -m harness.tables (cold)", times["warm"], times["cold"]),
+        figure(
+            f"tables over {n:,} records, cold (no index)",
+            "python -m harness.tables (cold)",
+            "json.load every record.json into a DataFrame",
+            times["cold"],
+            times["floor"],
+        ),
+        figure(
+            f"tables over {n:,} records, warm (index, nothing changed)",
+            "python -m harness.tables (warm)",
+            "python -m harness.tables (cold)",
+            times["warm"],
+            times["cold"],
+        ),
     ]
-    return {"figures": figures, "params": {"records": n, "groups": len(DATASETS) * len(LOSSES) * len(REGULARIZERS) * len(LRS),
-                                           "plots": True, "repeats": repeats},
-            "notes": [f"cold {figures[0]['subject_s']['median']:.1f} s, warm {figures[1]['subject_s']['median']:.1f} s, "
-                      f"reading the records alone {figures[0]['alternative_s']['median']:.1f} s "
-                      f"({n:,} records written in {written_s:.0f} s)"],
-            "ok": True}
+    return {
+        "figures": figures,
+        "params": {
+            "records": n,
+            "groups": len(DATASETS) * len(LOSSES) * len(REGULARIZERS) * len(LRS),
+            "plots": True,
+            "repeats": repeats,
+        },
+        "notes": [
+            f"cold {figures[0]['subject_s']['median']:.1f} s, warm {figures[1]['subject_s']['median']:.1f} s, "
+            f"reading the records alone {figures[0]['alternative_s']['median']:.1f} s "
+            f"({n:,} records written in {written_s:.0f} s)"
+        ],
+        "ok": True,
+    }

@@ -48,8 +48,16 @@ class Training:
     def harness_epoch(self, epoch: int = 1) -> None:
         """One epoch of ``train_one_epoch`` (epoch 1 again by default: the same batches every call)."""
         self.sampler.set_epoch(epoch)
-        train_one_epoch(self.model, self.loss, self.regularizers, self.optimizer, self.loader, epoch=epoch,
-                        device=DEVICE, step0=(epoch - 1) * len(self.sampler))
+        train_one_epoch(
+            self.model,
+            self.loss,
+            self.regularizers,
+            self.optimizer,
+            self.loader,
+            epoch=epoch,
+            device=DEVICE,
+            step0=(epoch - 1) * len(self.sampler),
+        )
         synchronize(DEVICE)
 
     def batches(self, epoch: int) -> list:
@@ -84,19 +92,35 @@ def run(quick: bool = False, full: bool = False) -> dict:
 
     clock, clock_name = clock_for(threads_for(DEVICE), DEVICE)
     with torch_threads(threads_for(DEVICE)):
-        t = interleave({"harness": ours.harness_epoch,
-                        "bare": lambda: bare_loop(bare_model, bare_loss, bare_opt, batches)}, repeats, clock=clock)
-    fig = figure(f"training step, digits MLP + {ours.cfg.loss.name} loss, batch {ours.cfg.sampler.batch_size}",
-                 "harness train_one_epoch + its loader", "bare PyTorch loop on pre-built batches",
-                 t["harness"], t["bare"], goal="ratio<=1.05")
+        t = interleave(
+            {"harness": ours.harness_epoch, "bare": lambda: bare_loop(bare_model, bare_loss, bare_opt, batches)},
+            repeats,
+            clock=clock,
+        )
+    fig = figure(
+        f"training step, digits MLP + {ours.cfg.loss.name} loss, batch {ours.cfg.sampler.batch_size}",
+        "harness train_one_epoch + its loader",
+        "bare PyTorch loop on pre-built batches",
+        t["harness"],
+        t["bare"],
+        goal="ratio<=1.05",
+    )
     fig["subject_steps_per_s"] = steps / fig["subject_s"]["median"]
     fig["alternative_steps_per_s"] = steps / fig["alternative_s"]["median"]
     return {
         "figures": [fig],
-        "params": {"steps_per_round": steps, "batch_size": int(ours.cfg.sampler.batch_size),
-                   "loss": ours.cfg.loss.name, "backbone": "mlp", "device": str(DEVICE), "clock": clock_name,
-                   "torch_threads": threads_for(DEVICE) or torch.get_num_threads()},
-        "notes": [f"steps/s: harness {fig['subject_steps_per_s']:.0f}, bare loop {fig['alternative_steps_per_s']:.0f} "
-                  f"(medians over {repeats} rounds of {steps} steps; {clock_name})"],
+        "params": {
+            "steps_per_round": steps,
+            "batch_size": int(ours.cfg.sampler.batch_size),
+            "loss": ours.cfg.loss.name,
+            "backbone": "mlp",
+            "device": str(DEVICE),
+            "clock": clock_name,
+            "torch_threads": threads_for(DEVICE) or torch.get_num_threads(),
+        },
+        "notes": [
+            f"steps/s: harness {fig['subject_steps_per_s']:.0f}, bare loop {fig['alternative_steps_per_s']:.0f} "
+            f"(medians over {repeats} rounds of {steps} steps; {clock_name})"
+        ],
         "ok": True,
     }

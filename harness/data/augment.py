@@ -10,7 +10,8 @@ Source Differentiable Computer Vision Library for PyTorch", WACV 2020):
       -> random affine       (kornia.augmentation.RandomAffine: rotation, translation, scale, shear)
 
 The parameters are a pure function of ``(seed, epoch, step)`` (and the rank, see :func:`augment_seed`):
-they are drawn from the CPU generator re-seeded with them inside ``torch.random.fork_rng``, which restores the global CPU generator
+they are drawn from the CPU generator re-seeded with them inside ``torch.random.fork_rng``, which restores
+the global CPU generator
 afterwards (CUDA generators are never touched: kornia draws on the CPU). So a resumed run sees the same
 augmented batches as an uninterrupted one, and augmenting changes no other random stream of the run.
 Computed in float32 and returned in the input's dtype and shape. Configured under ``dataset.augment``
@@ -56,18 +57,33 @@ class BatchAugment(nn.Module):
         erode: allow thinning; false: only thickening (thin strokes at low resolution can vanish).
     """
 
-    def __init__(self, rotation: float = 0.0, shear: float = 0.0, scale=(1.0, 1.0), translate: float = 0.0,
-                 affine_p: float = 1.0, elastic_alpha: float = 0.0, elastic_sigma: float = 4.0,
-                 elastic_p: float = 0.5, stroke_p: float = 0.0, stroke_kernel: int = 2, erode: bool = True):
+    def __init__(
+        self,
+        rotation: float = 0.0,
+        shear: float = 0.0,
+        scale=(1.0, 1.0),
+        translate: float = 0.0,
+        affine_p: float = 1.0,
+        elastic_alpha: float = 0.0,
+        elastic_sigma: float = 4.0,
+        elastic_p: float = 0.5,
+        stroke_p: float = 0.0,
+        stroke_kernel: int = 2,
+        erode: bool = True,
+    ):
         super().__init__()
         scale = tuple(float(s) for s in scale)
         for name, p in (("affine_p", affine_p), ("elastic_p", elastic_p), ("stroke_p", stroke_p)):
             if not 0.0 <= float(p) <= 1.0:
                 raise ConfigError(f"dataset.augment.{name}={p} must be a probability in [0, 1]")
         if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
-            raise ConfigError(f"dataset.augment.scale={list(scale)} must be [lo, hi] with 0 < lo <= hi, e.g. [0.9, 1.1]")
+            raise ConfigError(
+                f"dataset.augment.scale={list(scale)} must be [lo, hi] with 0 < lo <= hi, e.g. [0.9, 1.1]"
+            )
         if rotation < 0 or shear < 0 or translate < 0 or elastic_alpha < 0:
-            raise ConfigError("dataset.augment.rotation, shear, translate and elastic_alpha are magnitudes: use values >= 0")
+            raise ConfigError(
+                "dataset.augment.rotation, shear, translate and elastic_alpha are magnitudes: use values >= 0"
+            )
         if elastic_alpha > 0 and elastic_sigma <= 0:
             raise ConfigError(f"dataset.augment.elastic_sigma={elastic_sigma} must be > 0")
         if int(stroke_kernel) < 2:
@@ -77,14 +93,22 @@ class BatchAugment(nn.Module):
         self.elastic = None
         if elastic_alpha > 0 and elastic_p > 0:
             side = 2 * math.ceil(3 * float(elastic_sigma)) + 1
-            self.elastic = K.RandomElasticTransform(kernel_size=(side, side), sigma=(float(elastic_sigma),) * 2,
-                                                    alpha=(float(elastic_alpha),) * 2, p=float(elastic_p))
+            self.elastic = K.RandomElasticTransform(
+                kernel_size=(side, side),
+                sigma=(float(elastic_sigma),) * 2,
+                alpha=(float(elastic_alpha),) * 2,
+                p=float(elastic_p),
+            )
         self.affine = None
         if (rotation or shear or translate or scale != (1.0, 1.0)) and affine_p > 0:
-            self.affine = K.RandomAffine(degrees=float(rotation), translate=(float(translate),) * 2 if translate else None,
-                                         scale=scale if scale != (1.0, 1.0) else None,
-                                         shear=(-float(shear), float(shear)) * 2 if shear else None,
-                                         p=float(affine_p), padding_mode="zeros")
+            self.affine = K.RandomAffine(
+                degrees=float(rotation),
+                translate=(float(translate),) * 2 if translate else None,
+                scale=scale if scale != (1.0, 1.0) else None,
+                shear=(-float(shear), float(shear)) * 2 if shear else None,
+                p=float(affine_p),
+                padding_mode="zeros",
+            )
 
     def forward(self, x: torch.Tensor, seed: int, epoch: int, step: int, rank: int = 0) -> torch.Tensor:
         if x.ndim != 4:

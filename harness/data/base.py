@@ -59,7 +59,12 @@ class InMemoryLoader:
 
 def collate_batch(samples):
     """Collate for loaders over datasets that may implement ``__getitems__`` (already batched)."""
-    if len(samples) == 1 and isinstance(samples[0], tuple) and torch.is_tensor(samples[0][1]) and samples[0][1].ndim == 1:
+    if (
+        len(samples) == 1
+        and isinstance(samples[0], tuple)
+        and torch.is_tensor(samples[0][1])
+        and samples[0][1].ndim == 1
+    ):
         return samples[0]
     return torch.utils.data.default_collate(samples)
 

@@ -38,12 +38,23 @@ REQUIRED = ("label", "path", "split")
 FLAGS = ("is_query", "is_gallery")
 BOX = ("x_1", "x_2", "y_1", "y_2")
 SPLITS = ("train", "validation")
-FORMAT = "Open Metric Learning's dataframe format (columns label, path, split; optional is_query, is_gallery, category, x_1, x_2, y_1, y_2)"
+FORMAT = (
+    "Open Metric Learning's dataframe format "
+    "(columns label, path, split; optional is_query, is_gallery, category, x_1, x_2, y_1, y_2)"
+)
 TRUE, FALSE = {"1", "1.0", "true", "yes"}, {"0", "0.0", "false", "no"}
 
 
-def load_csv(root, csv: str = "df.csv", val_classes=None, val_fraction: float = 0.2, seed: int = 0,
-             transform: dict | None = None, on_corrupt: str = "fail", fast_decode: bool = True) -> DMLData:
+def load_csv(
+    root,
+    csv: str = "df.csv",
+    val_classes=None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    transform: dict | None = None,
+    on_corrupt: str = "fail",
+    fast_decode: bool = True,
+) -> DMLData:
     """``root``: the dataset root (relative image paths are read from it); ``csv``: the table, relative to
     ``root`` or absolute (OML's ``dataset_root`` and ``dataframe_name``)."""
     base = resolve_root(root)
@@ -51,35 +62,56 @@ def load_csv(root, csv: str = "df.csv", val_classes=None, val_fraction: float = 
     table = table if table.is_absolute() else base / table
     if not table.is_file():
         where = "does not exist" if not base.exists() else f"has no {csv}"
-        raise DataError(f"CSV dataset not found: {base} {where}. Expected there: {csv}, a table in {FORMAT}; "
-                        f"set dataset.root (and dataset.csv)")
+        raise DataError(
+            f"CSV dataset not found: {base} {where}. Expected there: {csv}, a table in {FORMAT}; "
+            f"set dataset.root (and dataset.csv)"
+        )
     df = read_table(table)
     where = f"dataset.csv={table}"
     paths = [str(p if Path(p).is_absolute() else base / p) for p in df["path"]]
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise DataError(f"{where}: {len(missing)} of {len(paths)} image files are missing (first: {missing[0]}); "
-                        f"relative paths are read from dataset.root={base}")
+        raise DataError(
+            f"{where}: {len(missing)} of {len(paths)} image files are missing (first: {missing[0]}); "
+            f"relative paths are read from dataset.root={base}"
+        )
     labels = df["label"].to_numpy(np.int64)
     boxes = read_boxes(df, where)
     train = (df["split"] == "train").to_numpy()
     shared = sorted(set(labels[train].tolist()) & set(labels[~train].tolist()))
     if shared:
-        raise DataError(f"{where}: {len(shared)} labels have rows in both splits (first: {shared[0]}); zero-shot "
-                        f"retrieval tests on unseen classes: give each label rows of one split only")
+        raise DataError(
+            f"{where}: {len(shared)} labels have rows in both splits (first: {shared[0]}); zero-shot "
+            f"retrieval tests on unseen classes: give each label rows of one split only"
+        )
     query, gallery = read_flags(df, ~train, where)
     names = class_names(df)
     test_classes = sorted(set(labels[~train].tolist()))
-    common = dict(val_classes=val_classes, val_fraction=val_fraction, seed=seed, transform=transform,
-                  on_corrupt=on_corrupt, fast_decode=fast_decode, class_names=names)
+    common = dict(
+        val_classes=val_classes,
+        val_fraction=val_fraction,
+        seed=seed,
+        transform=transform,
+        on_corrupt=on_corrupt,
+        fast_decode=fast_decode,
+        class_names=names,
+    )
     if gallery is None:  # leave-one-out among the validation rows
-        return build_dml_data("csv", paths, labels, sorted(set(labels[train].tolist())), test_classes,
-                              boxes=boxes, **common)
+        return build_dml_data(
+            "csv", paths, labels, sorted(set(labels[train].tolist())), test_classes, boxes=boxes, **common
+        )
     keep = train | query
     pick = lambda seq, mask: [x for x, m in zip(seq, mask) if m]  # noqa: E731
-    return build_dml_data("csv", pick(paths, keep), labels[keep], sorted(set(labels[train].tolist())), test_classes,
-                          boxes=pick(boxes, keep), gallery=(pick(paths, gallery), labels[gallery], pick(boxes, gallery)),
-                          **common)
+    return build_dml_data(
+        "csv",
+        pick(paths, keep),
+        labels[keep],
+        sorted(set(labels[train].tolist())),
+        test_classes,
+        boxes=pick(boxes, keep),
+        gallery=(pick(paths, gallery), labels[gallery], pick(boxes, gallery)),
+        **common,
+    )
 
 
 def read_table(table: Path) -> pd.DataFrame:
@@ -87,11 +119,15 @@ def read_table(table: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(table, index_col=None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"{where} is not a readable CSV ({type(err).__name__}: {str(err).strip()}); expected {FORMAT}") from None
+        raise DataError(
+            f"{where} is not a readable CSV ({type(err).__name__}: {str(err).strip()}); expected {FORMAT}"
+        ) from None
     lacking = [c for c in REQUIRED if c not in df.columns]
     if lacking:
-        raise DataError(f"{where} lacks the column{'s' if len(lacking) > 1 else ''} {', '.join(lacking)} "
-                        f"(it has {', '.join(map(str, df.columns))}); expected {FORMAT}")
+        raise DataError(
+            f"{where} lacks the column{'s' if len(lacking) > 1 else ''} {', '.join(lacking)} "
+            f"(it has {', '.join(map(str, df.columns))}); expected {FORMAT}"
+        )
     if df[list(REQUIRED)].isna().any().any():
         col = next(c for c in REQUIRED if df[c].isna().any())
         row = int(np.flatnonzero(df[col].isna().to_numpy())[0])
@@ -99,16 +135,22 @@ def read_table(table: Path) -> pd.DataFrame:
     df["split"] = df["split"].astype(str).str.strip()
     bad = sorted(set(df["split"]) - set(SPLITS))
     if bad:
-        raise DataError(f"{where}: split {bad[0]!r} is neither train nor validation ({len(bad)} such values); "
-                        f"OML's validation rows are the harness's test split")
+        raise DataError(
+            f"{where}: split {bad[0]!r} is neither train nor validation ({len(bad)} such values); "
+            f"OML's validation rows are the harness's test split"
+        )
     for split in SPLITS:
         if not (df["split"] == split).any():
-            raise DataError(f"{where} has no {split} row; the harness trains on train rows and tests on validation rows")
+            raise DataError(
+                f"{where} has no {split} row; the harness trains on train rows and tests on validation rows"
+            )
     numeric = pd.to_numeric(df["label"], errors="coerce")
     if numeric.isna().any() or (numeric != numeric.round()).any():
         row = int(np.flatnonzero((numeric.isna() | (numeric != numeric.round())).to_numpy())[0])
-        raise DataError(f"{where}: label {df['label'].iloc[row]!r} in row {row + 2} is not an integer; "
-                        f"OML's labels are integer class ids")
+        raise DataError(
+            f"{where}: label {df['label'].iloc[row]!r} in row {row + 2} is not an integer; "
+            f"OML's labels are integer class ids"
+        )
     df["label"] = numeric.astype(np.int64)
     return df
 
@@ -119,34 +161,43 @@ def read_flags(df: pd.DataFrame, val: np.ndarray, where: str):
     if not present:
         return None, None
     if len(present) == 1:
-        raise DataError(f"{where} has {present[0]} but not {FLAGS[1 - FLAGS.index(present[0])]}; give both "
-                        f"(or neither: every validation row is then query and gallery)")
+        raise DataError(
+            f"{where} has {present[0]} but not {FLAGS[1 - FLAGS.index(present[0])]}; give both "
+            f"(or neither: every validation row is then query and gallery)"
+        )
     flags = {}
     for col in FLAGS:
         values = [as_flag(v) for v in df[col]]
         bad = next((i for i in np.flatnonzero(val) if values[i] not in (True, False)), None)
         if bad is not None:
             value = "empty" if values[bad] is None else repr(df[col].iloc[bad])
-            raise DataError(f"{where}: row {bad + 2} (split validation) has {col} {value}; "
-                            f"validation rows need True/False or 1/0")
+            raise DataError(
+                f"{where}: row {bad + 2} (split validation) has {col} {value}; validation rows need True/False or 1/0"
+            )
         flags[col] = np.array([bool(v) and m for v, m in zip(values, val)])
     query, gallery = flags["is_query"], flags["is_gallery"]
     neither = np.flatnonzero(val & ~query & ~gallery)
     if len(neither):
-        raise DataError(f"{where}: row {neither[0] + 2} is a validation row that is neither query nor gallery "
-                        f"({len(neither)} such rows); drop them or set a flag")
+        raise DataError(
+            f"{where}: row {neither[0] + 2} is a validation row that is neither query nor gallery "
+            f"({len(neither)} such rows); drop them or set a flag"
+        )
     labels = df["label"].to_numpy()
     lonely = sorted(set(labels[query].tolist()) - set(labels[gallery].tolist()))
     if lonely:
-        raise DataError(f"{where}: label {lonely[0]} has queries but no gallery image ({len(lonely)} such labels); "
-                        f"every query label needs gallery rows")
+        raise DataError(
+            f"{where}: label {lonely[0]} has queries but no gallery image ({len(lonely)} such labels); "
+            f"every query label needs gallery rows"
+        )
     both = query & gallery
     if both[val].all():
         return None, None
     if both.any():
-        raise DataError(f"{where}: {int(both.sum())} validation rows are both query and gallery while others are "
-                        f"only one; the harness evaluates either every row against the rest (all rows both) or "
-                        f"disjoint query and gallery rows")
+        raise DataError(
+            f"{where}: {int(both.sum())} validation rows are both query and gallery while others are "
+            f"only one; the harness evaluates either every row against the rest (all rows both) or "
+            f"disjoint query and gallery rows"
+        )
     return query, gallery
 
 
@@ -165,19 +216,25 @@ def read_boxes(df: pd.DataFrame, where: str) -> list:
     if not present:
         return [None] * len(df)
     if len(present) < len(BOX):
-        raise DataError(f"{where} has the box column(s) {', '.join(present)} but not "
-                        f"{', '.join(c for c in BOX if c not in present)}; give all of x_1, x_2, y_1, y_2 or none")
+        raise DataError(
+            f"{where} has the box column(s) {', '.join(present)} but not "
+            f"{', '.join(c for c in BOX if c not in present)}; give all of x_1, x_2, y_1, y_2 or none"
+        )
     coords = df[list(BOX)].apply(pd.to_numeric, errors="coerce")
     empty, full = coords.isna().all(axis=1).to_numpy(), coords.notna().all(axis=1).to_numpy()
     partial = np.flatnonzero(~empty & ~full)
     if len(partial):
-        raise DataError(f"{where}: row {partial[0] + 2} has only part of its box; fill x_1, x_2, y_1, y_2 or leave all empty")
+        raise DataError(
+            f"{where}: row {partial[0] + 2} has only part of its box; fill x_1, x_2, y_1, y_2 or leave all empty"
+        )
     x1, x2, y1, y2 = (coords[c].to_numpy() for c in BOX)
     invalid = np.flatnonzero(full & ~((x1 >= 0) & (y1 >= 0) & (x1 < x2) & (y1 < y2)))
     if len(invalid):
         r = invalid[0]
-        raise DataError(f"{where}: row {r + 2} has the box x_1={x1[r]:g}, x_2={x2[r]:g}, y_1={y1[r]:g}, y_2={y2[r]:g}; "
-                        f"need 0 <= x_1 < x_2 and 0 <= y_1 < y_2 (left, right, top, bottom)")
+        raise DataError(
+            f"{where}: row {r + 2} has the box x_1={x1[r]:g}, x_2={x2[r]:g}, y_1={y1[r]:g}, y_2={y2[r]:g}; "
+            f"need 0 <= x_1 < x_2 and 0 <= y_1 < y_2 (left, right, top, bottom)"
+        )
     return [(float(x1[i]), float(y1[i]), float(x2[i]), float(y2[i])) if full[i] else None for i in range(len(df))]
 
 
@@ -189,6 +246,8 @@ def class_names(df: pd.DataFrame) -> dict:
     categories = df.groupby("label")["category"].agg(lambda s: sorted(set(map(str, s.dropna()))))
     mixed = [int(c) for c, cats in categories.items() if len(cats) > 1]
     if mixed:
-        raise DataError(f"label {mixed[0]} has rows of several categories ({', '.join(categories[mixed[0]])}); "
-                        f"a category groups whole labels")
+        raise DataError(
+            f"label {mixed[0]} has rows of several categories ({', '.join(categories[mixed[0]])}); "
+            f"a category groups whole labels"
+        )
     return {int(c): f"{cats[0]}/{c}" if cats else str(c) for c, cats in categories.items()}

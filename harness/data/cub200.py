@@ -18,9 +18,17 @@ SOURCE = "https://www.vision.caltech.edu/datasets/cub_200_2011/ (CUB_200_2011.tg
 LAYOUT = "images.txt, image_class_labels.txt and images/NNN.Name/*.jpg (the CUB_200_2011 folder of the release)"
 
 
-def load_cub200(root, train_classes=None, test_classes=None, val_classes=None, val_fraction: float = 0.2,
-                seed: int = 0, transform: dict | None = None, on_corrupt: str = "fail",
-                fast_decode: bool = True) -> DMLData:
+def load_cub200(
+    root,
+    train_classes=None,
+    test_classes=None,
+    val_classes=None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    transform: dict | None = None,
+    on_corrupt: str = "fail",
+    fast_decode: bool = True,
+) -> DMLData:
     root = resolve_root(root)
     if not (root / "images.txt").exists() and (root / "CUB_200_2011" / "images.txt").exists():
         root = root / "CUB_200_2011"  # pointed at the folder the archive was extracted into
@@ -31,10 +39,17 @@ def load_cub200(root, train_classes=None, test_classes=None, val_classes=None, v
     paths = [str(root / "images" / files[i]) for i in ids]
     require_images(paths, "CUB-200-2011", root, SOURCE)
     return build_dml_data(
-        "cub200", paths, [classes[i] for i in ids],
-        train_classes or {"first": 1, "last": 100}, test_classes or {"first": 101, "last": 200},
-        val_classes=val_classes, val_fraction=val_fraction, seed=seed, transform=transform,
-        on_corrupt=on_corrupt, fast_decode=fast_decode,
+        "cub200",
+        paths,
+        [classes[i] for i in ids],
+        train_classes or {"first": 1, "last": 100},
+        test_classes or {"first": 101, "last": 200},
+        val_classes=val_classes,
+        val_fraction=val_fraction,
+        seed=seed,
+        transform=transform,
+        on_corrupt=on_corrupt,
+        fast_decode=fast_decode,
         class_names={classes[i]: files[i].split("/", 1)[0] for i in ids},
     )
 

@@ -31,7 +31,9 @@ def load_digits(train_classes, test_classes, val_classes=None, val_fraction: flo
     check_disjoint(train=train_c, val=val_c, test=test_c)
     for c in train_c + val_c + test_c:
         if c not in range(10):
-            raise ConfigError(f"digits has classes 0-9, not {c}; fix dataset.train_classes / val_classes / test_classes")
+            raise ConfigError(
+                f"digits has classes 0-9, not {c}; fix dataset.train_classes / val_classes / test_classes"
+            )
     if len(train_c) < 2:
         raise ConfigError("digits needs at least 2 training classes; add classes to dataset.train_classes")
 

@@ -22,26 +22,41 @@ LAYOUT = "one sub-folder of images per class (root/<class>/<image>.jpg)"
 MIN_CLASSES = 4  # 2 training, 1 validation and 1 test class at the very least
 
 
-def load_image_folder(root, train_classes=None, test_classes=None, val_classes=None, test_fraction: float = 0.5,
-                      val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
-                      on_corrupt: str = "fail", fast_decode: bool = True) -> DMLData:
+def load_image_folder(
+    root,
+    train_classes=None,
+    test_classes=None,
+    val_classes=None,
+    test_fraction: float = 0.5,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    transform: dict | None = None,
+    on_corrupt: str = "fail",
+    fast_decode: bool = True,
+) -> DMLData:
     """``test_classes`` (or else ``train_classes``) chooses the split; with neither, ``test_fraction`` of
     the classes, drawn with ``seed``, are the test classes."""
     root = resolve_root(root)
     paths, class_ids, names = scan_class_folders([root]) if root.is_dir() else ([], [], {})
     if not paths:
         where = "does not exist" if not root.exists() else "has no class folder with images"
-        raise DataError(f"image folder not found: {root} {where}. Expected there: {LAYOUT} "
-                        f"(extensions {', '.join(IMAGE_EXTENSIONS)}); set dataset.root")
+        raise DataError(
+            f"image folder not found: {root} {where}. Expected there: {LAYOUT} "
+            f"(extensions {', '.join(IMAGE_EXTENSIONS)}); set dataset.root"
+        )
     ids = {name: i for i, name in names.items()}
     everything = sorted(names)
     if len(everything) < MIN_CLASSES:
-        raise DataError(f"image folder {root} has {len(everything)} class folder(s) ({', '.join(sorted(ids)[:4])}); "
-                        f"metric learning needs at least {MIN_CLASSES} disjoint classes (2 training, 1 validation, "
-                        f"1 test): add one sub-folder per class")
+        raise DataError(
+            f"image folder {root} has {len(everything)} class folder(s) ({', '.join(sorted(ids)[:4])}); "
+            f"metric learning needs at least {MIN_CLASSES} disjoint classes (2 training, 1 validation, "
+            f"1 test): add one sub-folder per class"
+        )
     if test_classes is not None:
         test_c = to_ids(test_classes, ids)
-        train_c = to_ids(train_classes, ids) if train_classes is not None else [c for c in everything if c not in test_c]
+        train_c = (
+            to_ids(train_classes, ids) if train_classes is not None else [c for c in everything if c not in test_c]
+        )
     elif train_classes is not None:
         train_c = to_ids(train_classes, ids)
         test_c = [c for c in everything if c not in train_c]
@@ -52,9 +67,18 @@ def load_image_folder(root, train_classes=None, test_classes=None, val_classes=N
         n_test = max(1, int(round(test_fraction * len(everything))))
         test_c, train_c = sorted(order[:n_test].tolist()), sorted(order[n_test:].tolist())
     return build_dml_data(
-        "image_folder", paths, class_ids, train_c, test_c,
-        val_classes=to_ids(val_classes, ids) if val_classes else None, val_fraction=val_fraction, seed=seed,
-        transform=transform, on_corrupt=on_corrupt, fast_decode=fast_decode, class_names=names,
+        "image_folder",
+        paths,
+        class_ids,
+        train_c,
+        test_c,
+        val_classes=to_ids(val_classes, ids) if val_classes else None,
+        val_fraction=val_fraction,
+        seed=seed,
+        transform=transform,
+        on_corrupt=on_corrupt,
+        fast_decode=fast_decode,
+        class_names=names,
     )
 
 
@@ -83,6 +107,8 @@ def to_ids(spec, ids: dict) -> list:
         return list(range(int(spec["first"]), int(spec["last"]) + 1))
     unknown = [c for c in spec if str(c) not in ids]
     if unknown:
-        raise ConfigError(f"class folder {unknown[0]!r} does not exist ({len(unknown)} unknown); classes are the "
-                          f"sub-folders of dataset.root, e.g. {sorted(ids)[:3]} (quote names such as '001' in YAML)")
+        raise ConfigError(
+            f"class folder {unknown[0]!r} does not exist ({len(unknown)} unknown); classes are the "
+            f"sub-folders of dataset.root, e.g. {sorted(ids)[:3]} (quote names such as '001' in YAML)"
+        )
     return sorted(ids[str(c)] for c in spec)

@@ -52,8 +52,9 @@ class ImageListDataset(Dataset):
     both sides at least ``draft_size`` pixels: the cheapest speed-up of low-resolution runs.
     """
 
-    def __init__(self, paths, labels, transform=None, on_corrupt: str = "fail", draft_size: int | None = None,
-                 boxes=None):
+    def __init__(
+        self, paths, labels, transform=None, on_corrupt: str = "fail", draft_size: int | None = None, boxes=None
+    ):
         if on_corrupt not in ON_CORRUPT:
             raise ConfigError(f"dataset.on_corrupt={on_corrupt!r} must be one of {', '.join(ON_CORRUPT)}")
         if len(paths) != len(labels) or (boxes is not None and len(boxes) != len(paths)):
@@ -97,12 +98,18 @@ class ImageListDataset(Dataset):
     def replace_corrupt(self, i: int, err: Exception) -> Image.Image:
         path = self.paths[i]
         if self.on_corrupt == "fail":
-            raise CorruptImageError(f"corrupt or unreadable image {path} ({type(err).__name__}: {err}); "
-                            f"replace or delete the file, or set dataset.on_corrupt=skip")
+            raise CorruptImageError(
+                f"corrupt or unreadable image {path} ({type(err).__name__}: {err}); "
+                f"replace or delete the file, or set dataset.on_corrupt=skip"
+            )
         if i not in self._reported:
             self._reported.add(i)
-            log.warning("corrupt image skipped, another image of its class served instead: %s (%s: %s)",
-                        path, type(err).__name__, err)
+            log.warning(
+                "corrupt image skipped, another image of its class served instead: %s (%s: %s)",
+                path,
+                type(err).__name__,
+                err,
+            )
         if self._same_class is None:
             self._same_class = {int(c): np.flatnonzero(self.labels == c) for c in np.unique(self.labels)}
         others = self._same_class[int(self.labels[i])]
@@ -112,8 +119,7 @@ class ImageListDataset(Dataset):
                 return self.load(j)
             except READ_ERRORS:
                 continue
-        raise DataError(f"every image of class {self.labels[i]} is unreadable (first: {path}); "
-                        f"check the dataset files")
+        raise DataError(f"every image of class {self.labels[i]} is unreadable (first: {path}); check the dataset files")
 
 
 # ----------------------------------------------------------------------------------------------- roots
@@ -130,23 +136,40 @@ def require_files(root: Path, names, dataset: str, layout: str, source: str) -> 
     missing = [n for n in names if not (root / n).exists()]
     if missing:
         where = "does not exist" if not root.exists() else f"lacks {', '.join(missing)}"
-        raise DataError(f"{dataset} not found: {root} {where}. Expected there: {layout}. "
-                        f"Download it from {source} and set dataset.root (or paths.data)")
+        raise DataError(
+            f"{dataset} not found: {root} {where}. Expected there: {layout}. "
+            f"Download it from {source} and set dataset.root (or paths.data)"
+        )
 
 
 def require_images(paths, dataset: str, root: Path, source: str) -> None:
     """Every listed image must exist: an incomplete copy fails now, not mid-epoch."""
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise DataError(f"{dataset} at {root} is incomplete: {len(missing)} of {len(paths)} listed images are "
-                        f"missing (first: {missing[0]}); re-extract the archive from {source}")
+        raise DataError(
+            f"{dataset} at {root} is incomplete: {len(missing)} of {len(paths)} listed images are "
+            f"missing (first: {missing[0]}); re-extract the archive from {source}"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- the protocol
-def build_dml_data(name: str, paths, class_ids, train_classes, test_classes, *, val_classes=None,
-                   val_fraction: float = 0.0, seed: int = 0, transform: dict | None = None,
-                   on_corrupt: str = "fail", fast_decode: bool = True, class_names: dict | None = None,
-                   gallery=None, boxes=None) -> DMLData:
+def build_dml_data(
+    name: str,
+    paths,
+    class_ids,
+    train_classes,
+    test_classes,
+    *,
+    val_classes=None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    transform: dict | None = None,
+    on_corrupt: str = "fail",
+    fast_decode: bool = True,
+    class_names: dict | None = None,
+    gallery=None,
+    boxes=None,
+) -> DMLData:
     """Zero-shot splits of an image list by class id.
 
     ``train_classes`` / ``test_classes`` / ``val_classes``: lists of class ids or ``{first, last}`` ranges.
@@ -166,10 +189,14 @@ def build_dml_data(name: str, paths, class_ids, train_classes, test_classes, *, 
     train_c, val_c = carve_validation(train_c, val_classes, val_fraction, seed)
     check_disjoint(train=train_c, val=val_c, test=test_c)
     if len(train_c) < 2:
-        raise ConfigError(f"{name}: {len(train_c)} training classes after carving validation; "
-                          f"lower dataset.val_fraction or widen dataset.train_classes")
+        raise ConfigError(
+            f"{name}: {len(train_c)} training classes after carving validation; "
+            f"lower dataset.val_fraction or widen dataset.train_classes"
+        )
     if not test_c:
-        raise ConfigError(f"{name}: no image of dataset.test_classes={test_classes} under the root; fix the class range")
+        raise ConfigError(
+            f"{name}: no image of dataset.test_classes={test_classes} under the root; fix the class range"
+        )
 
     transform = dict(transform or {})
     train_tf, eval_tf = build_train_transform(**transform), build_eval_transform(**transform)
@@ -178,26 +205,52 @@ def build_dml_data(name: str, paths, class_ids, train_classes, test_classes, *, 
     def split(classes, tf, remap=False):
         mask = np.isin(class_ids, classes)
         labels = remap_labels(class_ids[mask])[0] if remap else class_ids[mask]
-        return ImageListDataset(paths[mask].tolist(), labels, tf, on_corrupt, draft,
-                                boxes=box_list[mask].tolist() if boxes is not None else None)
+        return ImageListDataset(
+            paths[mask].tolist(),
+            labels,
+            tf,
+            on_corrupt,
+            draft,
+            boxes=box_list[mask].tolist() if boxes is not None else None,
+        )
 
     if gallery is not None:
         g_paths, g_ids, *g_boxes = gallery
-        test = EvalSet(split(test_c, eval_tf), ImageListDataset(list(g_paths), g_ids, eval_tf, on_corrupt, draft,
-                                                                boxes=g_boxes[0] if g_boxes else None))
+        test = EvalSet(
+            split(test_c, eval_tf),
+            ImageListDataset(list(g_paths), g_ids, eval_tf, on_corrupt, draft, boxes=g_boxes[0] if g_boxes else None),
+        )
     else:
         test = EvalSet(split(test_c, eval_tf))
-    data = DMLData(name=name, train=split(train_c, train_tf, remap=True),
-                   val=EvalSet(split(val_c, eval_tf)) if val_c else None, test=test,
-                   class_names=class_names or {}, eval_transform=eval_tf)
-    log.info("%s: train %d images / %d classes, val %d / %d, test %d / %d%s", name, len(data.train), len(train_c),
-             len(data.val.query) if data.val else 0, len(val_c), len(test.query), len(test_c),
-             f", gallery {len(test.gallery)}" if test.gallery is not None else "")
+    data = DMLData(
+        name=name,
+        train=split(train_c, train_tf, remap=True),
+        val=EvalSet(split(val_c, eval_tf)) if val_c else None,
+        test=test,
+        class_names=class_names or {},
+        eval_transform=eval_tf,
+    )
+    log.info(
+        "%s: train %d images / %d classes, val %d / %d, test %d / %d%s",
+        name,
+        len(data.train),
+        len(train_c),
+        len(data.val.query) if data.val else 0,
+        len(val_c),
+        len(test.query),
+        len(test_c),
+        f", gallery {len(test.gallery)}" if test.gallery is not None else "",
+    )
     return data
 
 
 def report_absent(name: str, split: str, spec, found: list) -> None:
     wanted = expand_classes(spec)
     if len(found) < len(wanted):
-        log.warning("%s: %d of the %d %s classes requested have no image under the root", name,
-                    len(wanted) - len(found), len(wanted), split)
+        log.warning(
+            "%s: %d of the %d %s classes requested have no image under the root",
+            name,
+            len(wanted) - len(found),
+            len(wanted),
+            split,
+        )

@@ -17,28 +17,48 @@ from harness.data.base import DMLData
 from harness.data.images import build_dml_data, require_images, resolve_root
 from harness.errors import DataError
 
-SOURCE = ("the DeepFashion In-shop Clothes Retrieval Benchmark (https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/"
-          "InShopRetrieval.html: Eval/list_eval_partition.txt and Img/img.zip)")
+SOURCE = (
+    "the DeepFashion In-shop Clothes Retrieval Benchmark (https://mmlab.ie.cuhk.edu.hk/projects/DeepFashion/"
+    "InShopRetrieval.html: Eval/list_eval_partition.txt and Img/img.zip)"
+)
 LAYOUT = "list_eval_partition.txt (train / query / gallery) and img/"
 PARTITION = "list_eval_partition.txt"
 
 
-def load_inshop(root, val_classes=None, val_fraction: float = 0.1, seed: int = 0, transform: dict | None = None,
-                on_corrupt: str = "fail", fast_decode: bool = True) -> DMLData:
+def load_inshop(
+    root,
+    val_classes=None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    transform: dict | None = None,
+    on_corrupt: str = "fail",
+    fast_decode: bool = True,
+) -> DMLData:
     root = resolve_root(root)
     partition = next((p for p in (root / PARTITION, root / "Eval" / PARTITION) if p.exists()), None)
     if partition is None:
         where = "does not exist" if not root.exists() else f"has no {PARTITION} (nor Eval/{PARTITION})"
-        raise DataError(f"In-Shop not found: {root} {where}. Expected there: {LAYOUT}. "
-                        f"Download it from {SOURCE} and set dataset.root (or paths.data)")
+        raise DataError(
+            f"In-Shop not found: {root} {where}. Expected there: {LAYOUT}. "
+            f"Download it from {SOURCE} and set dataset.root (or paths.data)"
+        )
     image_root = root / "Img" if (root / "Img" / "img").is_dir() and not (root / "img").is_dir() else root
     splits = read_partition(partition, image_root)
     require_images([p for ps, _ in splits.values() for p in ps], "In-Shop", root, SOURCE)
     (train_p, train_ids), (query_p, query_ids) = splits["train"], splits["query"]
     return build_dml_data(
-        "inshop", train_p + query_p, train_ids + query_ids, sorted(set(train_ids)), sorted(set(query_ids)),
-        val_classes=val_classes, val_fraction=val_fraction, seed=seed, transform=transform,
-        on_corrupt=on_corrupt, fast_decode=fast_decode, gallery=splits["gallery"],
+        "inshop",
+        train_p + query_p,
+        train_ids + query_ids,
+        sorted(set(train_ids)),
+        sorted(set(query_ids)),
+        val_classes=val_classes,
+        val_fraction=val_fraction,
+        seed=seed,
+        transform=transform,
+        on_corrupt=on_corrupt,
+        fast_decode=fast_decode,
+        gallery=splits["gallery"],
     )
 
 
@@ -46,8 +66,10 @@ def read_partition(path, image_root) -> dict:
     """``{train|query|gallery: (paths, item ids)}`` from ``list_eval_partition.txt``."""
     lines = path.read_text().splitlines()
     if len(lines) < 2 or lines[1].split() != ["image_name", "item_id", "evaluation_status"]:
-        raise DataError(f"{path} does not have the header 'image_name item_id evaluation_status' on line 2; "
-                        f"re-download it from {SOURCE}")
+        raise DataError(
+            f"{path} does not have the header 'image_name item_id evaluation_status' on line 2; "
+            f"re-download it from {SOURCE}"
+        )
     splits = {"train": ([], []), "query": ([], []), "gallery": ([], [])}
     for line in lines[2:]:
         if not line.strip():

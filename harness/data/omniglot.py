@@ -47,15 +47,26 @@ from harness.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-SOURCE = ("https://github.com/brendenlake/omniglot (python/: images_background_small1.zip, images_background_small2.zip; "
-          "images_background.zip, images_evaluation.zip)")
+SOURCE = (
+    "https://github.com/brendenlake/omniglot (python/: images_background_small1.zip, images_background_small2.zip; "
+    "images_background.zip, images_evaluation.zip)"
+)
 DEFAULT_TRANSFORM = {"size": 28, "resize": 28, "normalize": "none", "mode": "L", "invert": True}
 
 
-def load_omniglot(root, train_subsets=("images_background_small1",), test_subsets=("images_background_small2",),
-                  val_classes=None, val_fraction: float = 0.2, seed: int = 0, transform: dict | None = None,
-                  on_corrupt: str = "fail", val_alphabets=None, rotated_classes: int = 1,
-                  mirrored_classes: bool = False) -> DMLData:
+def load_omniglot(
+    root,
+    train_subsets=("images_background_small1",),
+    test_subsets=("images_background_small2",),
+    val_classes=None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    transform: dict | None = None,
+    on_corrupt: str = "fail",
+    val_alphabets=None,
+    rotated_classes: int = 1,
+    mirrored_classes: bool = False,
+) -> DMLData:
     root = resolve_root(root)
     train_subsets, test_subsets = subset_list(train_subsets, "train"), subset_list(test_subsets, "test")
     transform = {**DEFAULT_TRANSFORM, **(transform or {})}
@@ -66,11 +77,17 @@ def load_omniglot(root, train_subsets=("images_background_small1",), test_subset
     test_items = [(k, f) for k, f in all_test if k.split("/")[0] not in train_alphabets]
     dropped = sorted({k.split("/")[0] for k, _ in all_test} & train_alphabets)
     if dropped:
-        log.info("omniglot: alphabets %s are in both %s and %s; tested on the other alphabets only",
-                 ", ".join(dropped), "+".join(train_subsets), "+".join(test_subsets))
+        log.info(
+            "omniglot: alphabets %s are in both %s and %s; tested on the other alphabets only",
+            ", ".join(dropped),
+            "+".join(train_subsets),
+            "+".join(test_subsets),
+        )
     if not test_items:
-        raise ConfigError(f"omniglot: every alphabet of {'+'.join(test_subsets)} is also in {'+'.join(train_subsets)}; "
-                          f"choose other dataset.test_subsets")
+        raise ConfigError(
+            f"omniglot: every alphabet of {'+'.join(test_subsets)} is also in {'+'.join(train_subsets)}; "
+            f"choose other dataset.test_subsets"
+        )
 
     keys = sorted({k for k, _ in train_items}) + sorted({k for k, _ in test_items})
     class_id = {k: i for i, k in enumerate(keys)}
@@ -89,16 +106,24 @@ def load_omniglot(root, train_subsets=("images_background_small1",), test_subset
         labels = remap_labels(y[mask])[0] if remap else y[mask]
         return ArrayDataset(x[torch.from_numpy(mask)], labels)
 
-    log.info("omniglot: train %d characters, val %d, test %d (%s -> %s)", len(train_c), len(val_c), len(test_keys),
-             "+".join(train_subsets), "+".join(test_subsets))
+    log.info(
+        "omniglot: train %d characters, val %d, test %d (%s -> %s)",
+        len(train_c),
+        len(val_c),
+        len(test_keys),
+        "+".join(train_subsets),
+        "+".join(test_subsets),
+    )
     train = subset(x_train, y_train, train_c, remap=True)
     if int(rotated_classes) > 1 or mirrored_classes:
         train = with_transformed_classes(train, int(rotated_classes), bool(mirrored_classes))
     return DMLData(
-        name="omniglot", train=train,
+        name="omniglot",
+        train=train,
         val=EvalSet(subset(x_train, y_train, val_c)) if val_c else None,
         test=EvalSet(ArrayDataset(x_test, y_test)),
-        class_names={i: k for k, i in class_id.items()}, eval_transform=eval_tf,
+        class_names={i: k for k, i in class_id.items()},
+        eval_transform=eval_tf,
     )
 
 
@@ -108,8 +133,9 @@ def alphabet_classes(alphabets, items, class_id: dict, where: str) -> list:
     present = sorted({k.split("/")[0] for k, _ in items})
     unknown = [a for a in alphabets if a not in present]
     if unknown:
-        raise ConfigError(f"dataset.val_alphabets: {unknown[0]!r} is not an alphabet of {where} "
-                          f"(they are {', '.join(present)})")
+        raise ConfigError(
+            f"dataset.val_alphabets: {unknown[0]!r} is not an alphabet of {where} (they are {', '.join(present)})"
+        )
     return sorted({class_id[k] for k, _ in items if k.split("/")[0] in alphabets})
 
 
@@ -131,7 +157,9 @@ def with_transformed_classes(train: ArrayDataset, turns: int, mirrored: bool) ->
 def subset_list(subsets, split: str) -> list:
     names = [subsets] if isinstance(subsets, str) else list(subsets or [])
     if not names:
-        raise ConfigError(f"dataset.{split}_subsets is empty; list at least one, e.g. dataset.{split}_subsets=[images_background]")
+        raise ConfigError(
+            f"dataset.{split}_subsets is empty; list at least one, e.g. dataset.{split}_subsets=[images_background]"
+        )
     return names
 
 
@@ -169,9 +197,11 @@ def list_subset(root: Path, subset: str) -> list:
                 items.append((f"{parts[-3]}/{parts[-2]}", (archive, n)))
     if not items:
         where = "does not exist" if not root.exists() else f"has neither {subset}.zip nor {subset}/ with PNG images"
-        raise DataError(f"Omniglot not found: {root} {where}. Expected there: {subset}.zip or {subset}/ laid out as "
-                        f"<Alphabet>/characterNN/*.png. Download it from {SOURCE} and set dataset.root "
-                        f"(or paths.data)")
+        raise DataError(
+            f"Omniglot not found: {root} {where}. Expected there: {subset}.zip or {subset}/ laid out as "
+            f"<Alphabet>/characterNN/*.png. Download it from {SOURCE} and set dataset.root "
+            f"(or paths.data)"
+        )
     return items
 
 
@@ -192,8 +222,10 @@ def decode_all(items, class_id: dict, transform, on_corrupt: str) -> tuple:
             except (*READ_ERRORS, zipfile.BadZipFile) as err:
                 where = f"{source[0]}!{source[1]}" if isinstance(source, tuple) else str(source)
                 if on_corrupt == "fail":
-                    raise DataError(f"corrupt or unreadable image {where} ({type(err).__name__}: {err}); "
-                                    f"replace the file or set dataset.on_corrupt=skip") from None
+                    raise DataError(
+                        f"corrupt or unreadable image {where} ({type(err).__name__}: {err}); "
+                        f"replace the file or set dataset.on_corrupt=skip"
+                    ) from None
                 log.warning("corrupt image skipped: %s (%s: %s)", where, type(err).__name__, err)
                 continue
             images.append(transform(img))

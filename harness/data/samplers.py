@@ -28,8 +28,16 @@ class MPerClassBatchSampler(Sampler):
     and Metrix's balanced sampler), which also serves classes with fewer than ``m`` samples.
     """
 
-    def __init__(self, labels, m: int, batch_size: int, batches_per_epoch: int | None = None, seed: int = 0,
-                 class_replacement: bool = False, sample_replacement: bool = False):
+    def __init__(
+        self,
+        labels,
+        m: int,
+        batch_size: int,
+        batches_per_epoch: int | None = None,
+        seed: int = 0,
+        class_replacement: bool = False,
+        sample_replacement: bool = False,
+    ):
         labels = np.asarray(labels)
         if m < 1 or batch_size < 1:
             raise ConfigError(f"sampler.m={m} and sampler.batch_size={batch_size} must be positive")
@@ -56,7 +64,9 @@ class MPerClassBatchSampler(Sampler):
         self.classes = classes
         self.by_class = [np.flatnonzero(labels == c) for c in classes]
         # None: one pass over the split; 0 or less is refused by harness.config (never silently the default)
-        self.batches_per_epoch = int(max(1, len(labels) // batch_size) if batches_per_epoch is None else batches_per_epoch)
+        self.batches_per_epoch = int(
+            max(1, len(labels) // batch_size) if batches_per_epoch is None else batches_per_epoch
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -29,7 +29,9 @@ def carve_validation(train_classes: list, val_classes=None, val_fraction: float 
         return sorted(set(train_classes) - set(val)), sorted(val)
     if val_fraction and val_fraction > 0:
         if not 0 < val_fraction < 1:
-            raise ConfigError(f"dataset.val_fraction={val_fraction} must be in (0, 1); set e.g. dataset.val_fraction=0.2")
+            raise ConfigError(
+                f"dataset.val_fraction={val_fraction} must be in (0, 1); set e.g. dataset.val_fraction=0.2"
+            )
         rng = np.random.default_rng(seed)
         n_val = max(2, int(round(val_fraction * len(train_classes))))
         if len(train_classes) < 4:  # 2 validation classes at least, 2 training classes left: no fraction helps
@@ -39,7 +41,8 @@ def carve_validation(train_classes: list, val_classes=None, val_fraction: float 
             )
         if n_val >= len(train_classes) - 1:
             raise ConfigError(
-                f"dataset.val_fraction={val_fraction} leaves fewer than 2 training classes of {len(train_classes)}; lower it"
+                f"dataset.val_fraction={val_fraction} leaves fewer than 2 training classes "
+                f"of {len(train_classes)}; lower it"
             )
         order = rng.permutation(len(train_classes))
         val = [train_classes[i] for i in order[:n_val]]

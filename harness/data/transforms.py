@@ -65,8 +65,10 @@ def model_normalization(model_name: str) -> tuple:
     except Exception:  # noqa: BLE001 - timm raises different errors across versions
         cfg = None
     if cfg is None:
-        raise ConfigError(f"dataset.transform.normalize={model_name!r} is neither imagenet, none nor a timm model "
-                          f"with a pretrained config; set dataset.transform.normalize=imagenet")
+        raise ConfigError(
+            f"dataset.transform.normalize={model_name!r} is neither imagenet, none nor a timm model "
+            f"with a pretrained config; set dataset.transform.normalize=imagenet"
+        )
     return tuple(cfg.mean), tuple(cfg.std)
 
 
@@ -79,8 +81,15 @@ def _finish(size_ops: list, normalize, mode: str, invert: bool) -> v2.Compose:
     return v2.Compose(ops)
 
 
-def build_train_transform(size: int = 224, resize: int = 256, scale=(0.08, 1.0), flip: bool = True,
-                          normalize="imagenet", mode: str = "RGB", invert: bool = False) -> v2.Compose:
+def build_train_transform(
+    size: int = 224,
+    resize: int = 256,
+    scale=(0.08, 1.0),
+    flip: bool = True,
+    normalize="imagenet",
+    mode: str = "RGB",
+    invert: bool = False,
+) -> v2.Compose:
     """Training augmentation: a random resized crop to ``size`` (area fraction in ``scale``) and a flip."""
     check_sizes(size, resize)
     ops = [v2.RandomResizedCrop(int(size), scale=tuple(scale), antialias=True)]
@@ -89,8 +98,15 @@ def build_train_transform(size: int = 224, resize: int = 256, scale=(0.08, 1.0),
     return _finish(ops, normalize, mode, invert)
 
 
-def build_eval_transform(size: int = 224, resize: int = 256, scale=(0.08, 1.0), flip: bool = True,
-                         normalize="imagenet", mode: str = "RGB", invert: bool = False) -> v2.Compose:
+def build_eval_transform(
+    size: int = 224,
+    resize: int = 256,
+    scale=(0.08, 1.0),
+    flip: bool = True,
+    normalize="imagenet",
+    mode: str = "RGB",
+    invert: bool = False,
+) -> v2.Compose:
     """Test-time preprocessing: resize the shorter side to ``resize``, centre-crop ``size``.
 
     ``scale`` and ``flip`` are training-only; they are accepted so both builders read the same node.
@@ -101,5 +117,6 @@ def build_eval_transform(size: int = 224, resize: int = 256, scale=(0.08, 1.0), 
 
 def check_sizes(size, resize) -> None:
     if int(size) < 1 or int(resize) < int(size):
-        raise ConfigError(f"dataset.transform.size={size} and resize={resize}: need 1 <= size <= resize "
-                          f"(e.g. size=224 resize=256)")
+        raise ConfigError(
+            f"dataset.transform.size={size} and resize={resize}: need 1 <= size <= resize (e.g. size=224 resize=256)"
+        )

@@ -59,8 +59,16 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             self.num_batches_tracked.add_(1)
             m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
         track = not self.training or self.track_running_stats
-        return nn.functional.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                                        self.weight, self.bias, use_batch, m, self.eps)
+        return nn.functional.batch_norm(
+            x,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            self.weight,
+            self.bias,
+            use_batch,
+            m,
+            self.eps,
+        )
 
 
 def sync_batchnorm(module: nn.Module, world: World) -> nn.Module:
@@ -71,8 +79,14 @@ def sync_batchnorm(module: nn.Module, world: World) -> nn.Module:
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, (nn.SyncBatchNorm, _EvalStats)):
         cls = nn.SyncBatchNorm if world.device.type == "cuda" else CpuSyncBatchNorm
         if cls is nn.SyncBatchNorm:
-            new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
-                      process_group=world.group)
+            new = cls(
+                module.num_features,
+                module.eps,
+                module.momentum,
+                module.affine,
+                module.track_running_stats,
+                process_group=world.group,
+            )
         else:
             new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
             new.world = world

@@ -188,8 +188,11 @@ def fingerprint(*tensors) -> str:
     """A short digest of tensors' bytes (parameters, RNG states): equal on every rank when replicas agree."""
     h = hashlib.sha1()
     for t in tensors:
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-                 if isinstance(t, torch.Tensor) else pickle.dumps(t))
+        h.update(
+            t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            if isinstance(t, torch.Tensor)
+            else pickle.dumps(t)
+        )
     return h.hexdigest()[:16]
 
 

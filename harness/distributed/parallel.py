@@ -21,8 +21,15 @@ import torch
 from torch import nn
 
 from harness.distributed.batchnorm import sync_batchnorm
-from harness.distributed.collectives import (average_gradients, fingerprint, gather_rows, gather_with_grad,
-                                             ranks_disagree, row_counts, shard)
+from harness.distributed.collectives import (
+    average_gradients,
+    fingerprint,
+    gather_rows,
+    gather_with_grad,
+    ranks_disagree,
+    row_counts,
+    shard,
+)
 from harness.distributed.world import World
 from harness.errors import HarnessError
 from harness.regularizers.base import Batch
@@ -66,13 +73,18 @@ class DataParallel:
         device_ids = [self.world.device.index] if self.world.device.type == "cuda" else None
         # BatchNorm statistics are global already (SyncBatchNorm): no buffer broadcast at every forward
         ddp = nn.parallel.DistributedDataParallel
-        no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in signature(ddp).parameters
-                          else {"broadcast_buffers": False})
-        self.forward = ddp(Forward(self.model), device_ids=device_ids, bucket_cap_mb=self.bucket_cap_mb,
-                           **no_buffer_sync)
+        no_buffer_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in signature(ddp).parameters
+            else {"broadcast_buffers": False}
+        )
+        self.forward = ddp(
+            Forward(self.model), device_ids=device_ids, bucket_cap_mb=self.bucket_cap_mb, **no_buffer_sync
+        )
 
-    def batch(self, inputs: torch.Tensor, labels: torch.Tensor, reads=frozenset(), step: int = 0,
-              epoch: int = 0) -> Batch:
+    def batch(
+        self, inputs: torch.Tensor, labels: torch.Tensor, reads=frozenset(), step: int = 0, epoch: int = 0
+    ) -> Batch:
         """The step's Batch: this rank's forward, gathered into the global batch (1-process order)."""
         features, embeddings = self.forward(inputs)
         embeddings = embeddings.float()  # losses and coding rates run in float32 even under AMP
@@ -85,7 +97,8 @@ class DataParallel:
             labels=gather_rows(labels, world, counts),
             features=gather_with_grad(features, world, counts) if "features" in reads else features,
             embeddings=gather_with_grad(embeddings, world, counts),
-            step=step, epoch=epoch,
+            step=step,
+            epoch=epoch,
             share=lambda n: shard(n, world.rank, world.world_size),
             gather=lambda t: gather_with_grad(t, world),
         )
@@ -103,4 +116,5 @@ class DataParallel:
             raise ReplicasDiverged(
                 f"after epoch {epoch} the model, proxies or random stream of rank(s) {apart} differ from rank 0's; "
                 f"per-rank randomness (dropout on uneven shards, a regularizer drawing a different number of random "
-                f"values per rank) breaks data parallelism: make sampler.batch_size a multiple of the process count")
+                f"values per rank) breaks data parallelism: make sampler.batch_size a multiple of the process count"
+            )

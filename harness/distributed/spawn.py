@@ -30,8 +30,15 @@ def free_port() -> int:
 
 
 def rank_env(rank: int, nprocs: int, port: int) -> dict:
-    return dict(RANK=str(rank), WORLD_SIZE=str(nprocs), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(nprocs),
-                GROUP_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    return dict(
+        RANK=str(rank),
+        WORLD_SIZE=str(nprocs),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(nprocs),
+        GROUP_RANK="0",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
 
 
 def _child(rank: int, nprocs: int, port: int, target, args: tuple, errors) -> None:
@@ -52,8 +59,10 @@ def run_processes(target, args: tuple, nprocs: int, grace_s: float = 120.0) -> N
     ctx = mp.get_context("spawn")
     errors = ctx.SimpleQueue()
     port = free_port()
-    procs = [ctx.Process(target=_child, args=(rank, nprocs, port, target, args, errors), name=f"rank{rank}")
-             for rank in range(nprocs)]
+    procs = [
+        ctx.Process(target=_child, args=(rank, nprocs, port, target, args, errors), name=f"rank{rank}")
+        for rank in range(nprocs)
+    ]
     for rank, p in enumerate(procs):  # each process starts with its variables (ps / /proc/<pid>/environ show them)
         with environment(rank_env(rank, nprocs, port)):
             p.start()

@@ -23,8 +23,8 @@ from __future__ import annotations
 import datetime
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 import torch.distributed as dist
@@ -57,21 +57,34 @@ def launch_from_env(env: Mapping[str, str] | None = None) -> Launch:
     if "RANK" in env and "WORLD_SIZE" in env:
         missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if k not in env]
         if missing and int(env["WORLD_SIZE"]) > 1:
-            raise ConfigError(f"RANK and WORLD_SIZE are set but {', '.join(missing)} not; start the processes with "
-                              f"torchrun, or let run.py start them (trainer.devices=N)")
-        return Launch(rank=int(env["RANK"]), world_size=int(env["WORLD_SIZE"]), local_rank=int(env.get("LOCAL_RANK", 0)),
-                      node_rank=int(env.get("GROUP_RANK", env.get("NODE_RANK", 0))),
-                      master_addr=env.get("MASTER_ADDR", "127.0.0.1"), master_port=int(env.get("MASTER_PORT", 0)),
-                      source="torchrun")
+            raise ConfigError(
+                f"RANK and WORLD_SIZE are set but {', '.join(missing)} not; start the processes with "
+                f"torchrun, or let run.py start them (trainer.devices=N)"
+            )
+        return Launch(
+            rank=int(env["RANK"]),
+            world_size=int(env["WORLD_SIZE"]),
+            local_rank=int(env.get("LOCAL_RANK", 0)),
+            node_rank=int(env.get("GROUP_RANK", env.get("NODE_RANK", 0))),
+            master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=int(env.get("MASTER_PORT", 0)),
+            source="torchrun",
+        )
     if "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
         nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST") or ""
         if "MASTER_PORT" in env:
             port = int(env["MASTER_PORT"])
         else:
             port = SLURM_PORT_BASE + int(env.get("SLURM_JOB_ID", "0")) % SLURM_PORT_SPAN
-        return Launch(rank=int(env["SLURM_PROCID"]), world_size=int(env["SLURM_STEP_NUM_TASKS"]),
-                      local_rank=int(env.get("SLURM_LOCALID", 0)), node_rank=int(env.get("SLURM_NODEID", 0)),
-                      master_addr=env.get("MASTER_ADDR") or first_host(nodes), master_port=port, source="slurm")
+        return Launch(
+            rank=int(env["SLURM_PROCID"]),
+            world_size=int(env["SLURM_STEP_NUM_TASKS"]),
+            local_rank=int(env.get("SLURM_LOCALID", 0)),
+            node_rank=int(env.get("SLURM_NODEID", 0)),
+            master_addr=env.get("MASTER_ADDR") or first_host(nodes),
+            master_port=port,
+            source="slurm",
+        )
     return Launch()
 
 
@@ -96,8 +109,8 @@ class World:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
-    backend: str | None = None       # nccl | gloo; None for one process
-    group: object = None             # a second group for the gathers of the loss (see collectives.py)
+    backend: str | None = None  # nccl | gloo; None for one process
+    group: object = None  # a second group for the gathers of the loss (see collectives.py)
     source: str = "single"
     timeout_s: float = 0.0
 
@@ -122,8 +135,10 @@ def pick_rank_device(spec: str, local_rank: int, world_size: int) -> torch.devic
         raise ConfigError(f"trainer.device={spec} but no CUDA device is available; use trainer.device=auto or cpu")
     visible = torch.cuda.device_count()
     if world_size > 1 and local_rank >= visible:
-        raise ConfigError(f"local rank {local_rank} has no GPU of its own ({visible} visible on this node); set "
-                          f"trainer.devices to at most the GPUs per node ({visible})")
+        raise ConfigError(
+            f"local rank {local_rank} has no GPU of its own ({visible} visible on this node); set "
+            f"trainer.devices to at most the GPUs per node ({visible})"
+        )
     return torch.device("cuda", local_rank % visible)
 
 
@@ -137,13 +152,26 @@ def init_world(launch: Launch, device_spec: str = "auto", timeout_s: float = 180
         torch.cuda.set_device(device)
     timeout = datetime.timedelta(seconds=float(timeout_s))
     if not dist.is_initialized():
-        dist.init_process_group(backend, init_method=f"tcp://{launch.master_addr}:{launch.master_port}",
-                                rank=launch.rank, world_size=launch.world_size, timeout=timeout)
+        dist.init_process_group(
+            backend,
+            init_method=f"tcp://{launch.master_addr}:{launch.master_port}",
+            rank=launch.rank,
+            world_size=launch.world_size,
+            timeout=timeout,
+        )
     # The loss's gathers run inside backward, beside DDP's own bucket all-reduces: a group of their own keeps the
     # two streams of collectives from being paired with each other.
     group = dist.new_group(backend=backend, timeout=timeout)
-    return World(rank=launch.rank, world_size=launch.world_size, local_rank=launch.local_rank, device=device,
-                 backend=backend, group=group, source=launch.source, timeout_s=float(timeout_s))
+    return World(
+        rank=launch.rank,
+        world_size=launch.world_size,
+        local_rank=launch.local_rank,
+        device=device,
+        backend=backend,
+        group=group,
+        source=launch.source,
+        timeout_s=float(timeout_s),
+    )
 
 
 def close_world(world: World) -> None:
@@ -152,9 +180,12 @@ def close_world(world: World) -> None:
 
 
 # What the backends say when a peer is gone (gloo: the socket closed or the read timed out; NCCL: the watchdog).
-_LOST = re.compile(r"Connection closed by peer|Connection reset by peer|Broken pipe|Timed out|timed out|[Tt]imeout|"
-                   r"NCCL (?:error|communicator was aborted)|ProcessGroup\w* (?:is )?(?:aborted|terminated)|"
-                   r"Socket Timeout", re.ASCII)
+_LOST = re.compile(
+    r"Connection closed by peer|Connection reset by peer|Broken pipe|Timed out|timed out|[Tt]imeout|"
+    r"NCCL (?:error|communicator was aborted)|ProcessGroup\w* (?:is )?(?:aborted|terminated)|"
+    r"Socket Timeout",
+    re.ASCII,
+)
 
 
 def lost_peer(exc: BaseException, world: World) -> RankLostError | None:
@@ -165,5 +196,7 @@ def lost_peer(exc: BaseException, world: World) -> RankLostError | None:
     if not _LOST.search(text):
         return None
     detail = re.sub(r"^\[[^\]]*\]\s*", "", text.strip().splitlines()[0]).split(". ")[0]
-    return RankLostError(f"rank {world.rank} of {world.world_size}: another process of this run died or stopped "
-                         f"answering ({world.backend}: {detail}); the run is stopped, see the other ranks' logs")
+    return RankLostError(
+        f"rank {world.rank} of {world.world_size}: another process of this run died or stopped "
+        f"answering ({world.backend}: {detail}); the run is stopped, see the other ranks' logs"
+    )

@@ -8,8 +8,16 @@ from harness.evaluation.clustering import nmi, normalized_mutual_info
 from harness.evaluation.retrieval import retrieval_metrics, search_neighbours
 
 
-def evaluate_embeddings(query, query_labels, gallery=None, gallery_labels=None, k_list=(1, 2, 4, 8),
-                        metric: str = "ip", with_nmi: bool = True, seed: int = 0) -> dict:
+def evaluate_embeddings(
+    query,
+    query_labels,
+    gallery=None,
+    gallery_labels=None,
+    k_list=(1, 2, 4, 8),
+    metric: str = "ip",
+    with_nmi: bool = True,
+    seed: int = 0,
+) -> dict:
     """Every metric of the harness for one set of embeddings (queries searched among themselves, or in a gallery)."""
     out = retrieval_metrics(query, query_labels, gallery, gallery_labels, k_list=tuple(k_list), metric=metric)
     if with_nmi:

@@ -11,8 +11,15 @@ def kmeans_assign(x, k: int, seed: int = 0, niter: int = 20) -> np.ndarray:
     # min_points_per_centroid=1: faiss only compares it with n / k to print "please provide at least N training
     # points" to stderr (every evaluation of a few-shot set such as Omniglot); the clustering is bit-identical
     # (tests/test_metrics.py). max_points_per_centroid, which does subsample, keeps faiss's default.
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, verbose=False, min_points_per_centroid=1,
-                      gpu=faiss.get_num_gpus() > 0 if hasattr(faiss, "StandardGpuResources") else False)
+    km = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=niter,
+        seed=seed,
+        verbose=False,
+        min_points_per_centroid=1,
+        gpu=faiss.get_num_gpus() > 0 if hasattr(faiss, "StandardGpuResources") else False,
+    )
     km.train(x)
     _, assign = km.index.search(x, 1)
     return assign[:, 0]

@@ -113,7 +113,11 @@ def logsumexp(v: np.ndarray) -> float:
 def collapse_diagnostics(z: np.ndarray, labels: np.ndarray) -> dict:
     """Every diagnostic above for embeddings ``z`` (n x d) with class ``labels`` (n,)."""
     zn = normalize_rows(z)
-    out = {"coding_rate": coding_rate_of(zn), "coding_rate_eps": DIAGNOSTIC_EPS, "rho_spectrum": rho_spectrum(zn),
-           "uniformity": uniformity(zn)}
+    out = {
+        "coding_rate": coding_rate_of(zn),
+        "coding_rate_eps": DIAGNOSTIC_EPS,
+        "rho_spectrum": rho_spectrum(zn),
+        "uniformity": uniformity(zn),
+    }
     out.update(class_distances(zn, labels))
     return out

@@ -32,16 +32,16 @@ class Embedded:
 
 @dataclass
 class Evaluator:
-    k: tuple                     # Recall@K list
-    metric: str = "ip"           # faiss search: ip | l2
-    nmi: bool = True             # NMI on test (and on validation when val_nmi)
+    k: tuple  # Recall@K list
+    metric: str = "ip"  # faiss search: ip | l2
+    nmi: bool = True  # NMI on test (and on validation when val_nmi)
     val_nmi: bool = True
-    seed: int = 0                # k-means seed
+    seed: int = 0  # k-means seed
     batch_size: int = 512
     num_workers: int = 0
     device: torch.device = torch.device("cpu")
     amp: str = "off"
-    world: World = World()       # the processes of a data-parallel run (one by default)
+    world: World = World()  # the processes of a data-parallel run (one by default)
 
     def embed(self, model, evalset) -> Embedded:
         q, ql = self.embed_split(model, evalset.query)
@@ -59,9 +59,18 @@ class Evaluator:
         return on_main(compute, self.world)
 
     def score(self, emb: Embedded, with_nmi: bool = True) -> dict:
-        return self.on_main(lambda: evaluate_embeddings(
-            emb.query, emb.query_labels, emb.gallery, emb.gallery_labels, k_list=self.k, metric=self.metric,
-            with_nmi=with_nmi and self.nmi, seed=self.seed))
+        return self.on_main(
+            lambda: evaluate_embeddings(
+                emb.query,
+                emb.query_labels,
+                emb.gallery,
+                emb.gallery_labels,
+                k_list=self.k,
+                metric=self.metric,
+                with_nmi=with_nmi and self.nmi,
+                seed=self.seed,
+            )
+        )
 
     def evaluate(self, model, evalset) -> dict:
         """Every metric (NMI when ``nmi``)."""
@@ -82,8 +91,11 @@ class Evaluator:
     @staticmethod
     def raw(evalset) -> Embedded:
         """The raw inputs of a vector dataset, L2-normalised: the baseline a trained embedding must beat."""
+
         def flat(ds):
             return None if ds is None else normalize_rows(ds.inputs.flatten(1).numpy(), np.float32)
+
         gallery = evalset.gallery
-        return Embedded(flat(evalset.query), evalset.query.labels, flat(gallery),
-                        gallery.labels if gallery is not None else None)
+        return Embedded(
+            flat(evalset.query), evalset.query.labels, flat(gallery), gallery.labels if gallery is not None else None
+        )

@@ -33,9 +33,9 @@ def import_faiss():
 @dataclass(frozen=True)
 class FaissBuild:
     version: str
-    gpu_build: bool              # compiled with GPU support (faiss.StandardGpuResources exists)
-    gpus: int                    # GPUs faiss can see (0 for the CPU build)
-    distributions: tuple         # the pip distributions that installed a `faiss` module (one, normally)
+    gpu_build: bool  # compiled with GPU support (faiss.StandardGpuResources exists)
+    gpus: int  # GPUs faiss can see (0 for the CPU build)
+    distributions: tuple  # the pip distributions that installed a `faiss` module (one, normally)
 
     @property
     def searches_on(self) -> str:
@@ -47,8 +47,10 @@ class FaissBuild:
         if len(self.distributions) < 2:
             return None
         keep = "gpu" if self.gpu_build else "cpu"
-        return (f"{' and '.join(self.distributions)} are all installed and overwrite each other's `faiss` module; "
-                f"keep one: pip uninstall -y {' '.join(self.distributions)} && pip install -e '.[{keep}]'")
+        return (
+            f"{' and '.join(self.distributions)} are all installed and overwrite each other's `faiss` module; "
+            f"keep one: pip uninstall -y {' '.join(self.distributions)} && pip install -e '.[{keep}]'"
+        )
 
     def describe(self) -> str:
         dist = "+".join(self.distributions) or "not from pip"
@@ -68,5 +70,6 @@ def faiss_build() -> FaissBuild:
             pass
     gpu_build = hasattr(faiss, "StandardGpuResources")
     gpus = int(faiss.get_num_gpus()) if gpu_build else 0
-    return FaissBuild(version=str(getattr(faiss, "__version__", "?")), gpu_build=gpu_build, gpus=gpus,
-                      distributions=tuple(installed))
+    return FaissBuild(
+        version=str(getattr(faiss, "__version__", "?")), gpu_build=gpu_build, gpus=gpus, distributions=tuple(installed)
+    )

@@ -60,7 +60,8 @@ def note_cpu_fallback() -> None:
 
     if torch.cuda.is_available():
         logging.getLogger("harness").info(
-            f"faiss has no GPU support here: exact searches run on the CPU (for faiss-gpu: {GPU_INSTALL})")
+            "faiss has no GPU support here: exact searches run on the CPU (for faiss-gpu: %s)", GPU_INSTALL
+        )
 
 
 def search_neighbours(query, k: int, gallery=None, metric: str = "ip") -> np.ndarray:

@@ -34,14 +34,28 @@ def pictures_at_end(run_dir, parts, fitted, map_method: str = "umap") -> list:
         inspection = inspection_of(run_dir, parts, fitted.test, fitted.init_test)
         return make_pictures(run_dir, device=str(parts.device), map_method=map_method, inspection=inspection)
     except Exception as err:
-        log.warning("pictures not drawn (%s: %s); draw them later with python -m harness.inspect %s",
-                    type(err).__name__, str(err).splitlines()[0] if str(err) else "", run_dir)
+        log.warning(
+            "pictures not drawn (%s: %s); draw them later with python -m harness.inspect %s",
+            type(err).__name__,
+            str(err).splitlines()[0] if str(err) else "",
+            run_dir,
+        )
         return []
 
 
-def make_pictures(run_dir, out=None, device: str = "cpu", only=PICTURES, map_method: str = "umap", k: int = 8,
-                  n_worst: int = 4, n_random: int = 4, max_points: int = 3000, seed: int | None = None,
-                  inspection=None) -> list:
+def make_pictures(
+    run_dir,
+    out=None,
+    device: str = "cpu",
+    only=PICTURES,
+    map_method: str = "umap",
+    k: int = 8,
+    n_worst: int = 4,
+    n_random: int = 4,
+    max_points: int = 3000,
+    seed: int | None = None,
+    inspection=None,
+) -> list:
     """Draw the pictures of one run (from ``inspection`` when given, else loaded from ``run_dir``); return the
     paths written."""
     from harness.errors import ConfigError
@@ -61,13 +75,23 @@ def make_pictures(run_dir, out=None, device: str = "cpu", only=PICTURES, map_met
     if "retrieval_grid" in only:
         from harness.inspect.grid import retrieval_grid
 
-        written.append(retrieval_grid(inspection, out / "retrieval_grid.png", k=k, n_worst=n_worst,
-                                      n_random=n_random, seed=seed, metric=metric))
+        written.append(
+            retrieval_grid(
+                inspection,
+                out / "retrieval_grid.png",
+                k=k,
+                n_worst=n_worst,
+                n_random=n_random,
+                seed=seed,
+                metric=metric,
+            )
+        )
     if "embedding_map" in only:
         from harness.inspect.embedding_map import embedding_map
 
-        written.append(embedding_map(inspection, out / "embedding_map.png", method=map_method,
-                                     max_points=max_points, seed=seed))
+        written.append(
+            embedding_map(inspection, out / "embedding_map.png", method=map_method, max_points=max_points, seed=seed)
+        )
     if "spectrum" in only:
         from harness.inspect.spectrum import spectrum
 

@@ -10,8 +10,10 @@ from harness.inspect import PICTURES, make_pictures
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m harness.inspect",
-                                description="Pictures of a finished run, written into RUN_DIR/pictures/ (PNG).")
+    p = argparse.ArgumentParser(
+        prog="python -m harness.inspect",
+        description="Pictures of a finished run, written into RUN_DIR/pictures/ (PNG).",
+    )
     p.add_argument("run_dir", help="a run directory: results/runs/<dataset>/<run>")
     p.add_argument("--only", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}")
     p.add_argument("--map", default="umap", choices=["umap", "pca"], help="embedding map projection (default umap)")
@@ -31,9 +33,17 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
-        paths = make_pictures(args.run_dir, out=args.out, device=args.device,
-                              only=[p for p in args.only.split(",") if p], map_method=args.map, k=args.k,
-                              n_worst=args.worst, n_random=args.random, max_points=args.max_points)
+        paths = make_pictures(
+            args.run_dir,
+            out=args.out,
+            device=args.device,
+            only=[p for p in args.only.split(",") if p],
+            map_method=args.map,
+            k=args.k,
+            n_worst=args.worst,
+            n_random=args.random,
+            max_points=args.max_points,
+        )
     except HarnessError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

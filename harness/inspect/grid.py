@@ -61,21 +61,31 @@ def draw_cell(ax, image, cmap, colour: str, caption: str, width: float = 4.0) ->
         spine.set_visible(False)
     h, w = image.shape[:2]
     ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor=colour, linewidth=width, clip_on=False))
-    ax.set_xlabel(caption, fontsize=7 if "\n" in caption else 8, labelpad=2, linespacing=1.0, color=colour if colour != QUERY else "black")
+    ax.set_xlabel(
+        caption,
+        fontsize=7 if "\n" in caption else 8,
+        labelpad=2,
+        linespacing=1.0,
+        color=colour if colour != QUERY else "black",
+    )
 
 
 def run_title(inspection) -> str:
     """dataset, loss, regularizer and seed of the run, and its test MAP@R."""
     rec = inspection.record
-    parts = [f"{rec[k]}" if k == "dataset" else f"{k}={rec[k]}" for k in ("dataset", "loss", "regularizer", "seed")
-             if k in rec]
+    parts = [
+        f"{rec[k]}" if k == "dataset" else f"{k}={rec[k]}"
+        for k in ("dataset", "loss", "regularizer", "seed")
+        if k in rec
+    ]
     if rec.get("test/map@r") is not None:
         parts.append(f"test MAP@R {rec['test/map@r']:.3f}")
     return ", ".join(parts) or inspection.run_dir.name
 
 
-def retrieval_grid(inspection, path: Path, k: int = 8, n_worst: int = 4, n_random: int = 4, seed: int = 0,
-                   metric: str = "ip") -> Path:
+def retrieval_grid(
+    inspection, path: Path, k: int = 8, n_worst: int = 4, n_random: int = 4, seed: int = 0, metric: str = "ip"
+) -> Path:
     idx, ap = neighbours_and_ap(inspection, k, metric)
     worst, sample = pick_queries(ap, n_worst, n_random, seed)
     rows = [("worst", q) for q in worst] + [("random", q) for q in sample]
@@ -89,8 +99,14 @@ def retrieval_grid(inspection, path: Path, k: int = 8, n_worst: int = 4, n_rando
     for row, (kind, q) in enumerate(rows):
         ax = fig.add_subplot(grid[row, 0])
         draw_cell(ax, *thumbnail(inspection.query, q), QUERY, names[int(q_labels[q])], width=2.0)
-        ax.set_ylabel(f"{'worst' if kind == 'worst' else 'random'}\nAP@R {ap[q]:.2f}", fontsize=8, rotation=0,
-                      ha="right", va="center", labelpad=4)
+        ax.set_ylabel(
+            f"{'worst' if kind == 'worst' else 'random'}\nAP@R {ap[q]:.2f}",
+            fontsize=8,
+            rotation=0,
+            ha="right",
+            va="center",
+            labelpad=4,
+        )
         if row == 0:
             ax.set_title("query", fontsize=9)
         for j, g in enumerate(idx[q]):
@@ -99,6 +115,9 @@ def retrieval_grid(inspection, path: Path, k: int = 8, n_worst: int = 4, n_rando
             draw_cell(ax, *thumbnail(gallery, g), SAME if same else OTHER, names[int(g_labels[g])])
             if row == 0:
                 ax.set_title(f"#{j + 1}", fontsize=9)
-    fig.suptitle(f"Top-{k} test retrievals: {run_title(inspection)}\n{len(worst)} worst queries by AP@R, "
-                 f"{len(sample)} at random; frame green = same class as the query, red = another class; caption: class", fontsize=9)
+    fig.suptitle(
+        f"Top-{k} test retrievals: {run_title(inspection)}\n{len(worst)} worst queries by AP@R, "
+        f"{len(sample)} at random; frame green = same class as the query, red = another class; caption: class",
+        fontsize=9,
+    )
     return save(fig, path)

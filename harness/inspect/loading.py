@@ -24,9 +24,9 @@ from harness.evaluation.evaluator import Embedded
 class Inspection:
     run_dir: Path
     record: dict
-    config: object                 # the run's saved config (OmegaConf)
-    test: object                   # the test split (EvalSet: queries, and a gallery for In-Shop)
-    evaluator: object              # the run's Evaluator (embeds on the chosen device)
+    config: object  # the run's saved config (OmegaConf)
+    test: object  # the test split (EvalSet: queries, and a gallery for In-Shop)
+    evaluator: object  # the run's Evaluator (embeds on the chosen device)
     class_names: dict = field(default_factory=dict)
     trained: Embedded | None = None
     untrained: Embedded | None = None
@@ -65,8 +65,14 @@ def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Ins
     cfg = OmegaConf.load(run_dir / "config.yaml")
     parts = build(cfg, torch.device(device))  # seeded as the run was: parts.model is its epoch-0 network
     run = load_run(run_dir, device=device)
-    out = Inspection(run_dir, records.read_record(run_dir) or {}, cfg, parts.data.test, parts.evaluator,
-                     dict(parts.data.class_names or {}))
+    out = Inspection(
+        run_dir,
+        records.read_record(run_dir) or {},
+        cfg,
+        parts.data.test,
+        parts.evaluator,
+        dict(parts.data.class_names or {}),
+    )
     out.trained = out.embed(run.model)
     out.untrained = out.embed(parts.model) if untrained else None
     return out
@@ -79,8 +85,16 @@ def inspection_of(run_dir, parts, trained: Embedded, untrained: Embedded | None)
 
     run_dir = Path(run_dir)
     evaluator = replace(parts.evaluator, world=World())  # rank 0 alone draws: embeds without its peers
-    out = Inspection(run_dir, records.read_record(run_dir) or {}, parts.cfg, parts.data.test, evaluator,
-                     dict(parts.data.class_names or {}), trained, untrained)
+    out = Inspection(
+        run_dir,
+        records.read_record(run_dir) or {},
+        parts.cfg,
+        parts.data.test,
+        evaluator,
+        dict(parts.data.class_names or {}),
+        trained,
+        untrained,
+    )
     if out.untrained is None:
         out.untrained = out.embed(build(parts.cfg, parts.device).model)
     return out

@@ -54,15 +54,20 @@ def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True)
     for i, other in enumerate(regularizer_siblings(inspection.run_dir) if siblings else []):
         run = load_run(other, device=device)
         name = identity.group_choice(run.cfg, "regularizer")
-        curves.append((f"trained, regularizer={name}", inspection.embed(run.model).query,
-                       dict(color=f"C{i + 1}", linewidth=1.6)))
+        curves.append(
+            (f"trained, regularizer={name}", inspection.embed(run.model).query, dict(color=f"C{i + 1}", linewidth=1.6))
+        )
 
     fig = new_figure(5.2, 3.6)
     ax = fig.subplots()
     for label, z, style in curves:
         s = singular_values(z)
-        ax.plot(np.arange(1, len(s) + 1), s / s.sum(), label=f"{label} (R = {coding_rate_of(normalize_rows(z)):.1f})",
-                **style)
+        ax.plot(
+            np.arange(1, len(s) + 1),
+            s / s.sum(),
+            label=f"{label} (R = {coding_rate_of(normalize_rows(z)):.1f})",
+            **style,
+        )
     ax.set_yscale("log")
     ax.set_xlabel("index i of the singular value")
     ax.set_ylabel(r"normalised singular value $\sigma_i\,/\,\Sigma_j\,\sigma_j$")
@@ -70,6 +75,8 @@ def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True)
     ax.legend(title="test embeddings (R = coding rate)")
     n, d = inspection.trained.query.shape
     rec = inspection.record
-    ax.set_title(f"Spectrum of the test embeddings (n = {n}, d = {d})\n"
-                 f"{rec.get('dataset', '')}, loss={rec.get('loss', '?')}, seed={rec.get('seed', '?')}")
+    ax.set_title(
+        f"Spectrum of the test embeddings (n = {n}, d = {d})\n"
+        f"{rec.get('dataset', '')}, loss={rec.get('loss', '?')}, seed={rec.get('seed', '?')}"
+    )
     return save(fig, path)

@@ -9,9 +9,16 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-FONT = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
-        "ytick.labelsize": 8, "figure.titlesize": 11}
-SAME, OTHER, QUERY = "#1a9850", "#d73027", "#4a4a4a"   # green / red borders; the query's own frame
+FONT = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "figure.titlesize": 11,
+}
+SAME, OTHER, QUERY = "#1a9850", "#d73027", "#4a4a4a"  # green / red borders; the query's own frame
 DPI = 110
 
 
@@ -41,6 +48,7 @@ def class_colours(labels, seed: int = 0, most: int = 20) -> dict:
 
 def short_caption(name: str, width: int = 14) -> str:
     """A class name in at most two short lines under a thumbnail ("Sanskrit/character08" -> two lines)."""
+
     def cut(text):
         text = text.replace("_", " ").strip()
         return text if len(text) <= width else text[: width - 1] + "…"

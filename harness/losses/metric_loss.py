@@ -24,8 +24,16 @@ _PROXY_ATTRS = (("proxies", False), ("W", True), ("fc", True))
 
 
 class MetricLoss(nn.Module):
-    def __init__(self, name: str, loss: nn.Module, miner=None, weight: float = 1.0, lr_mult: float = 1.0,
-                 proxy_init_std: float | None = None, weight_decay: float | None = None):
+    def __init__(
+        self,
+        name: str,
+        loss: nn.Module,
+        miner=None,
+        weight: float = 1.0,
+        lr_mult: float = 1.0,
+        proxy_init_std: float | None = None,
+        weight_decay: float | None = None,
+    ):
         super().__init__()
         self.name = name
         self.loss = loss
@@ -40,8 +48,10 @@ class MetricLoss(nn.Module):
         if proxy_init_std is not None:
             found = self._proxy_param()
             if found is None or not proxy_init_std > 0:
-                raise ConfigError(f"loss.proxy_init_std={proxy_init_std}: needs a proxy-based loss and a value > 0 "
-                                  f"(e.g. 0.125), or null for the loss's own initialisation")
+                raise ConfigError(
+                    f"loss.proxy_init_std={proxy_init_std}: needs a proxy-based loss and a value > 0 "
+                    f"(e.g. 0.125), or null for the loss's own initialisation"
+                )
             with torch.no_grad():
                 found[0].normal_(0.0, float(proxy_init_std))  # from torch's global generator, seeded by the run
 

@@ -27,8 +27,14 @@ class MixedContrastive(SoftLabelLoss):
         super().__init__()
         self.pos_margin, self.neg_margin = float(pos_margin), float(neg_margin)
 
-    def forward(self, anchors: torch.Tensor, examples: torch.Tensor, y: torch.Tensor,
-                mask: torch.Tensor | None = None, counts: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        anchors: torch.Tensor,
+        examples: torch.Tensor,
+        y: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        counts: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """As SoftLabelLoss, or with ``counts`` (n, k): how many times each anchor-example pair occurs (0: not
         at all), as if the pair were repeated in the lists being averaged (the authors' Metrix pairing)."""
         if counts is None:

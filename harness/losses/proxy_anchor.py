@@ -32,8 +32,10 @@ AVERAGES = ("proxies", "samples")
 class ProxyAnchorLoss(losses.ProxyAnchorLoss):
     def __init__(self, *args, average_positives_over: str = "proxies", **kwargs):
         if average_positives_over not in AVERAGES:
-            raise ConfigError(f"loss.loss.average_positives_over={average_positives_over!r} is unknown; "
-                              f"use one of {', '.join(AVERAGES)}")
+            raise ConfigError(
+                f"loss.loss.average_positives_over={average_positives_over!r} is unknown; "
+                f"use one of {', '.join(AVERAGES)}"
+            )
         super().__init__(*args, **kwargs)
         self.average_positives_over = average_positives_over
 

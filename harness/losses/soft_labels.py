@@ -33,8 +33,9 @@ class SoftLabelLoss(nn.Module):
     """Base of the mixed losses: ``forward(anchors (n, d), examples (k, d), y (n, k), mask (n, k) bool)``, where
     ``mask`` keeps the anchor-example pairs that exist (default: all); subclasses score the weighted pairs."""
 
-    def forward(self, anchors: torch.Tensor, examples: torch.Tensor, y: torch.Tensor,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, anchors: torch.Tensor, examples: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return self.pair_loss(anchors, examples, *soft_weights(y, mask))
 
     def pair_loss(self, anchors, examples, w_pos: torch.Tensor, w_neg: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,15 @@ from harness.models.batchnorm import set_batchnorm_mode
 log = logging.getLogger(__name__)
 
 
-def timm_backbone(model_name: str, pretrained: bool = False, weights: str | None = None, batchnorm: str = "train",
-                  in_chans: int = 3, frozen_bn: bool | None = None, **kwargs) -> nn.Module:
+def timm_backbone(
+    model_name: str,
+    pretrained: bool = False,
+    weights: str | None = None,
+    batchnorm: str = "train",
+    in_chans: int = 3,
+    frozen_bn: bool | None = None,
+    **kwargs,
+) -> nn.Module:
     """``timm.create_model(model_name, num_classes=0, ...)`` plus local weights and frozen BatchNorm.
 
     Extra keyword arguments go to timm (e.g. ``img_size`` for a ViT at another resolution,
@@ -39,14 +46,19 @@ def timm_backbone(model_name: str, pretrained: bool = False, weights: str | None
     import timm
 
     if pretrained and weights:
-        raise ConfigError("backbone.pretrained=true and backbone.weights are both set; keep one "
-                          "(weights=/path/file for a local state dict)")
+        raise ConfigError(
+            "backbone.pretrained=true and backbone.weights are both set; keep one "
+            "(weights=/path/file for a local state dict)"
+        )
     if model_name not in timm.list_models() and model_name.split(".")[0] not in timm.list_models():
-        raise ConfigError(f"backbone.model_name={model_name!r} is not a timm model; list them with "
-                          f"python -c \"import timm; print(timm.list_models('*resnet*'))\"")
+        raise ConfigError(
+            f"backbone.model_name={model_name!r} is not a timm model; list them with "
+            f"python -c \"import timm; print(timm.list_models('*resnet*'))\""
+        )
     try:
-        model = timm.create_model(model_name, pretrained=bool(pretrained), num_classes=0, in_chans=int(in_chans),
-                                  **kwargs)
+        model = timm.create_model(
+            model_name, pretrained=bool(pretrained), num_classes=0, in_chans=int(in_chans), **kwargs
+        )
     except (OSError, RuntimeError) as err:
         if not pretrained:
             raise
@@ -60,7 +72,9 @@ def timm_backbone(model_name: str, pretrained: bool = False, weights: str | None
         load_local_weights(model, str(weights), int(in_chans))
     if frozen_bn is not None:
         if frozen_bn and batchnorm != "train":
-            raise ConfigError("backbone.frozen_bn and backbone.batchnorm are both set; keep batchnorm (train|eval|frozen)")
+            raise ConfigError(
+                "backbone.frozen_bn and backbone.batchnorm are both set; keep batchnorm (train|eval|frozen)"
+            )
         batchnorm = "frozen" if frozen_bn else batchnorm
     return set_batchnorm_mode(model, batchnorm)
 
@@ -76,7 +90,9 @@ def load_local_weights(model: nn.Module, path: str, in_chans: int) -> None:
     try:
         state = load_state_dict(path, weights_only=True)  # also unwraps {"state_dict": ...} / {"model": ...}
     except Exception as err:  # noqa: BLE001 - pickle, zip and safetensors errors differ
-        raise ConfigError(f"backbone.weights={path} is not a loadable state dict ({type(err).__name__}: {err})") from None
+        raise ConfigError(
+            f"backbone.weights={path} is not a loadable state dict ({type(err).__name__}: {err})"
+        ) from None
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     heads = cfg.get("classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
@@ -93,14 +109,16 @@ def load_local_weights(model: nn.Module, path: str, in_chans: int) -> None:
     if missing or unexpected:
         raise ConfigError(
             f"backbone.weights={path} does not fit {model.__class__.__name__} "
-            f"({len(missing)} missing tensors, e.g. {missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]}); "
+            f"({len(missing)} missing tensors, e.g. {missing[:2]}; "
+            f"{len(unexpected)} unexpected, e.g. {unexpected[:2]}); "
             f"save the state_dict() of timm.create_model with the same backbone.model_name"
         )
     log.info("backbone weights loaded from %s", path)
 
 
-def accelerate(model: nn.Module, device: torch.device, channels_last="auto", compile: bool = False,
-               cudnn_benchmark: bool = True) -> nn.Module:
+def accelerate(
+    model: nn.Module, device: torch.device, channels_last="auto", compile: bool = False, cudnn_benchmark: bool = True
+) -> nn.Module:
     """The CUDA throughput switches of ``conf/trainer``; none changes the state dict or the checkpoints.
 
     ``channels_last`` (auto: on CUDA) stores conv weights NHWC so cuDNN picks its tensor-core kernels

@@ -38,8 +38,11 @@ class EvalStatsBatchNorm3d(_EvalStats, nn.BatchNorm3d):
     pass
 
 
-_EVAL_CLASSES = {nn.BatchNorm1d: EvalStatsBatchNorm1d, nn.BatchNorm2d: EvalStatsBatchNorm2d,
-                 nn.BatchNorm3d: EvalStatsBatchNorm3d}
+_EVAL_CLASSES = {
+    nn.BatchNorm1d: EvalStatsBatchNorm1d,
+    nn.BatchNorm2d: EvalStatsBatchNorm2d,
+    nn.BatchNorm3d: EvalStatsBatchNorm3d,
+}
 
 
 def set_batchnorm_mode(model: nn.Module, mode: str) -> nn.Module:
@@ -54,8 +57,10 @@ def set_batchnorm_mode(model: nn.Module, mode: str) -> nn.Module:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, _EvalStats):
                 if type(m) not in _EVAL_CLASSES:
-                    raise ConfigError(f"backbone.batchnorm=eval handles nn.BatchNorm1d/2d/3d, not {type(m).__name__}; "
-                                      f"use backbone.batchnorm=frozen or train")
+                    raise ConfigError(
+                        f"backbone.batchnorm=eval handles nn.BatchNorm1d/2d/3d, not {type(m).__name__}; "
+                        f"use backbone.batchnorm=frozen or train"
+                    )
                 m.__class__ = _EVAL_CLASSES[type(m)]
                 m.eval()
     return model

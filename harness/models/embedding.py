@@ -22,8 +22,9 @@ HEAD_INITS = ("default", "kaiming_normal_fan_out")
 
 
 class EmbeddingModel(nn.Module):
-    def __init__(self, backbone: nn.Module, embed_dim: int, normalize: bool = True, pooling: str = "avg",
-                 init: str = "default"):
+    def __init__(
+        self, backbone: nn.Module, embed_dim: int, normalize: bool = True, pooling: str = "avg", init: str = "default"
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"head.pooling={pooling!r} is unknown; use one of {', '.join(POOLINGS)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -14,7 +13,9 @@ class MLP(nn.Module):
     the embedding head reads. ``num_features`` is its width (timm's convention).
     """
 
-    def __init__(self, in_features: int = 64, hidden: tuple = (256, 256), batchnorm: bool = False, dropout: float = 0.0):
+    def __init__(
+        self, in_features: int = 64, hidden: tuple = (256, 256), batchnorm: bool = False, dropout: float = 0.0
+    ):
         super().__init__()
         layers, width = [], in_features
         for h in hidden:

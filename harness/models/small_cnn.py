@@ -16,7 +16,12 @@ class SmallCNN(nn.Module):
         blocks, c_in = [], in_chans
         for i in range(depth):
             c_out = width * 2 ** min(i, 3)
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            blocks += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             c_in = c_out
         self.net = nn.Sequential(*blocks)
         self.num_features = c_in

@@ -43,15 +43,33 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class AntiCo(Regularizer):
-    def __init__(self, variant: str = "pair", weight: float = 1.0, eps: float = 0.5, gam1: float = 1.0,
-                 gam2: float = 1.0, form: str = "exp", scale: str = "textbook", w_align: float = 0.0035,
-                 align_alpha: float = 32.0, align_delta: float = 0.1, proxy_lr_mult: float = 100.0,
-                 num_classes: int | None = None, embed_dim: int | None = None, dtype: str = "float32",
-                 proxy_init_std: float | None = None, weight_decay: float | None = None):
+    def __init__(
+        self,
+        variant: str = "pair",
+        weight: float = 1.0,
+        eps: float = 0.5,
+        gam1: float = 1.0,
+        gam2: float = 1.0,
+        form: str = "exp",
+        scale: str = "textbook",
+        w_align: float = 0.0035,
+        align_alpha: float = 32.0,
+        align_delta: float = 0.1,
+        proxy_lr_mult: float = 100.0,
+        num_classes: int | None = None,
+        embed_dim: int | None = None,
+        dtype: str = "float32",
+        proxy_init_std: float | None = None,
+        weight_decay: float | None = None,
+    ):
         super().__init__()
         where = f"regularizer.antico_{variant}"
-        for name, value, choices in (("variant", variant, VARIANTS), ("form", form, FORMS),
-                                     ("scale", scale, SCALES), ("dtype", dtype, tuple(DTYPES))):
+        for name, value, choices in (
+            ("variant", variant, VARIANTS),
+            ("form", form, FORMS),
+            ("scale", scale, SCALES),
+            ("dtype", dtype, tuple(DTYPES)),
+        ):
             if value not in choices:
                 raise ConfigError(f"{where}.{name}={value!r} is unknown; use one of {', '.join(choices)}")
         for name, value in (("eps", eps), ("gam1", gam1)):
@@ -60,8 +78,10 @@ class AntiCo(Regularizer):
         if weight < 0 or w_align < 0:
             raise ConfigError(f"{where}.weight={weight} and w_align={w_align} must be >= 0")
         if (proxy_init_std is not None and not proxy_init_std > 0) or (weight_decay is not None and weight_decay < 0):
-            raise ConfigError(f"{where}.proxy_init_std={proxy_init_std} must be > 0 and weight_decay={weight_decay} >= 0 "
-                              f"(or null: the ProxyAnchor initialisation, the optimizer's weight decay)")
+            raise ConfigError(
+                f"{where}.proxy_init_std={proxy_init_std} must be > 0 and weight_decay={weight_decay} >= 0 "
+                f"(or null: the ProxyAnchor initialisation, the optimizer's weight decay)"
+            )
         self.weight_decay = weight_decay
         self.variant, self.form, self.scale, self.dtype = variant, form, scale, DTYPES[dtype]
         self.weight, self.eps, self.gam1, self.gam2 = float(weight), float(eps), float(gam1), float(gam2)
@@ -70,8 +90,12 @@ class AntiCo(Regularizer):
         # the base loss brings proxies of its own.
         self.align = None
         if variant != "pair" and num_classes and embed_dim:
-            self.align = ProxyAnchorLoss(num_classes=int(num_classes), embedding_size=int(embed_dim),
-                                         margin=float(align_delta), alpha=float(align_alpha))
+            self.align = ProxyAnchorLoss(
+                num_classes=int(num_classes),
+                embedding_size=int(embed_dim),
+                margin=float(align_delta),
+                alpha=float(align_alpha),
+            )
             if proxy_init_std is not None:
                 with torch.no_grad():
                     self.align.proxies.normal_(0.0, float(proxy_init_std))
@@ -91,23 +115,32 @@ class AntiCo(Regularizer):
         if base_loss.is_proxy_based:
             self.align = None  # the base loss's proxies are coded; no proxies of our own
             if base_loss.weight == 0 or base_loss.lr_mult == 0 or not base_loss.proxies.requires_grad:
-                raise ConfigError(f"{where} codes the proxies of loss={base_loss.name}, but that loss has weight "
-                                  f"{base_loss.weight} / lr_mult {base_loss.lr_mult}, so its proxies never reach the "
-                                  f"embeddings; give the loss a positive weight and lr_mult, or use regularizer=antico_pair")
+                raise ConfigError(
+                    f"{where} codes the proxies of loss={base_loss.name}, but that loss has weight "
+                    f"{base_loss.weight} / lr_mult {base_loss.lr_mult}, so its proxies never reach the "
+                    f"embeddings; give the loss a positive weight and lr_mult, or use regularizer=antico_pair"
+                )
             return
         if self.align is None:
-            raise ConfigError(f"{where} with the pair-based loss={base_loss.name} needs proxies of its own; set "
-                              f"{where}.num_classes and embed_dim (??? fills them from the data)")
+            raise ConfigError(
+                f"{where} with the pair-based loss={base_loss.name} needs proxies of its own; set "
+                f"{where}.num_classes and embed_dim (??? fills them from the data)"
+            )
         if self.w_align <= 0:
-            raise ConfigError(f"{where} with the pair-based loss={base_loss.name} and w_align=0 leaves its proxies "
-                              f"tied to nothing; set {where}.w_align>0 (e.g. 0.0035), use "
-                              f"regularizer=antico_pair, or a proxy-based loss (loss=proxy_anchor)")
+            raise ConfigError(
+                f"{where} with the pair-based loss={base_loss.name} and w_align=0 leaves its proxies "
+                f"tied to nothing; set {where}.w_align>0 (e.g. 0.0035), use "
+                f"regularizer=antico_pair, or a proxy-based loss (loss=proxy_anchor)"
+            )
 
     def param_groups(self) -> list:
         if self.align is None:
             return []
-        return [with_weight_decay({"name": "proxies", "params": [self.align.proxies], "lr_mult": self.proxy_lr_mult},
-                                  self.weight_decay)]
+        return [
+            with_weight_decay(
+                {"name": "proxies", "params": [self.align.proxies], "lr_mult": self.proxy_lr_mult}, self.weight_decay
+            )
+        ]
 
     # ------------------------------------------------------------------------------------------- the terms
     def forward(self, batch: Batch, base_loss, model=None) -> dict:

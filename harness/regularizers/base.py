@@ -9,7 +9,8 @@ need, passed explicitly:
 gradients flow back through them). In a data-parallel run they are the GLOBAL batch, gathered from every
 process in the 1-process order (see harness/distributed); a regularizer that runs the network again on
 rows of its own making (Metrix's mixtures) computes only ``batch.share(n)`` of them and returns
-``batch.gather(result)``: with one process these are "all rows" and "as is". ``base_loss`` is the run's :class:`~harness.losses.MetricLoss`
+``batch.gather(result)``: with one process these are "all rows" and "as is". ``base_loss`` is the run's
+:class:`~harness.losses.MetricLoss`
 (read its ``proxies`` / ``proxy_labels``). ``model`` is the :class:`~harness.models.EmbeddingModel`
 (Metrix re-embeds mixed inputs or features with it). The returned terms are already weighted; the
 objective is the base loss plus their sum, and the run logs every term by name.
@@ -24,8 +25,8 @@ Two optional hooks:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -43,12 +44,12 @@ def as_is(t: torch.Tensor) -> torch.Tensor:
 class Batch:
     inputs: torch.Tensor
     labels: torch.Tensor
-    features: torch.Tensor      # backbone output before pooling (model.features(inputs))
-    embeddings: torch.Tensor    # model.embed(features)
-    step: int = 0               # global training step (for schedules and seeded randomness)
+    features: torch.Tensor  # backbone output before pooling (model.features(inputs))
+    embeddings: torch.Tensor  # model.embed(features)
+    step: int = 0  # global training step (for schedules and seeded randomness)
     epoch: int = 0
-    share: Callable[[int], slice] = all_rows                  # this process's rows of n rows computed per batch
-    gather: Callable[[torch.Tensor], torch.Tensor] = as_is    # every process's rows, in order, gradients kept
+    share: Callable[[int], slice] = all_rows  # this process's rows of n rows computed per batch
+    gather: Callable[[torch.Tensor], torch.Tensor] = as_is  # every process's rows, in order, gradients kept
 
 
 class Regularizer(nn.Module):
@@ -57,7 +58,7 @@ class Regularizer(nn.Module):
     lr_mult: float = 1.0
     weight_decay: float | None = None
     reads: frozenset = frozenset()  # Batch fields read besides labels and embeddings ("inputs", "features"):
-                                    # a data-parallel run gathers only these from the other processes
+    # a data-parallel run gathers only these from the other processes
 
     def check_compatible(self, base_loss) -> None:  # noqa: D401 - hook
         return None
@@ -65,7 +66,11 @@ class Regularizer(nn.Module):
     def param_groups(self) -> list:
         params = [p for p in self.parameters() if p.requires_grad]
         name = type(self).__name__.lower()
-        return [with_weight_decay({"name": name, "params": params, "lr_mult": self.lr_mult}, self.weight_decay)] if params else []
+        return (
+            [with_weight_decay({"name": name, "params": params, "lr_mult": self.lr_mult}, self.weight_decay)]
+            if params
+            else []
+        )
 
     def forward(self, batch: Batch, base_loss: nn.Module, model: nn.Module) -> dict:
         raise NotImplementedError

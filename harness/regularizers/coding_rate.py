@@ -30,8 +30,9 @@ def gram_scale(n: int, d: int, eps: float, gam1: float, scale: str = "textbook")
     raise ValueError(f"scale must be one of {SCALES}, not {scale!r}")
 
 
-def coding_rate(z: torch.Tensor, eps: float = 0.5, gam1: float = 1.0, scale: str = "textbook",
-                dtype: torch.dtype | None = None) -> torch.Tensor:
+def coding_rate(
+    z: torch.Tensor, eps: float = 0.5, gam1: float = 1.0, scale: str = "textbook", dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """R(Z) of the rows of ``z`` (n x d, differentiable), as a 0-d tensor of dtype float32 or ``dtype``."""
     n, d = z.shape
     work = dtype or (torch.float64 if z.dtype == torch.float64 else torch.float32)

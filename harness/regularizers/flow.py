@@ -26,6 +26,7 @@ CONDITIONINGS = ("dense", "start", "mid", "end")
 
 def mlp_subnet(depth: int, width: int):
     """A FrEIA subnet constructor: ``(dims_in, dims_out) -> Linear, ReLU, ..., Linear`` with ``depth`` layers."""
+
     def build(dims_in: int, dims_out: int) -> nn.Sequential:
         sizes = [dims_in] + [width] * (depth - 1) + [dims_out]
         layers = []
@@ -34,6 +35,7 @@ def mlp_subnet(depth: int, width: int):
                 layers.append(nn.ReLU())
             layers.append(nn.Linear(a, b))
         return nn.Sequential(*layers)
+
     return build
 
 
@@ -44,8 +46,15 @@ def conditioned_blocks(blocks: int, conditioning: str) -> set:
     return {"dense": set(range(blocks)), "start": {0}, "mid": {blocks // 2}, "end": {blocks - 1}}[conditioning]
 
 
-def build_conditional_flow(dim: int, cond_dim: int, blocks: int = 5, depth: int = 8, width: int = 128,
-                           clamp: float = 2.0, conditioning: str = "dense") -> Ff.SequenceINN:
+def build_conditional_flow(
+    dim: int,
+    cond_dim: int,
+    blocks: int = 5,
+    depth: int = 8,
+    width: int = 128,
+    clamp: float = 2.0,
+    conditioning: str = "dense",
+) -> Ff.SequenceINN:
     """A FrEIA ``SequenceINN`` on ``dim``-vectors conditioned on ``cond_dim``-vectors (one condition tensor)."""
     if dim < 2:
         raise ConfigError(f"the flow needs an embedding of at least 2 dimensions (got {dim}); raise head.embed_dim")

@@ -25,7 +25,8 @@ Two quirks of the authors' code are options, for the contrastive loss (their onl
 Levels: ``input`` re-embeds mixed inputs, ``model(mix(x, x'))``; ``feature`` mixes the backbone's
 output before pooling, ``model.embed(mix(f, f'))`` (the paper's "Metrix", its best); ``embedding``
 mixes embeddings and re-normalises them. In a data-parallel run the pairs are drawn from the global
-batch and each process re-embeds its share of the mixtures (``batch.share`` / ``batch.gather``). The randomness (mode, lambda) comes from torch's global CPU
+batch and each process re-embeds its share of the mixtures (``batch.share`` / ``batch.gather``).
+The randomness (mode, lambda) comes from torch's global CPU
 generator, seeded by the run and saved in checkpoints, so runs and resumes repeat exactly.
 """
 
@@ -48,9 +49,18 @@ MODES = ("pos_neg", "anchor_neg")
 
 
 class Metrix(Regularizer):
-    def __init__(self, level: str = "feature", weight: float = 0.4, beta_a: float = 2.0, beta_b: float = 2.0,
-                 modes=MODES, negatives: int | None = None, positives: str = "all", negative_index: str = "own",
-                 anchor_neg_weight: float | None = None):
+    def __init__(
+        self,
+        level: str = "feature",
+        weight: float = 0.4,
+        beta_a: float = 2.0,
+        beta_b: float = 2.0,
+        modes=MODES,
+        negatives: int | None = None,
+        positives: str = "all",
+        negative_index: str = "own",
+        anchor_neg_weight: float | None = None,
+    ):
         super().__init__()
         modes = tuple(modes)
         if level not in LEVELS:
@@ -58,13 +68,17 @@ class Metrix(Regularizer):
         if not modes or any(m not in MODES for m in modes):
             raise ConfigError(f"metrix modes={list(modes)} must be a non-empty list of {', '.join(MODES)}")
         if weight < 0 or beta_a <= 0 or beta_b <= 0 or (anchor_neg_weight is not None and anchor_neg_weight < 0):
-            raise ConfigError(f"metrix needs weight, anchor_neg_weight >= 0 and beta_a, beta_b > 0 "
-                              f"(got {weight}, {anchor_neg_weight}, {beta_a}, {beta_b})")
+            raise ConfigError(
+                f"metrix needs weight, anchor_neg_weight >= 0 and beta_a, beta_b > 0 "
+                f"(got {weight}, {anchor_neg_weight}, {beta_a}, {beta_b})"
+            )
         if negatives is not None and int(negatives) < 1:
             raise ConfigError(f"metrix negatives={negatives} must be >= 1, or null for all negatives")
         if positives not in POSITIVES or negative_index not in NEGATIVE_INDEX:
-            raise ConfigError(f"metrix positives={positives!r} / negative_index={negative_index!r}: use positives "
-                              f"{' | '.join(POSITIVES)} and negative_index {' | '.join(NEGATIVE_INDEX)}")
+            raise ConfigError(
+                f"metrix positives={positives!r} / negative_index={negative_index!r}: use positives "
+                f"{' | '.join(POSITIVES)} and negative_index {' | '.join(NEGATIVE_INDEX)}"
+            )
         if negative_index != "own" and negatives is None:
             raise ConfigError("metrix negative_index=pair_list_position picks the hardest negatives; set negatives=1")
         self.level, self.weight, self.modes = level, float(weight), modes
@@ -77,8 +91,10 @@ class Metrix(Regularizer):
     def check_compatible(self, base_loss) -> None:
         mixed = mixed_loss_for(base_loss)
         if (self.positives, self.negative_index) != ("all", "own") and not isinstance(mixed, MixedContrastive):
-            raise ConfigError("metrix positives=first and negative_index=pair_list_position reproduce the authors' code, "
-                              "which has the contrastive loss only; use loss=contrastive or the defaults (all, own)")
+            raise ConfigError(
+                "metrix positives=first and negative_index=pair_list_position reproduce the authors' code, "
+                "which has the contrastive loss only; use loss=contrastive or the defaults (all, own)"
+            )
 
     def forward(self, batch: Batch, base_loss, model) -> dict:
         mixed_loss = mixed_loss_for(base_loss)
@@ -127,20 +143,26 @@ def mixed_loss_for(base_loss):
     if isinstance(loss, losses.ContrastiveLoss):
         d = loss.distance
         if not (type(d) is distances.LpDistance and d.p == 2 and d.power == 1 and d.normalize_embeddings):
-            raise ConfigError("Metrix's mixed contrastive loss uses the Euclidean distance of normalised embeddings; "
-                              "set the contrastive loss's distance to LpDistance(p=2, power=1, normalize_embeddings=true)")
+            raise ConfigError(
+                "Metrix's mixed contrastive loss uses the Euclidean distance of normalised embeddings; "
+                "set the contrastive loss's distance to LpDistance(p=2, power=1, normalize_embeddings=true)"
+            )
         return MixedContrastive(pos_margin=loss.pos_margin, neg_margin=loss.neg_margin)
     if isinstance(loss, (losses.MultiSimilarityLoss, losses.ProxyAnchorLoss)):
         d = loss.distance
         if not (type(d) is distances.CosineSimilarity and d.normalize_embeddings):
-            raise ConfigError(f"Metrix's mixed {type(loss).__name__} uses the cosine similarity; "
-                              f"keep that loss's default distance (CosineSimilarity)")
+            raise ConfigError(
+                f"Metrix's mixed {type(loss).__name__} uses the cosine similarity; "
+                f"keep that loss's default distance (CosineSimilarity)"
+            )
         if isinstance(loss, losses.MultiSimilarityLoss):
             return MixedMultiSimilarity(alpha=loss.alpha, beta=loss.beta, base=loss.base)
         return MixedProxyAnchor(margin=loss.margin, alpha=loss.alpha)
     name = getattr(base_loss, "name", type(loss).__name__)
-    raise ConfigError(f"Metrix mixes the contrastive, multi-similarity and Proxy Anchor losses only, not {name}; "
-                      f"use loss=contrastive, loss=multi_similarity or loss=proxy_anchor")
+    raise ConfigError(
+        f"Metrix mixes the contrastive, multi-similarity and Proxy Anchor losses only, not {name}; "
+        f"use loss=contrastive, loss=multi_similarity or loss=proxy_anchor"
+    )
 
 
 def mixup_positivity(anchor_labels, first_labels, second_labels, lam: float) -> torch.Tensor:
@@ -150,4 +172,3 @@ def mixup_positivity(anchor_labels, first_labels, second_labels, lam: float) -> 
     if second_labels is not None:
         y = y + (1 - lam) * (anchor_labels[:, None] == second_labels[None, :]).double()
     return y
-

@@ -34,21 +34,33 @@ NEGATIVE_INDEX = ("own", "pair_list_position")
 
 @dataclass
 class Mixtures:
-    first: torch.Tensor      # (M,) index of x in the batch
-    second: torch.Tensor     # (M,) index of x'
-    counts: torch.Tensor     # (B, M) how often each anchor meets each mixture (float)
+    first: torch.Tensor  # (M,) index of x in the batch
+    second: torch.Tensor  # (M,) index of x'
+    counts: torch.Tensor  # (B, M) how often each anchor meets each mixture (float)
 
 
-def pick_mixtures(embeddings: torch.Tensor, labels: torch.Tensor, mode: str, negatives: int | None = None,
-                  positives: str = "all", negative_index: str = "own") -> Mixtures:
+def pick_mixtures(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    mode: str,
+    negatives: int | None = None,
+    positives: str = "all",
+    negative_index: str = "own",
+) -> Mixtures:
     n, device = len(labels), labels.device
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(n, dtype=torch.bool, device=device)
     neg = ~same
     has_pos = pos.any(dim=1)
     anchors = has_pos if mode == "pos_neg" else ~has_pos
-    ca, cs = chosen_negatives(embeddings, neg, anchors, negatives, negative_index,
-                              list_rows=torch.ones_like(anchors) if mode == "pos_neg" else anchors)
+    ca, cs = chosen_negatives(
+        embeddings,
+        neg,
+        anchors,
+        negatives,
+        negative_index,
+        list_rows=torch.ones_like(anchors) if mode == "pos_neg" else anchors,
+    )
 
     if mode == "anchor_neg":
         ta, tx, ts, tc = ca, ca, cs, torch.ones_like(ca, dtype=torch.float64)
@@ -74,7 +86,7 @@ def chosen_negatives(embeddings, neg, anchors, negatives, negative_index, list_r
     z = F.normalize(embeddings.detach(), dim=1)
     sim = (z @ z.T).masked_fill(~candidates, float("-inf"))
     top = sim.topk(min(int(negatives), sim.shape[1]), dim=1)
-    keep = torch.isfinite(top.values)          # rows with fewer negatives than asked
+    keep = torch.isfinite(top.values)  # rows with fewer negatives than asked
     rows = torch.arange(len(neg), device=neg.device)[:, None].expand_as(top.indices)
     ca, cs = rows[keep], top.indices[keep]
     if negative_index == "own":

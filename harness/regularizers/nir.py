@@ -53,14 +53,27 @@ PROXY_LOSSES = "proxy_anchor, proxy_nca, normalized_softmax, soft_triple or arcf
 
 
 class NIR(Regularizer):
-    def __init__(self, embed_dim: int, weight: float = 1.0, lr_mult: float = 50.0, blocks: int = 5, depth: int = 8,
-                 width: int = 128, clamp: float = 2.0, conditioning: str = "dense", multi_proxy: str = "nearest",
-                 form: str = "exp", weight_decay: float | None = None):
+    def __init__(
+        self,
+        embed_dim: int,
+        weight: float = 1.0,
+        lr_mult: float = 50.0,
+        blocks: int = 5,
+        depth: int = 8,
+        width: int = 128,
+        clamp: float = 2.0,
+        conditioning: str = "dense",
+        multi_proxy: str = "nearest",
+        form: str = "exp",
+        weight_decay: float | None = None,
+    ):
         super().__init__()
         if form not in FORMS:
             raise ConfigError(f"regularizer.nir.form={form!r} is unknown; use one of {', '.join(FORMS)}")
         if multi_proxy not in MULTI_PROXY:
-            raise ConfigError(f"regularizer.nir.multi_proxy={multi_proxy!r} is unknown; use one of {', '.join(MULTI_PROXY)}")
+            raise ConfigError(
+                f"regularizer.nir.multi_proxy={multi_proxy!r} is unknown; use one of {', '.join(MULTI_PROXY)}"
+            )
         if weight < 0:
             raise ConfigError(f"regularizer.nir.weight={weight} must be >= 0")
         self.embed_dim = int(embed_dim)
@@ -71,23 +84,35 @@ class NIR(Regularizer):
         self.weight_decay = weight_decay  # the flow's group; None: the optimizer's weight decay
         self.form = form
         self.multi_proxy = multi_proxy
-        self.flow = build_conditional_flow(self.embed_dim, self.embed_dim, blocks=blocks, depth=depth, width=width,
-                                           clamp=clamp, conditioning=conditioning)
+        self.flow = build_conditional_flow(
+            self.embed_dim,
+            self.embed_dim,
+            blocks=blocks,
+            depth=depth,
+            width=width,
+            clamp=clamp,
+            conditioning=conditioning,
+        )
 
     def check_compatible(self, base_loss) -> None:
         if not base_loss.is_proxy_based:
-            raise ConfigError(f"regularizer nir conditions its flow on class proxies, but loss={base_loss.name} has none; "
-                              f"use a proxy-based loss: loss={PROXY_LOSSES}")
+            raise ConfigError(
+                f"regularizer nir conditions its flow on class proxies, but loss={base_loss.name} has none; "
+                f"use a proxy-based loss: loss={PROXY_LOSSES}"
+            )
         dim = base_loss.proxies.shape[1]
         if dim != self.embed_dim:
-            raise ConfigError(f"regularizer.nir.embed_dim={self.embed_dim} differs from the loss's proxies ({dim}); "
-                              f"leave it ??? (filled from head.embed_dim)")
+            raise ConfigError(
+                f"regularizer.nir.embed_dim={self.embed_dim} differs from the loss's proxies ({dim}); "
+                f"leave it ??? (filled from head.embed_dim)"
+            )
 
-    def conditions(self, proxies: torch.Tensor, proxy_labels: torch.Tensor, embeddings: torch.Tensor,
-                   labels: torch.Tensor) -> torch.Tensor:
+    def conditions(
+        self, proxies: torch.Tensor, proxy_labels: torch.Tensor, embeddings: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """The normalised proxy of each sample's class, (n, d); see ``multi_proxy`` for several per class."""
         p = F.normalize(proxies, dim=-1)
-        same_class = labels[:, None] == proxy_labels[None, :]            # (n, P)
+        same_class = labels[:, None] == proxy_labels[None, :]  # (n, P)
         if self.multi_proxy == "mean":
             summed = same_class.to(p.dtype) @ p
             return F.normalize(summed, dim=-1)
@@ -112,5 +137,6 @@ class NIR(Regularizer):
                 raise NonFiniteLossError(
                     f"NIR: exp(1/2||z||^2 - log|det J|) is not finite at step {batch.step} (largest exponent "
                     f"{a.detach().max().item():.4g}); set regularizer.nir.form=log_mean_exp (stable, same minimisers), "
-                    f"or lower regularizer.nir.lr_mult / optimizer.lr")
+                    f"or lower regularizer.nir.lr_mult / optimizer.lr"
+                )
         return {"nir": self.weight * loss}

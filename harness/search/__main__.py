@@ -30,8 +30,10 @@ def main(argv=None) -> int:
         try:
             study = optuna.load_study(study_name=search.study_name, storage=storage)
         except KeyError:
-            raise ConfigError(f"the storage of {args.study_dir} holds no study {search.study_name!r}; run the search "
-                              f"command first (python run.py -m sweep=<search>)") from None
+            raise ConfigError(
+                f"the storage of {args.study_dir} holds no study {search.study_name!r}; run the search "
+                f"command first (python run.py -m sweep=<search>)"
+            ) from None
         write_reports(study, search)
     except HarnessError as err:
         print(f"error: {redact_text(str(err))}", file=sys.stderr)

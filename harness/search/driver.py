@@ -1,10 +1,10 @@
 """The search command: what ``python run.py -m sweep=<search>`` does once Hydra hands it to the sweeper.
 
-    read the search (sweeper config + command line) -> check that a trial's config composes
-    create or load the study (resume: the total counts over every call, never per call)
-    launch min(n_workers, trials still missing) workers with the configured Hydra launcher and wait;
-    if a worker died (kill -9, pre-emption), launch again until the study holds its total
-    write the reports (best.yaml, trials.csv, plots) beside the study
+read the search (sweeper config + command line) -> check that a trial's config composes
+create or load the study (resume: the total counts over every call, never per call)
+launch min(n_workers, trials still missing) workers with the configured Hydra launcher and wait;
+if a worker died (kill -9, pre-emption), launch again until the study holds its total
+write the reports (best.yaml, trials.csv, plots) beside the study
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from harness.search.worker import work
 log = logging.getLogger("harness.search")
 
 MAX_IDLE_ROUNDS = 2  # launches in a row that finish no trial: the workers are broken, stop and say where to look
-IN_PROCESS_LAUNCHERS = ("hydra_plugins.harness_launchers.launchers.LocalLauncher",
-                        "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
+IN_PROCESS_LAUNCHERS = (
+    "hydra_plugins.harness_launchers.launchers.LocalLauncher",
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+)
 
 
 def run_search(spec: dict, arguments: list, hydra_context, config: DictConfig) -> dict:
@@ -41,15 +43,27 @@ def run_search(spec: dict, arguments: list, hydra_context, config: DictConfig) -
     check_trial_config(search, hydra_context.config_loader, config)
     study = create_study(search)
     atomic_write_yaml(Path(search.study_dir) / SEARCH_FILE, describe(search))
-    log.info("study %s in %s: %d/%d finished; objective %s (%s); searching %s", search.study_name,
-             storage_label(search), len(tally(study.get_trials(deepcopy=False)).done), search.n_trials,
-             search.objective, search.direction, ", ".join(param_name(k) for k in search.space))
+    log.info(
+        "study %s in %s: %d/%d finished; objective %s (%s); searching %s",
+        search.study_name,
+        storage_label(search),
+        len(tally(study.get_trials(deepcopy=False)).done),
+        search.n_trials,
+        search.objective,
+        search.direction,
+        ", ".join(param_name(k) for k in search.space),
+    )
     if search.n_workers > 1 and OmegaConf.select(config, "hydra.launcher._target_") in IN_PROCESS_LAUNCHERS:
-        log.info("hydra/launcher=local runs the %d workers one after another in this process; use "
-                 "hydra/launcher=submitit_local (or slurm) for parallel workers", search.n_workers)
+        log.info(
+            "hydra/launcher=local runs the %d workers one after another in this process; use "
+            "hydra/launcher=submitit_local (or slurm) for parallel workers",
+            search.n_workers,
+        )
     launcher = Plugins.instance().instantiate_launcher(
-        hydra_context=hydra_context, config=config,
-        task_function=partial(work, search=search, master_config=config, config_loader=hydra_context.config_loader))
+        hydra_context=hydra_context,
+        config=config,
+        task_function=partial(work, search=search, master_config=config, config_loader=hydra_context.config_loader),
+    )
     first_job, idle = 0, 0
     while True:
         done = len(tally(study.get_trials(deepcopy=False)).done)
@@ -63,8 +77,10 @@ def run_search(spec: dict, arguments: list, hydra_context, config: DictConfig) -
         progressed = len(tally(study.get_trials(deepcopy=False)).done) > done
         idle = 0 if progressed else idle + 1
         if idle >= MAX_IDLE_ROUNDS:
-            raise HarnessError(f"{idle} launches of search workers finished no trial ({'; '.join(errors) or 'no error'}); "
-                               f"see the worker logs under {config.hydra.sweep.dir}")
+            raise HarnessError(
+                f"{idle} launches of search workers finished no trial ({'; '.join(errors) or 'no error'}); "
+                f"see the worker logs under {config.hydra.sweep.dir}"
+            )
     return write_reports(study, search)
 
 
@@ -78,7 +94,7 @@ def launch(launcher, job_overrides: list, first_job: int) -> list:
     for ret in returns:
         if ret.status == JobStatus.FAILED:
             try:
-                ret.return_value  # re-raises the job's exception
+                _ = ret.return_value  # re-raises the job's exception
             except Exception as err:
                 errors.append(f"{type(err).__name__}: {err}")
     return errors
@@ -100,8 +116,13 @@ def build_search(spec: dict, arguments: list, config: DictConfig) -> Search:
     unknown = set(spec) - known - {"params", "_target_", "_recursive_"}
     if unknown:
         raise ConfigError(f"hydra.sweeper has unknown keys {sorted(unknown)}; known: {sorted(known | {'params'})}")
-    search = Search(space=space, fixed=fixed + cli_fixed, objective=selection.key,
-                    direction=selection.direction, **{k: v for k, v in spec.items() if k in known})
+    search = Search(
+        space=space,
+        fixed=fixed + cli_fixed,
+        objective=selection.key,
+        direction=selection.direction,
+        **{k: v for k, v in spec.items() if k in known},
+    )
     check_search(search)
     return search
 
@@ -137,16 +158,18 @@ def describe(search: Search) -> dict:
 def read_search(study_dir: Path) -> Search:
     path = Path(study_dir) / SEARCH_FILE
     if not path.exists():
-        raise ConfigError(f"{path} does not exist; give the study directory a search wrote "
-                          f"(results/search/<study_name>)")
+        raise ConfigError(
+            f"{path} does not exist; give the study directory a search wrote (results/search/<study_name>)"
+        )
     try:
         data = yaml.safe_load(path.read_text())
         data["space"] = {key: json_to_distribution(json.dumps(d)) for key, d in data["space"].items()}
         data["study_dir"] = str(Path(study_dir))
         return Search(**data)
     except (yaml.YAMLError, TypeError, KeyError, ValueError, AttributeError) as err:
-        raise ConfigError(f"{path} is damaged ({type(err).__name__}); run the search command again to rewrite "
-                          f"it") from None
+        raise ConfigError(
+            f"{path} is damaged ({type(err).__name__}); run the search command again to rewrite it"
+        ) from None
 
 
 def atomic_write_yaml(path: Path, data: dict) -> None:

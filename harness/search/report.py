@@ -26,8 +26,8 @@ from optuna.trial import TrialState
 
 from harness.io import atomic_write_text
 from harness.redact import redact
-from harness.search.study import Search, counted, fail_reason, retry_root, storage_label, tally
 from harness.search.space import param_name
+from harness.search.study import Search, counted, fail_reason, retry_root, storage_label, tally
 
 log = logging.getLogger("harness.search")
 
@@ -55,11 +55,18 @@ def trials_frame(trials) -> pd.DataFrame:
     live = {t.number for t in counted(trials)}
     rows = []
     for t in trials:
-        row = {"number": t.number, "state": t.state.name, "value": t.value, "counted": t.number in live,
-               "retry_of": retry_root(t) if t.system_attrs.get("retry_history") else None,
-               "last_step": t.last_step, "fail_reason": fail_reason(t),
-               "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete,
-               "duration_s": t.duration.total_seconds() if t.duration else None}
+        row = {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value,
+            "counted": t.number in live,
+            "retry_of": retry_root(t) if t.system_attrs.get("retry_history") else None,
+            "last_step": t.last_step,
+            "fail_reason": fail_reason(t),
+            "datetime_start": t.datetime_start,
+            "datetime_complete": t.datetime_complete,
+            "duration_s": t.duration.total_seconds() if t.duration else None,
+        }
         row.update({f"params_{k}": v for k, v in t.params.items()})
         row.update({f"user_attrs_{k}": v for k, v in t.user_attrs.items() if k != "fail_reason"})
         rows.append(redact(row))
@@ -68,24 +75,37 @@ def trials_frame(trials) -> pd.DataFrame:
 
 def best_summary(study: optuna.Study, search: Search) -> dict:
     counts = tally(study.get_trials(deepcopy=False))
-    summary = {"study": search.study_name, "storage": storage_label(search), "objective": search.objective,
-               "direction": search.direction, "n_trials": search.n_trials,
-               "finished": {s.name: sum(t.state == s for t in counts.done) for s in
-                            (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}}
+    summary = {
+        "study": search.study_name,
+        "storage": storage_label(search),
+        "objective": search.objective,
+        "direction": search.direction,
+        "n_trials": search.n_trials,
+        "finished": {
+            s.name: sum(t.state == s for t in counts.done)
+            for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        },
+    }
     try:
         best = study.best_trial
     except ValueError:  # no COMPLETE trial yet
         summary["best"] = None
         return summary
-    summary["best"] = {"number": best.number, "value": float(best.value), "params": dict(best.params),
-                       **{k: v for k, v in best.user_attrs.items() if k not in ("worker",)}}
+    summary["best"] = {
+        "number": best.number,
+        "value": float(best.value),
+        "params": dict(best.params),
+        **{k: v for k, v in best.user_attrs.items() if k not in ("worker",)},
+    }
     return summary
 
 
 def format_status(study: optuna.Study, search: Search, best: dict) -> str:
     counts = tally(study.get_trials(deepcopy=False))
-    lines = [f"study {search.study_name} ({storage_label(search)}): {len(counts.done)}/{search.n_trials} finished "
-             f"({', '.join(f'{k.lower()} {v}' for k, v in best['finished'].items())}), {len(counts.running)} running"]
+    lines = [
+        f"study {search.study_name} ({storage_label(search)}): {len(counts.done)}/{search.n_trials} finished "
+        f"({', '.join(f'{k.lower()} {v}' for k, v in best['finished'].items())}), {len(counts.running)} running"
+    ]
     if best.get("best"):
         b = best["best"]
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items())

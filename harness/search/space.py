@@ -48,16 +48,19 @@ def parse_override(line: str) -> Override:
     try:
         return OverridesParser.create().parse_override(line)
     except HydraException as err:
-        raise ConfigError(f"cannot parse search parameter '{line}': {err}; use Hydra's sweep syntax, e.g. "
-                          f"key=tag(log, interval(0.01, 2.0))") from None
+        raise ConfigError(
+            f"cannot parse search parameter '{line}': {err}; use Hydra's sweep syntax, e.g. "
+            f"key=tag(log, interval(0.01, 2.0))"
+        ) from None
 
 
 def distribution_for(override: Override, line: str) -> BaseDistribution:
     value = override.value()
     tags = set(getattr(value, "tags", set()) or set())
     if tags - {"log"}:
-        raise ConfigError(f"'{line}': unknown tag {sorted(tags - {'log'})}; the only tag is log, "
-                          f"e.g. tag(log, interval(1e-4, 1e-1))")
+        raise ConfigError(
+            f"'{line}': unknown tag {sorted(tags - {'log'})}; the only tag is log, e.g. tag(log, interval(1e-4, 1e-1))"
+        )
     log = "log" in tags
     if isinstance(value, IntervalSweep):
         low, high = value.start, value.end
@@ -80,11 +83,15 @@ def distribution_for(override: Override, line: str) -> BaseDistribution:
     if isinstance(value, (ChoiceSweep, RangeSweep)):
         choices = list(override.sweep_iterator())
         if not all(isinstance(c, SCALARS) for c in choices):
-            raise ConfigError(f"'{line}': choice values must be scalars (str, int, float, bool), got "
-                              f"{[type(c).__name__ for c in choices]}")
+            raise ConfigError(
+                f"'{line}': choice values must be scalars (str, int, float, bool), got "
+                f"{[type(c).__name__ for c in choices]}"
+            )
         return CategoricalDistribution(choices)
-    raise ConfigError(f"'{line}': {type(value).__name__} is not supported; use interval, tag(log, interval), "
-                      f"int(interval), range or choice")
+    raise ConfigError(
+        f"'{line}': {type(value).__name__} is not supported; use interval, tag(log, interval), "
+        f"int(interval), range or choice"
+    )
 
 
 def param_name(key: str) -> str:
@@ -96,11 +103,13 @@ def suggest(trial, key: str, distribution: BaseDistribution):
     """Ask the trial for a value of one parameter (a retried trial returns its fixed value)."""
     name = param_name(key)
     if isinstance(distribution, FloatDistribution):
-        return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log,
-                                   step=distribution.step)
+        return trial.suggest_float(
+            name, distribution.low, distribution.high, log=distribution.log, step=distribution.step
+        )
     if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log,
-                                 step=distribution.step)
+        return trial.suggest_int(
+            name, distribution.low, distribution.high, log=distribution.log, step=distribution.step
+        )
     return trial.suggest_categorical(name, distribution.choices)
 
 

@@ -50,16 +50,16 @@ class Search:
 
     study_name: str
     study_dir: str
-    objective: str                 # record key optimised, e.g. val/map@r (the run's selection metric)
-    direction: str                 # maximize | minimize
-    space: dict                    # override key -> optuna distribution
-    fixed: list                    # overrides every trial gets (the command line's plain ones)
-    n_trials: int = 20             # the study's total, counted over every call
+    objective: str  # record key optimised, e.g. val/map@r (the run's selection metric)
+    direction: str  # maximize | minimize
+    space: dict  # override key -> optuna distribution
+    fixed: list  # overrides every trial gets (the command line's plain ones)
+    n_trials: int = 20  # the study's total, counted over every call
     n_workers: int = 2
     storage: str = "sqlite"
     storage_env: str = "HARNESS_OPTUNA_STORAGE"
-    sampler: dict | None = None    # {_target_: optuna.samplers.TPESampler, ...}
-    pruner: dict | None = None     # {_target_: optuna.pruners.MedianPruner, ...}; None: never prune
+    sampler: dict | None = None  # {_target_: optuna.samplers.TPESampler, ...}
+    pruner: dict | None = None  # {_target_: optuna.pruners.MedianPruner, ...}; None: never prune
     heartbeat_interval: int = 10
     grace_period: int = 30
     max_retry: int | None = 2
@@ -75,14 +75,20 @@ def check_search(search: Search) -> None:
     if int(search.n_trials) < 1 or int(search.n_workers) < 1:
         raise ConfigError(f"hydra.sweeper.n_trials={search.n_trials} and n_workers={search.n_workers} must be >= 1")
     if not search.space:
-        raise ConfigError("the search space is empty; set hydra.sweeper.params, e.g. "
-                          "regularizer.antico_pair.eps: tag(log, interval(0.01, 2.0))")
+        raise ConfigError(
+            "the search space is empty; set hydra.sweeper.params, e.g. "
+            "regularizer.antico_pair.eps: tag(log, interval(0.01, 2.0))"
+        )
     if int(search.heartbeat_interval) < 1 or int(search.grace_period) <= int(search.heartbeat_interval):
-        raise ConfigError(f"hydra.sweeper.grace_period={search.grace_period} must exceed "
-                          f"heartbeat_interval={search.heartbeat_interval} (>= 1 s), e.g. 3x")
+        raise ConfigError(
+            f"hydra.sweeper.grace_period={search.grace_period} must exceed "
+            f"heartbeat_interval={search.heartbeat_interval} (>= 1 s), e.g. 3x"
+        )
     if search.storage == "env" and not os.environ.get(search.storage_env):
-        raise ConfigError(f"hydra.sweeper.storage=env but ${search.storage_env} is not set; export it as a "
-                          f"database URL, e.g. postgresql://user:password@host/optuna")
+        raise ConfigError(
+            f"hydra.sweeper.storage=env but ${search.storage_env} is not set; export it as a "
+            f"database URL, e.g. postgresql://user:password@host/optuna"
+        )
 
 
 # ----------------------------------------------------------------------------------------------- storage
@@ -142,14 +148,23 @@ def open_storage(search: Search):
             url = f"sqlite:///{Path(search.study_dir).resolve() / 'study.db'}"
         # a generous SQLite lock timeout: several workers write trials and heartbeats to one file
         engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-        return rdb_storage(url, storage_label(search), engine_kwargs=engine, heartbeat_stale_trial_callback=retry,
-                           **beat)
+        return rdb_storage(
+            url, storage_label(search), engine_kwargs=engine, heartbeat_stale_trial_callback=retry, **beat
+        )
 
 
 # the pip package of each database driver SQLAlchemy may import (by the module name it failed to import)
-DRIVER_PACKAGES = {"psycopg": '"psycopg[binary]"', "psycopg2": "psycopg2-binary", "pg8000": "pg8000",
-                   "asyncpg": "asyncpg", "MySQLdb": "mysqlclient", "pymysql": "PyMySQL",
-                   "mysql": "mysql-connector-python", "oracledb": "oracledb", "pyodbc": "pyodbc"}
+DRIVER_PACKAGES = {
+    "psycopg": '"psycopg[binary]"',
+    "psycopg2": "psycopg2-binary",
+    "pg8000": "pg8000",
+    "asyncpg": "asyncpg",
+    "MySQLdb": "mysqlclient",
+    "pymysql": "PyMySQL",
+    "mysql": "mysql-connector-python",
+    "oracledb": "oracledb",
+    "pyodbc": "pyodbc",
+}
 
 
 def rdb_storage(url: str, label: str, **kwargs) -> RDBStorage:
@@ -165,11 +180,14 @@ def rdb_storage(url: str, label: str, **kwargs) -> RDBStorage:
         if not module:
             raise
         scheme = url.split(":", 1)[0]
-        raise ConfigError(f"the {scheme} storage in {label} needs the database driver {module!r}, which is not "
-                          f"installed: pip install {DRIVER_PACKAGES.get(module, module)}") from None
+        raise ConfigError(
+            f"the {scheme} storage in {label} needs the database driver {module!r}, which is not "
+            f"installed: pip install {DRIVER_PACKAGES.get(module, module)}"
+        ) from None
     except ArgumentError:
-        raise ConfigError(f"the storage URL in {label} is not a database URL; use e.g. "
-                          f"postgresql://user:password@host:5432/optuna") from None
+        raise ConfigError(
+            f"the storage URL in {label} is not a database URL; use e.g. postgresql://user:password@host:5432/optuna"
+        ) from None
     except SQLAlchemyError as err:
         reason = scrub(redact_text(" ".join(str(getattr(err, "orig", None) or err).split())), url)[:300]
         raise ConfigError(f"cannot open the study storage in {label}: {reason}") from None
@@ -185,12 +203,15 @@ def storage_label(search: Search) -> str:
 
 def create_study(search: Search) -> optuna.Study:
     """Create the study, or load it when it exists (resume); its direction must match the search's."""
-    study = optuna.create_study(study_name=search.study_name, storage=open_storage(search),
-                                direction=search.direction, load_if_exists=True)
+    study = optuna.create_study(
+        study_name=search.study_name, storage=open_storage(search), direction=search.direction, load_if_exists=True
+    )
     if study.direction.name.lower() != search.direction:
-        raise ConfigError(f"study {search.study_name} in {storage_label(search)} was created to "
-                          f"{study.direction.name.lower()} but selection.mode asks to {search.direction}; "
-                          f"use another hydra.sweeper.study_name")
+        raise ConfigError(
+            f"study {search.study_name} in {storage_label(search)} was created to "
+            f"{study.direction.name.lower()} but selection.mode asks to {search.direction}; "
+            f"use another hydra.sweeper.study_name"
+        )
     return study
 
 
@@ -198,8 +219,12 @@ def load_study(search: Search, worker: int = 0) -> optuna.Study:
     """The study as one worker sees it: its own sampler seed (see build_sampler) and the shared pruner."""
     storage = open_storage(search)
     existing = len(optuna.load_study(study_name=search.study_name, storage=storage).get_trials(deepcopy=False))
-    return optuna.load_study(study_name=search.study_name, storage=storage,
-                             sampler=build_sampler(search.sampler, worker, existing), pruner=build_pruner(search.pruner))
+    return optuna.load_study(
+        study_name=search.study_name,
+        storage=storage,
+        sampler=build_sampler(search.sampler, worker, existing),
+        pruner=build_pruner(search.pruner),
+    )
 
 
 def build_sampler(spec: dict | None, worker: int = 0, existing: int = 0):
@@ -221,10 +246,10 @@ def build_pruner(spec: dict | None):
 # ----------------------------------------------------------------------------------------------- counting
 @dataclass
 class Tally:
-    done: list       # COMPLETE, PRUNED and counted FAIL trials
+    done: list  # COMPLETE, PRUNED and counted FAIL trials
     running: list
-    waiting: list    # retries of trials whose worker died, waiting for a worker
-    ignored: list    # retried attempts and surplus trials: not counted
+    waiting: list  # retries of trials whose worker died, waiting for a worker
+    ignored: list  # retried attempts and surplus trials: not counted
 
     @property
     def claimed(self) -> int:
@@ -244,10 +269,12 @@ def counted(trials) -> list:
 def tally(trials) -> Tally:
     live = counted(trials)
     live_numbers = {t.number for t in live}
-    return Tally(done=[t for t in live if t.state.is_finished()],
-                 running=[t for t in live if t.state == TrialState.RUNNING],
-                 waiting=[t for t in live if t.state == TrialState.WAITING],
-                 ignored=[t for t in trials if t.number not in live_numbers])
+    return Tally(
+        done=[t for t in live if t.state.is_finished()],
+        running=[t for t in live if t.state == TrialState.RUNNING],
+        waiting=[t for t in live if t.state == TrialState.WAITING],
+        ignored=[t for t in trials if t.number not in live_numbers],
+    )
 
 
 def is_surplus(trials, number: int, n_trials: int) -> bool:
@@ -282,4 +309,3 @@ def scrub(text: str, url: str) -> str:
     for piece in sorted((p for p in pieces if len(p) >= 2), key=len, reverse=True):
         text = text.replace(piece, "***")
     return text
-

@@ -54,8 +54,9 @@ def work(job_cfg: DictConfig, *, search: Search, master_config: DictConfig, conf
     worker = worker_number()
     study = load_study(search, worker)
     gate = AskGate(search.study_dir)
-    objective = partial(run_trial, search=search, master_config=master_config, config_loader=config_loader,
-                        on_asked=gate.release)
+    objective = partial(
+        run_trial, search=search, master_config=master_config, config_loader=config_loader, on_asked=gate.release
+    )
     started = 0
     while True:
         fail_stale_trials(study)
@@ -68,8 +69,13 @@ def work(job_cfg: DictConfig, *, search: Search, master_config: DictConfig, conf
             try:
                 study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False)
             except (ValueError, UpdateFinishedTrialError) as err:  # our trial was failed while it ran
-                log.warning("worker %d: its trial was failed by another worker (no heartbeat for grace_period=%ss; "
-                            "raise it if this machine stalls that long): %s", worker, search.grace_period, err)
+                log.warning(
+                    "worker %d: its trial was failed by another worker (no heartbeat for grace_period=%ss; "
+                    "raise it if this machine stalls that long): %s",
+                    worker,
+                    search.grace_period,
+                    err,
+                )
             finally:
                 gate.release()
             started += 1
@@ -99,8 +105,9 @@ class AskGate:
             os.close(fd)  # closing the only descriptor drops the lock
 
 
-def run_trial(trial: optuna.Trial, *, search: Search, master_config: DictConfig, config_loader,
-              on_asked=lambda: None) -> float:
+def run_trial(
+    trial: optuna.Trial, *, search: Search, master_config: DictConfig, config_loader, on_asked=lambda: None
+) -> float:
     """The objective: one harness run with the trial's values; its selected validation metric."""
     from harness.task import run
 
@@ -115,7 +122,7 @@ def run_trial(trial: optuna.Trial, *, search: Search, master_config: DictConfig,
     overrides = list(search.fixed) + [format_override(key, value) for key, value in values.items()]
     cfg = compose_trial(config_loader, master_config, overrides, search.study_name, retry_root(frozen))
     trial.set_user_attr("run_dir", str(identity.run_dir_for(cfg)))
-    log.info("trial %d: %s", trial.number, " ".join(overrides[len(search.fixed):]))
+    log.info("trial %d: %s", trial.number, " ".join(overrides[len(search.fixed) :]))
     try:
         record = run(cfg, on_evaluate=partial(report_epoch, trial, search.objective))
     except Exception as err:  # NaN loss, bad config, crash: the trial is FAIL with this reason

@@ -64,8 +64,15 @@ def best_mask(mean: pd.DataFrame, eligible: pd.DataFrame, digits: dict, lower=()
     return bold
 
 
-def build_table(summary: pd.DataFrame, rows: list, cols: list, metrics: list, expected: int, digits: int = 1,
-                scope: str = "test split") -> Table:
+def build_table(
+    summary: pd.DataFrame,
+    rows: list,
+    cols: list,
+    metrics: list,
+    expected: int,
+    digits: int = 1,
+    scope: str = "test split",
+) -> Table:
     mean = pivot(summary, rows, cols, [f"mean/{m}" for m in metrics])
     std = pivot(summary, rows, cols, [f"std/{m}" for m in metrics])
     n = pivot(summary, rows, cols, [f"n/{m}" for m in metrics])
@@ -82,7 +89,11 @@ def build_table(summary: pd.DataFrame, rows: list, cols: list, metrics: list, ex
     bold = best_mask(mean, ~flagged & mean.notna(), col_digits, lower)
     row_n = n.min(axis=1).astype(int)
     seeds = row_n.map(lambda k: str(k) if k >= expected else f"{k}/{expected}")
-    notes = [f"† fewer than {expected} finished seeds (see the seeds column and the problems list)"] if flagged.any().any() else []
+    notes = (
+        [f"† fewer than {expected} finished seeds (see the seeds column and the problems list)"]
+        if flagged.any().any()
+        else []
+    )
     over = f"{expected} seed{'s' * (expected != 1)}" if not flagged.any().any() else f"seeds ({expected} expected)"
     caption = f"mean ± std over {over}, {scope}; best per column in bold"
     return Table(mean, std, bold, flagged, col_digits, seeds, caption, notes)
@@ -97,8 +108,11 @@ def build_delta(table: Table, rows: list, scope: str = "test split", baseline: s
     shared = [i for i, r in enumerate(rows) if r != "regularizer" and not str(r).startswith("config/regularizer")]
     mean = table.mean
     base = {tuple(t[i] for i in shared): t for t in mean.index if t[level] == baseline}
-    pairs = [(t, base[tuple(t[i] for i in shared)]) for t in mean.index
-             if t[level] != baseline and tuple(t[i] for i in shared) in base]
+    pairs = [
+        (t, base[tuple(t[i] for i in shared)])
+        for t in mean.index
+        if t[level] != baseline and tuple(t[i] for i in shared) in base
+    ]
     if not pairs:
         return None
     rows_, bases = [t for t, _ in pairs], [b for _, b in pairs]
@@ -107,13 +121,22 @@ def build_delta(table: Table, rows: list, scope: str = "test split", baseline: s
     delta = frame(mean.loc[rows_].to_numpy() - mean.loc[bases].to_numpy())
     flagged = frame(table.flagged.loc[rows_].to_numpy() | table.flagged.loc[bases].to_numpy())
     none = frame(False)
-    return Table(delta, delta * float("nan"), none, flagged & delta.notna(), table.digits, None,
-                 f"Δ vs. no regularizer (difference of the means over seeds, same base loss), {scope}",
-                 table.notes, signed=True)
+    return Table(
+        delta,
+        delta * float("nan"),
+        none,
+        flagged & delta.notna(),
+        table.digits,
+        None,
+        f"Δ vs. no regularizer (difference of the means over seeds, same base loss), {scope}",
+        table.notes,
+        signed=True,
+    )
 
 
-def build_references(finished: pd.DataFrame, cols: list, metrics: list, digits: int = 1,
-                     scope: str = "test split") -> Table | None:
+def build_references(
+    finished: pd.DataFrame, cols: list, metrics: list, digits: int = 1, scope: str = "test split"
+) -> Table | None:
     """The bars a trained embedding must clear, on the same test split: the raw inputs (vector datasets) and
     the untrained network (per backbone), mean ± std over the same finished runs."""
     parts = []

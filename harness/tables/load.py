@@ -115,12 +115,18 @@ def read_unfinished(run_dir: Path, problems: list) -> dict:
             problems.append(Problem(str(epochs), str(err), "the run is listed without its last epoch"))
         updated = time.time() - epochs.stat().st_mtime
     words = overrides.read_bytes().decode("utf-8", errors="replace").split() if overrides.exists() else []
-    return {**names_from_dir(run_dir), "status": "running", "last_epoch": last_epoch, "updated_s_ago": updated,
-            "overrides": json.dumps(words)}
+    return {
+        **names_from_dir(run_dir),
+        "status": "running",
+        "last_epoch": last_epoch,
+        "updated_s_ago": updated,
+        "overrides": json.dumps(words),
+    }
 
 
 def names_from_dir(run_dir: Path) -> dict:
-    """dataset / loss / regularizer / backbone / seed from ``runs/<dataset>/<loss>__<regs>__<backbone>__<hash>__seed<N>``."""
+    """dataset / loss / regularizer / backbone / seed from the directory name
+    ``runs/<dataset>/<loss>__<regs>__<backbone>__<hash>__seed<N>``."""
     parts = run_dir.name.split("__")
     row = {"name": run_dir.name, "dataset": run_dir.parent.name}
     if len(parts) == 5 and parts[4].startswith("seed") and parts[4][4:].isdigit():
@@ -131,7 +137,7 @@ def names_from_dir(run_dir: Path) -> dict:
 @dataclass
 class Loaded:
     runs: pd.DataFrame  # one row per run directory, ``path`` its directory
-    problems: list      # [Problem]: the records (and epoch logs) that could not be read
+    problems: list  # [Problem]: the records (and epoch logs) that could not be read
 
 
 def load_runs(root, cache: bool = True) -> pd.DataFrame:
@@ -174,7 +180,7 @@ def scan(root, cache: bool = True) -> Loaded:
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     """Give each object column one type (strings, or bools): mixed values become JSON text."""
-    for col in frame.columns[frame.dtypes == object]:
+    for col in frame.columns[frame.dtypes == object]:  # noqa: E721 (a dtype, not a type)
         kinds = {type(v) for v in frame[col] if v is not None and v == v}
         if len(kinds) > 1 or kinds - {str, bool}:
             frame[col] = frame[col].map(lambda v: v if v is None or v != v or isinstance(v, str) else json.dumps(v))

@@ -19,19 +19,42 @@ from harness.tables.select import resolve_column, select_runs
 OPTIONAL = ("references.md", "references.tex", "delta.md", "delta.tex", "paper.md", "paper.tex", "problems.md")
 
 
-def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularizer"), cols=("dataset",),
-                metrics=None, split="test", seeds=None, digits=1, plots=True, xs=(), cache=True,
-                max_curves=24) -> dict:
+def make_tables(
+    roots,
+    out=None,
+    sweep=None,
+    where=(),
+    rows=("loss", "regularizer"),
+    cols=("dataset",),
+    metrics=None,
+    split="test",
+    seeds=None,
+    digits=1,
+    plots=True,
+    xs=(),
+    cache=True,
+    max_curves=24,
+) -> dict:
     """Load, select, aggregate, render and write; returns the rendered texts and the written paths."""
     roots = [Path(r) for r in roots]
     loaded = [scan(r, cache=cache) for r in roots]
     problems = [p for part in loaded for p in part.problems]
     frames = [part.runs for part in loaded if not part.runs.empty]
-    runs = normalise(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(columns=["status", "overrides", "path"])
+    runs = (
+        normalise(pd.concat(frames, ignore_index=True))
+        if frames
+        else pd.DataFrame(columns=["status", "overrides", "path"])
+    )
     runs = select_runs(runs, sweep, where)
-    what = f"{', '.join(map(str, roots))}" + (f" for sweep={sweep}" if sweep else "") + (f" where {' '.join(where)}" if where else "")
+    what = (
+        f"{', '.join(map(str, roots))}"
+        + (f" for sweep={sweep}" if sweep else "")
+        + (f" where {' '.join(where)}" if where else "")
+    )
     if runs.empty and not problems:
-        raise DataError(f"no runs under {what}; run `make run` (or python run.py ...) first, or point at another folder")
+        raise DataError(
+            f"no runs under {what}; run `make run` (or python run.py ...) first, or point at another folder"
+        )
     records_frame = runs[runs["status"] != "running"]
     if not (records_frame["status"] == "finished").any():
         print(problems_markdown(runs, problems) or "")
@@ -42,14 +65,17 @@ def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularize
     rows = [resolve_column(runs, r) for r in rows]
     cols = [resolve_column(runs, c) for c in cols]
     keys = group_keys(records_frame, rows + cols)
-    rows = rows + keys[len(rows) + len(cols):]  # knobs found varying become row columns
+    rows = rows + keys[len(rows) + len(cols) :]  # knobs found varying become row columns
     summary = summarize(runs, keys, metric_cols)
     finished = records_frame[records_frame["status"] == "finished"]
     problems += missing_metrics(finished, keys, metric_cols)
     expected = int(seeds) if seeds else int(summary["n"].max())
     # what every row shares (the split, and the dataset / backbone when they are not columns) goes in captions
-    shared = [str(runs[k].dropna().iloc[0]) for k in ("dataset", "backbone")
-              if k in runs and k not in keys and runs[k].nunique() == 1]
+    shared = [
+        str(runs[k].dropna().iloc[0])
+        for k in ("dataset", "backbone")
+        if k in runs and k not in keys and runs[k].nunique() == 1
+    ]
     scope = ", ".join([f"{split} split", *shared])
     table = build_table(summary, rows, cols, metric_cols, expected, digits, scope)
     delta = build_delta(table, rows, scope)
@@ -58,15 +84,24 @@ def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularize
 
     texts = {"table.md": to_markdown(table), "table.tex": to_latex(table)}
     if references is not None:
-        texts.update({"references.md": to_markdown(references), "references.tex": to_latex(references, "tab:references")})
+        texts.update(
+            {"references.md": to_markdown(references), "references.tex": to_latex(references, "tab:references")}
+        )
     if delta is not None:
         texts.update({"delta.md": to_markdown(delta), "delta.tex": to_latex(delta, "tab:delta")})
     if paper is not None:
-        texts.update({"paper.md": grid_to_markdown(paper, "published vs. reproduced", left=len(keys) + 1),
-                      "paper.tex": grid_to_latex(paper, "published vs. reproduced", "tab:paper")})
+        texts.update(
+            {
+                "paper.md": grid_to_markdown(paper, "published vs. reproduced", left=len(keys) + 1),
+                "paper.tex": grid_to_latex(paper, "published vs. reproduced", "tab:paper"),
+            }
+        )
     counts = runs["status"].value_counts()
-    line = (f"{len(runs)} runs ({', '.join(f'{counts.get(s, 0)} {s}' for s in ('finished', 'failed', 'pruned', 'running'))})"
-            f", {len(summary)} groups, {expected} seeds expected")
+    line = (
+        f"{len(runs)} runs ("
+        f"{', '.join(f'{counts.get(s, 0)} {s}' for s in ('finished', 'failed', 'pruned', 'running'))})"
+        f", {len(summary)} groups, {expected} seeds expected"
+    )
 
     out = Path(out) if out else roots[0] / "tables" / (sweep or "all")
     out.mkdir(parents=True, exist_ok=True)
@@ -80,10 +115,12 @@ def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularize
     if plots:
         from harness.tables.plots import save_plots
 
-        knobs = [resolve_column(runs, x) for x in xs] or [k for k in keys if k.startswith("config/")
-                                                         and pd.api.types.is_numeric_dtype(runs[k])]
-        written += save_plots(runs[runs["status"] == "finished"], keys, knobs, metric_cols, out / "plots",
-                              problems, max_curves=max_curves)
+        knobs = [resolve_column(runs, x) for x in xs] or [
+            k for k in keys if k.startswith("config/") and pd.api.types.is_numeric_dtype(runs[k])
+        ]
+        written += save_plots(
+            runs[runs["status"] == "finished"], keys, knobs, metric_cols, out / "plots", problems, max_curves=max_curves
+        )
     listing = problems_markdown(runs, problems)
     if listing:  # last: the plots may have found an epoch log they could not read
         texts["problems.md"] = listing
@@ -91,6 +128,15 @@ def make_tables(roots, out=None, sweep=None, where=(), rows=("loss", "regularize
         written.append(out / "problems.md")
     for name in set(OPTIONAL) - set(texts):  # a view an earlier call wrote here and this one has not: stale
         (out / name).unlink(missing_ok=True)
-    return {"texts": texts, "line": line, "written": written, "out": out, "runs": runs, "summary": summary,
-            "table": table, "delta": delta, "problems": problems,
-            "problems_line": summary_line(problems, runs, out / "problems.md")}
+    return {
+        "texts": texts,
+        "line": line,
+        "written": written,
+        "out": out,
+        "runs": runs,
+        "summary": summary,
+        "table": table,
+        "delta": delta,
+        "problems": problems,
+        "problems_line": summary_line(problems, runs, out / "problems.md"),
+    }

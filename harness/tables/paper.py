@@ -16,17 +16,24 @@ from harness.tables.build import is_percent, label, sort_key
 from harness.tables.render import Grid, display_name, format_value
 
 META = ("source", "table", "arxiv")  # published.<these> say where the numbers are printed
-AUTHORS = "test_best"                 # record keys of the authors' selection: test_best/<metric>
-OPTIMISTIC = ("‡ optimistic: the authors' selection (test_best/*), each run's best test epoch, a model chosen on "
-              "the test split. Validation selection (test/*): the epoch chosen on the class-disjoint validation "
-              "split. Δ: validation selection - published. Seeds: the runs with validation selection; (N ‡): those "
-              "that recorded the authors' selection, where fewer.")
+AUTHORS = "test_best"  # record keys of the authors' selection: test_best/<metric>
+OPTIMISTIC = (
+    "‡ optimistic: the authors' selection (test_best/*), each run's best test epoch, a model chosen on "
+    "the test split. Validation selection (test/*): the epoch chosen on the class-disjoint validation "
+    "split. Δ: validation selection - published. Seeds: the runs with validation selection; (N ‡): those "
+    "that recorded the authors' selection, where fewer."
+)
 
 
 def published_columns(runs: pd.DataFrame) -> list:
     """``config/published.<metric>`` columns that hold numbers."""
-    return [c for c in runs.columns if c.startswith("config/published.")
-            and c.removeprefix("config/published.") not in META and pd.api.types.is_numeric_dtype(runs[c])]
+    return [
+        c
+        for c in runs.columns
+        if c.startswith("config/published.")
+        and c.removeprefix("config/published.") not in META
+        and pd.api.types.is_numeric_dtype(runs[c])
+    ]
 
 
 def as_printed(value: float, digits: int) -> str:

@@ -23,8 +23,10 @@ def slug(text: str) -> str:
 
 def group_label(keys: list, values) -> str:
     values = values if isinstance(values, tuple) else (values,)
-    return ", ".join(f"{str(k).removeprefix('config/')}={v}" if str(k).startswith("config/") else str(v)
-                     for k, v in zip(keys, values))
+    return ", ".join(
+        f"{str(k).removeprefix('config/')}={v}" if str(k).startswith("config/") else str(v)
+        for k, v in zip(keys, values)
+    )
 
 
 def plot_metric_vs_knob(runs: pd.DataFrame, knob: str, others: list, metrics: list, path: Path) -> Path:
@@ -45,7 +47,9 @@ def plot_metric_vs_knob(runs: pd.DataFrame, knob: str, others: list, metrics: li
             stats = part.groupby(knob)[metric].agg(["mean", "std"]).sort_index()
             x = stats.index.to_numpy(dtype=float)
             ax.plot(x, stats["mean"], marker="o", label=name)
-            ax.fill_between(x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0), alpha=0.2)
+            ax.fill_between(
+                x, stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0), alpha=0.2
+            )
         if log_x:
             ax.set_xscale("log")
         ax.set_xlabel(knob.removeprefix("config/"))
@@ -95,8 +99,16 @@ def plot_training_curves(run_paths, title: str, selection_metric: str, path: Pat
     return path
 
 
-def save_plots(finished: pd.DataFrame, keys: list, knobs: list, metrics: list, out: Path, problems: list,
-               max_curves: int = 24, max_lines: int = 24) -> list:
+def save_plots(
+    finished: pd.DataFrame,
+    keys: list,
+    knobs: list,
+    metrics: list,
+    out: Path,
+    problems: list,
+    max_curves: int = 24,
+    max_lines: int = 24,
+) -> list:
     """Metric-vs-knob plots for each numeric knob (up to ``max_lines`` lines each), and training curves for up
     to ``max_curves`` groups: beyond that a figure helps nobody, and the log says how to narrow the runs."""
     written = []
@@ -104,10 +116,13 @@ def save_plots(finished: pd.DataFrame, keys: list, knobs: list, metrics: list, o
         others = [k for k in keys if k != knob and finished[k].nunique(dropna=False) > 1]
         lines = len(finished.groupby(others, dropna=False)) if others else 1
         if lines > max_lines:
-            log.warning("no plot against %s: %d lines (more than %d); select fewer runs with --where", knob, lines, max_lines)
+            log.warning(
+                "no plot against %s: %d lines (more than %d); select fewer runs with --where", knob, lines, max_lines
+            )
             continue
-        written.append(plot_metric_vs_knob(finished, knob, others, metrics,
-                                           out / f"{slug(knob.removeprefix('config/'))}.png"))
+        written.append(
+            plot_metric_vs_knob(finished, knob, others, metrics, out / f"{slug(knob.removeprefix('config/'))}.png")
+        )
     groups = list(finished.groupby(keys, dropna=False, sort=True))
     if len(groups) > max_curves:
         log.warning("no training curves: %d groups (more than --max-curves %d)", len(groups), max_curves)
@@ -115,8 +130,7 @@ def save_plots(finished: pd.DataFrame, keys: list, knobs: list, metrics: list, o
     for key, part in groups:
         title = group_label(keys, key)
         selection = part["selection/metric"].iloc[0] if "selection/metric" in part else "val/map@r"
-        path = plot_training_curves(part["path"], title, selection, out / "curves" / f"{slug(title)}.png",
-                                    problems)
+        path = plot_training_curves(part["path"], title, selection, out / "curves" / f"{slug(title)}.png", problems)
         if path is not None:
             written.append(path)
     return written

@@ -12,8 +12,18 @@ import pandas as pd
 from harness.tables.render import markdown_grid
 
 STATUSES = ("finished", "failed", "pruned")
-TEXT_KEYS = ("name", "dataset", "backbone", "loss", "regularizer", "config_hash", "selection/metric", "error",
-             "error_file", "run_dir")
+TEXT_KEYS = (
+    "name",
+    "dataset",
+    "backbone",
+    "loss",
+    "regularizer",
+    "config_hash",
+    "selection/metric",
+    "error",
+    "error_file",
+    "run_dir",
+)
 NUMBER_KEYS = ("epochs", "selected_epoch", "pruned_epoch", "wall_time_s", "train_time_s", "attempts")
 METRIC_PREFIXES = ("test/", "val/", "raw/", "init/", "diag/", "test_best/")
 FLAG_KEYS = ("test_best/optimistic",)
@@ -26,9 +36,9 @@ class Unreadable(Exception):
 
 @dataclass(frozen=True)
 class Problem:
-    path: str       # the file: a record.json or an epochs.jsonl
+    path: str  # the file: a record.json or an epochs.jsonl
     reason: str
-    effect: str     # what the tables did with it
+    effect: str  # what the tables did with it
 
 
 def kind(value) -> str:
@@ -91,8 +101,13 @@ def missing_metrics(finished: pd.DataFrame, keys: list, metrics: list) -> list:
         has = finished[metric].notna()
         in_group = has.groupby([finished[k] for k in keys], dropna=False).transform("any")
         for path in finished.loc[~has & in_group, "path"]:
-            found.append(Problem(str(Path(path) / "record.json"), f"finished, but no {metric}",
-                                 "left out of that metric's mean (flagged †)"))
+            found.append(
+                Problem(
+                    str(Path(path) / "record.json"),
+                    f"finished, but no {metric}",
+                    "left out of that metric's mean (flagged †)",
+                )
+            )
     return found
 
 
@@ -110,8 +125,9 @@ def problems_markdown(runs: pd.DataFrame, problems=()) -> str | None:
     parts = []
     if problems:
         body = [[cell(p.path), cell(p.reason), cell(p.effect)] for p in sorted(problems, key=lambda p: p.path)]
-        parts.append("*files with problems*\n\n" + markdown_grid(["file", "problem", "what the tables did"], body,
-                                                                    left=3) + "\n")
+        parts.append(
+            "*files with problems*\n\n" + markdown_grid(["file", "problem", "what the tables did"], body, left=3) + "\n"
+        )
     bad = runs[runs["status"] != "finished"] if "status" in runs else runs.iloc[:0]
     if not bad.empty:
         body = []
@@ -124,13 +140,18 @@ def problems_markdown(runs: pd.DataFrame, problems=()) -> str | None:
                 where = r["path"]
             else:
                 epoch, ago = r.get("last_epoch"), r.get("updated_s_ago")
-                detail = (f"no record.json (running, or killed): last epoch {int(epoch) if pd.notna(epoch) else '-'}, "
-                          f"epoch log updated {ago:.0f}s ago" if pd.notna(ago) else "no record.json (running, or killed)")
+                detail = (
+                    f"no record.json (running, or killed): last epoch {int(epoch) if pd.notna(epoch) else '-'}, "
+                    f"epoch log updated {ago:.0f}s ago"
+                    if pd.notna(ago)
+                    else "no record.json (running, or killed)"
+                )
                 where = r["path"]
             name = r["name"] if present(r, "name") else Path(r["path"]).name
             body.append([r["status"], cell(name), cell(detail), cell(where)])
-        parts.append("*runs that enter no mean*\n\n" + markdown_grid(["status", "run", "detail", "path"], body, left=4)
-                     + "\n")
+        parts.append(
+            "*runs that enter no mean*\n\n" + markdown_grid(["status", "run", "detail", "path"], body, left=4) + "\n"
+        )
     return "\n".join(parts) or None
 
 

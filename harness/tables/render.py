@@ -13,20 +13,22 @@ MISSING = "—"
 @dataclass
 class Table:
     """Aligned frames (index: row keys; columns: (column-key values..., metric label)) ready to render."""
+
     mean: pd.DataFrame
     std: pd.DataFrame
     bold: pd.DataFrame
     flagged: pd.DataFrame
-    digits: dict                        # column -> decimals
-    seeds: pd.Series | None = None      # per row: "3", or "2/3" when short
+    digits: dict  # column -> decimals
+    seeds: pd.Series | None = None  # per row: "3", or "2/3" when short
     caption: str = ""
     notes: list = field(default_factory=list)
-    signed: bool = False                # deltas: +1.2 / -0.4
+    signed: bool = False  # deltas: +1.2 / -0.4
 
 
 @dataclass
 class Grid:
     """A table already in texts: the header, the body rows, the footnotes."""
+
     header: list
     body: list
     notes: list = field(default_factory=list)
@@ -78,10 +80,15 @@ def cells(table: Table, bold, dagger: str, escape=str) -> list:
 def to_markdown(table: Table) -> str:
     shown, title = constant_levels(table)
     names = [display_name(n) for n in table.mean.index.names]
-    header = names + (["seeds"] if table.seeds is not None else []) + [
-        " ".join(str(col[i]) for i in shown) for col in table.mean.columns]
-    body = [[str(v) for v in key] + ([table.seeds.iloc[r]] if table.seeds is not None else []) + line
-            for r, (key, line) in enumerate(zip(table.mean.index, cells(table, lambda t: f"**{t}**", " †")))]
+    header = (
+        names
+        + (["seeds"] if table.seeds is not None else [])
+        + [" ".join(str(col[i]) for i in shown) for col in table.mean.columns]
+    )
+    body = [
+        [str(v) for v in key] + ([table.seeds.iloc[r]] if table.seeds is not None else []) + line
+        for r, (key, line) in enumerate(zip(table.mean.index, cells(table, lambda t: f"**{t}**", " †")))
+    ]
     caption = f"{title}: {table.caption}" if title else table.caption
     grid = markdown_grid(header, body, left=len(names))
     return "\n".join([f"*{caption}*", "", grid, *(f"\n{n}" for n in table.notes)]) + "\n"
@@ -95,9 +102,23 @@ def markdown_grid(header: list, body: list, left: int = 1) -> str:
     return "\n".join([line(header), rule, *map(line, body)])
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
-                 "†": r"$^\dagger$", "‡": r"$^\ddagger$", "Δ": r"$\Delta$", "—": "--"}
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$",
+    "Δ": r"$\Delta$",
+    "—": "--",
+}
 
 
 def escape_latex(text) -> str:
@@ -111,9 +132,14 @@ def to_latex(table: Table, label_name: str = "tab:ablation") -> str:
     names = [escape_latex(display_name(n)) for n in table.mean.index.names]
     lead = len(names)
     columns = [tuple(col[i] for i in shown) for col in table.mean.columns]
-    lines = [r"\begin{table}[t]", r"\centering",
-             f"\\caption{{{escape_latex((title + ': ' if title else '') + table.caption)}}}",
-             f"\\label{{{label_name}}}", f"\\begin{{tabular}}{{{'l' * lead}{'c' * len(columns)}}}", r"\toprule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        f"\\caption{{{escape_latex((title + ': ' if title else '') + table.caption)}}}",
+        f"\\label{{{label_name}}}",
+        f"\\begin{{tabular}}{{{'l' * lead}{'c' * len(columns)}}}",
+        r"\toprule",
+    ]
     for level in range(len(shown) - 1):  # grouped headers: \multicolumn over each run of equal values
         spans, rules, start = [], [], 0
         values = [c[level] for c in columns]
@@ -144,15 +170,28 @@ def to_latex(table: Table, label_name: str = "tab:ablation") -> str:
 
 
 def grid_to_markdown(grid: Grid, caption: str, left: int) -> str:
-    return "\n".join([f"*{caption}*", "", markdown_grid(grid.header, grid.body, left), *(f"\n{n}" for n in grid.notes)]) + "\n"
+    return (
+        "\n".join([f"*{caption}*", "", markdown_grid(grid.header, grid.body, left), *(f"\n{n}" for n in grid.notes)])
+        + "\n"
+    )
 
 
 def grid_to_latex(grid: Grid, caption: str, label_name: str) -> str:
-    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{escape_latex(caption)}}}", f"\\label{{{label_name}}}",
-             f"\\begin{{tabular}}{{{'l' * len(grid.header)}}}", r"\toprule",
-             " & ".join(map(escape_latex, grid.header)) + r" \\", r"\midrule",
-             *(" & ".join(map(escape_latex, row)) + r" \\" for row in grid.body), r"\bottomrule", r"\end{tabular}",
-             *notes_latex(grid.notes), r"\end{table}"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        f"\\caption{{{escape_latex(caption)}}}",
+        f"\\label{{{label_name}}}",
+        f"\\begin{{tabular}}{{{'l' * len(grid.header)}}}",
+        r"\toprule",
+        " & ".join(map(escape_latex, grid.header)) + r" \\",
+        r"\midrule",
+        *(" & ".join(map(escape_latex, row)) + r" \\" for row in grid.body),
+        r"\bottomrule",
+        r"\end{tabular}",
+        *notes_latex(grid.notes),
+        r"\end{table}",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -56,8 +56,10 @@ class Tracker:
 def require(module: str, pip_name: str, logger: str) -> None:
     """A missing client is a configuration error named before anything is built."""
     if importlib.util.find_spec(module) is None:
-        raise ConfigError(f"logger={logger} needs the {module} client: pip install {pip_name} "
-                          f"(or pip install 'dml-harness[trackers]' for every tracker)")
+        raise ConfigError(
+            f"logger={logger} needs the {module} client: pip install {pip_name} "
+            f"(or pip install 'dml-harness[trackers]' for every tracker)"
+        )
 
 
 def run_key(run_dir) -> str:
@@ -76,8 +78,11 @@ def metrics_of(row: dict) -> dict:
 
 def record_results(record: dict, leave_out=frozenset()) -> dict:
     """The numeric results of a record, without the keys in ``leave_out``."""
-    return {k: float(v) for k, v in record.items() if is_number(v) and not k.startswith(NOT_A_RESULT)
-            and k not in ("seed", "epochs") and k not in leave_out}
+    return {
+        k: float(v)
+        for k, v in record.items()
+        if is_number(v) and not k.startswith(NOT_A_RESULT) and k not in ("seed", "epochs") and k not in leave_out
+    }
 
 
 def result_step(record: dict) -> int:
@@ -103,4 +108,3 @@ def run_tags(config: dict, overrides, commit: str | None) -> dict:
     if commit:
         tags["git_commit"] = str(commit)
     return tags
-

@@ -35,8 +35,9 @@ def mlflow_key(key: str) -> str:
 class MLflowLogger(Tracker):
     name = "mlflow"
 
-    def __init__(self, experiment: str = "dml-harness", tracking_uri: str | None = None,
-                 local_store: str = "results/mlruns"):
+    def __init__(
+        self, experiment: str = "dml-harness", tracking_uri: str | None = None, local_store: str = "results/mlruns"
+    ):
         require("mlflow", "mlflow-skinny", self.name)
         self.experiment, self.tracking_uri, self.local_store = experiment, tracking_uri, local_store
         self.client = self.run_id = None
@@ -56,8 +57,9 @@ class MLflowLogger(Tracker):
             self.run_id = found[0].info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
         else:
-            run = self.client.create_run(experiment_id, run_name=Path(run_dir).name,
-                                         tags={KEY_TAG: key, "run_dir": str(Path(run_dir).resolve())})
+            run = self.client.create_run(
+                experiment_id, run_name=Path(run_dir).name, tags={KEY_TAG: key, "run_dir": str(Path(run_dir).resolve())}
+            )
             self.run_id = run.info.run_id
             self._log_params(config)
         from mlflow.entities import RunTag
@@ -105,4 +107,3 @@ class MLflowLogger(Tracker):
         if self.client is not None and self.run_id is not None:
             self.client.set_terminated(self.run_id, STATUS.get(status, "FAILED"))
             self.run_id = None
-

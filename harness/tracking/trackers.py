@@ -104,9 +104,14 @@ class Trackers:
             return True, fn(*args)
         except Exception as err:  # a tracker never stops the run
             self.failed.add(name)
-            log.warning("tracker %s failed in %s (%s: %s); the run goes on without it (epochs.jsonl and "
-                        "record.json hold everything)", name, what, type(err).__name__, str(err).splitlines()[0]
-                        if str(err) else "")
+            log.warning(
+                "tracker %s failed in %s (%s: %s); the run goes on without it (epochs.jsonl and "
+                "record.json hold everything)",
+                name,
+                what,
+                type(err).__name__,
+                str(err).splitlines()[0] if str(err) else "",
+            )
             if what != "finish":
                 try:
                     self.trackers[name].finish("failed")

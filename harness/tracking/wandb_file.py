@@ -65,11 +65,13 @@ def read_run(run_file: Path) -> dict:
             out["run"] = pb.RunRecord()
             out["run"].CopyFrom(record.run)
         elif kind == "history":
-            out["history"].append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                                   for item in record.history.item})
+            out["history"].append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            )
         elif kind == "summary":
-            out["summary"].update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                                   for item in record.summary.update})
+            out["summary"].update(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.summary.update}
+            )
     return out
 
 

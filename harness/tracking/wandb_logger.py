@@ -22,8 +22,9 @@ from harness.tracking.base import Tracker, metrics_of, record_results, require, 
 class WandbLogger(Tracker):
     name = "wandb"
 
-    def __init__(self, project: str = "dml-harness", entity: str | None = None, mode: str | None = None,
-                 group: str | None = None):
+    def __init__(
+        self, project: str = "dml-harness", entity: str | None = None, mode: str | None = None, group: str | None = None
+    ):
         require("wandb", "wandb", self.name)
         self.project, self.entity, self.mode, self.group = project, entity, mode, group
         self.run = None
@@ -33,10 +34,19 @@ class WandbLogger(Tracker):
 
         run_dir = Path(run_dir)
         self.run = wandb.init(
-            project=self.project, entity=self.entity, id=run_key(run_dir), resume="allow", name=run_dir.name,
-            dir=str(run_dir), mode=self.mode or os.environ.get("WANDB_MODE") or "offline", config=config,
-            group=self.group or tags.get("sweep") or tags.get("study"), tags=[f"{k}={v}"[:64] for k, v in tags.items()],
-            reinit="finish_previous", settings=wandb.Settings(console="off", silent=True))
+            project=self.project,
+            entity=self.entity,
+            id=run_key(run_dir),
+            resume="allow",
+            name=run_dir.name,
+            dir=str(run_dir),
+            mode=self.mode or os.environ.get("WANDB_MODE") or "offline",
+            config=config,
+            group=self.group or tags.get("sweep") or tags.get("study"),
+            tags=[f"{k}={v}"[:64] for k, v in tags.items()],
+            reinit="finish_previous",
+            settings=wandb.Settings(console="off", silent=True),
+        )
         if self.run.offline:  # the steps earlier attempts' files really hold (a killed process loses its buffer)
             from harness.tracking.wandb_file import last_step, offline_runs
 
@@ -55,7 +65,9 @@ class WandbLogger(Tracker):
     def log_images(self, paths, step):
         import wandb
 
-        self.run.log({f"pictures/{Path(p).stem}": wandb.Image(str(p)) for p in paths}, step=max(int(step), self.run.step))
+        self.run.log(
+            {f"pictures/{Path(p).stem}": wandb.Image(str(p)) for p in paths}, step=max(int(step), self.run.step)
+        )
 
     def finish(self, status):
         if self.run is not None:

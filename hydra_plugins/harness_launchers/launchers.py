@@ -15,23 +15,24 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.search_path_plugin import SearchPathPlugin
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness import code_snapshot, launching
 from harness.errors import ConfigError
 from harness.job_shape import Shape, slurm_resources
 from harness.redact import holds_secret, redact_text
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
 log = logging.getLogger("harness.launching")
 
@@ -41,7 +42,7 @@ class HarnessSlurmConf(SlurmQueueConf):
     """hydra-submitit-launcher's SLURM settings (all sbatch options it knows) plus the harness's own."""
 
     _target_: str = "hydra_plugins.harness_launchers.launchers.SlurmLauncher"
-    skip_finished: Optional[bool] = None  # null: skip finished runs of a grid (basic sweeper), never search workers
+    skip_finished: bool | None = None  # null: skip finished runs of a grid (basic sweeper), never search workers
     snapshot: bool = True  # jobs import a git snapshot of the submitted tree, not the live one
 
 
@@ -52,16 +53,18 @@ class HarnessSubmititLocalConf(LocalQueueConf):
 
     _target_: str = "hydra_plugins.harness_launchers.launchers.SubmititLocalLauncher"
     timeout_min: int = 240
-    cpus_per_task: Optional[int] = 1
+    cpus_per_task: int | None = 1
     stderr_to_stdout: bool = True  # one log per job: <sweep dir>/.submitit/<job id>/<job id>_0_log.out
-    skip_finished: Optional[bool] = None
+    skip_finished: bool | None = None
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(group="hydra/launcher", name="harness_slurm_schema", node=HarnessSlurmConf,
-                                 provider="harness")
-    ConfigStore.instance().store(group="hydra/launcher", name="submitit_local", node=HarnessSubmititLocalConf,
-                                 provider="harness")
+    ConfigStore.instance().store(
+        group="hydra/launcher", name="harness_slurm_schema", node=HarnessSlurmConf, provider="harness"
+    )
+    ConfigStore.instance().store(
+        group="hydra/launcher", name="submitit_local", node=HarnessSubmititLocalConf, provider="harness"
+    )
 
 
 class RegisterLaunchers(SearchPathPlugin):
@@ -78,9 +81,9 @@ register_configs()
 class LocalLauncher(Launcher):
     """The jobs one after another in this process, like Hydra's basic launcher (the default)."""
 
-    def __init__(self, skip_finished: Optional[bool] = None) -> None:
+    def __init__(self, skip_finished: bool | None = None) -> None:
         self.skip_finished = skip_finished
-        self.config: Optional[DictConfig] = None
+        self.config: DictConfig | None = None
         self.hydra_context = None
         self.task_function = None
 
@@ -90,8 +93,9 @@ class LocalLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        sweep_dir, jobs = launching.prepare(self.hydra_context, self.config, job_overrides, initial_job_idx,
-                                            self.skip_finished)
+        sweep_dir, jobs = launching.prepare(
+            self.hydra_context, self.config, job_overrides, initial_job_idx, self.skip_finished
+        )
         returns = []
         for job in jobs:
             if job.finished:
@@ -107,11 +111,11 @@ class SubmititLauncher(BaseSubmititLauncher):
     """Submits the jobs that are not finished as one job array and waits for each; a failed or lost job
     becomes a FAILED return (with the scheduler's reason) instead of stopping the sweep."""
 
-    def __init__(self, skip_finished: Optional[bool] = None, snapshot: bool = False, **params: Any) -> None:
+    def __init__(self, skip_finished: bool | None = None, snapshot: bool = False, **params: Any) -> None:
         super().__init__(**params)
         self.skip_finished = skip_finished
         self.snapshot = snapshot
-        self.code: Optional[dict] = None  # the snapshot, made once per command (a search launches several times)
+        self.code: dict | None = None  # the snapshot, made once per command (a search launches several times)
 
     def __call__(self, config: DictConfig, singleton_state: dict) -> JobReturn:
         """One job, on its node (again after each requeue). ``config`` was composed at submission."""
@@ -123,17 +127,24 @@ class SubmititLauncher(BaseSubmititLauncher):
         setup_globals()
         with read_write(config.hydra.job), open_dict(config.hydra.job):
             config.hydra.job.id = submitit.JobEnvironment().job_id
-        print(f"job {config.hydra.job.id} (#{config.hydra.job.num}) runs the harness code in "
-              f"{Path(harness.__file__).parent}", flush=True)
+        print(
+            f"job {config.hydra.job.id} (#{config.hydra.job.num}) runs the harness code in "
+            f"{Path(harness.__file__).parent}",
+            flush=True,
+        )
         return launching.run_one(self.hydra_context, self.task_function, config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self._EXECUTOR == "slurm" and shutil.which("sbatch") is None:
-            print("error: hydra/launcher=slurm needs SLURM's sbatch on this machine: run on the cluster's login node, "
-                  "or use hydra/launcher=local or submitit_local here", file=sys.stderr)
+            print(
+                "error: hydra/launcher=slurm needs SLURM's sbatch on this machine: run on the cluster's login node, "
+                "or use hydra/launcher=local or submitit_local here",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
-        sweep_dir, jobs = launching.prepare(self.hydra_context, self.config, job_overrides, initial_job_idx,
-                                            self.skip_finished)  # also redacts Hydra's multirun.yaml
+        sweep_dir, jobs = launching.prepare(
+            self.hydra_context, self.config, job_overrides, initial_job_idx, self.skip_finished
+        )  # also redacts Hydra's multirun.yaml
         refuse_secrets(job_overrides)
         self.shapes(jobs)  # every job's processes, nodes and GPUs agree: checked before the cluster is asked anything
         if self._EXECUTOR == "slurm":
@@ -153,15 +164,21 @@ class SubmititLauncher(BaseSubmititLauncher):
                 log.info("\t#%d : %s  (job %s)", job.idx, job.label, sub.job_id)
                 submitted.append((job, sub))
         if submitted:
-            log.info("submitted %d jobs to %s; waiting (logs in %s)", len(todo), self._EXECUTOR,
-                     Path(str(submitted[0][1].paths.folder)).parent)
+            log.info(
+                "submitted %d jobs to %s; waiting (logs in %s)",
+                len(todo),
+                self._EXECUTOR,
+                Path(str(submitted[0][1].paths.folder)).parent,
+            )
             for job, sub in submitted:
                 try:
                     returns[job.idx] = sub.results()[0]
                 except Exception as err:  # killed, out of time too often, lost: no result from the job
                     returns[job.idx] = launching.failed_return(job, err)
-        ordered = [launching.skipped_return(j) if j.finished else launching.queued_return(j) if j.queued
-                   else returns[j.idx] for j in jobs]
+        ordered = [
+            launching.skipped_return(j) if j.finished else launching.queued_return(j) if j.queued else returns[j.idx]
+            for j in jobs
+        ]
         return launching.close_sweep(sweep_dir, jobs, ordered, self.config, info)
 
     def shapes(self, jobs: list) -> list:
@@ -171,14 +188,22 @@ class SubmititLauncher(BaseSubmititLauncher):
         for job in jobs:
             groups.setdefault(Shape.of(job.config) if self._EXECUTOR == "slurm" else Shape(), []).append(job)
         try:
-            return [(slurm_resources(shape, *(self.params.get(k) for k in ("gpus_per_node", "gres", "tasks_per_node",
-                                                                            "nodes")))
-                     if self._EXECUTOR == "slurm" else {}, group) for shape, group in groups.items()]
+            return [
+                (
+                    slurm_resources(
+                        shape, *(self.params.get(k) for k in ("gpus_per_node", "gres", "tasks_per_node", "nodes"))
+                    )
+                    if self._EXECUTOR == "slurm"
+                    else {},
+                    group,
+                )
+                for shape, group in groups.items()
+            ]
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
 
-    def make_executor(self, sweep_dir: Path, info: dict, resources: Optional[dict] = None):
+    def make_executor(self, sweep_dir: Path, info: dict, resources: dict | None = None):
         """A submitit executor from this launcher's settings (as hydra-submitit-launcher builds it), with the
         job shape's ``tasks_per_node`` and ``nodes``."""
         import submitit
@@ -199,8 +224,10 @@ class SubmititLauncher(BaseSubmititLauncher):
 
     def snapshot_code(self, sweep_dir: Path) -> dict:
         if not code_snapshot.snapshot_supported():
-            log.warning("hydra.launcher.snapshot needs Python >= 3.11 (PYTHONSAFEPATH); jobs import the live tree "
-                        "(each record still names the commit it ran)")
+            log.warning(
+                "hydra.launcher.snapshot needs Python >= 3.11 (PYTHONSAFEPATH); jobs import the live tree "
+                "(each record still names the commit it ran)"
+            )
             return {}
         return code_snapshot.snapshot_code(sweep_dir / ".code" / time.strftime("%Y%m%d-%H%M%S"))
 
@@ -211,9 +238,12 @@ def refuse_secrets(job_overrides: Sequence[Sequence[str]]) -> None:
     for override in (o for overrides in job_overrides for o in overrides):
         if holds_secret(override):
             key = override.split("=", 1)[0]
-            print(f"error: the override {redact_text(override)!r} holds a secret, which submitit would write into "
-                  f"its job files; give it from the environment instead: {key}='${{oc.env:VAR}}' with VAR "
-                  f"exported in this shell (the jobs inherit it)", file=sys.stderr)
+            print(
+                f"error: the override {redact_text(override)!r} holds a secret, which submitit would write into "
+                f"its job files; give it from the environment instead: {key}='${{oc.env:VAR}}' with VAR "
+                f"exported in this shell (the jobs inherit it)",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
 
 

@@ -8,7 +8,7 @@ Imports stay light: Hydra imports every plugin module at start-up, for every com
 from __future__ import annotations
 
 import sys
-from typing import Any, List
+from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
@@ -18,8 +18,9 @@ class OptunaAsyncSweeper(Sweeper):
     """Launches ``n_workers`` long-lived worker jobs that ask -> run -> tell until the study holds ``n_trials``."""
 
     def __init__(self, **spec: Any) -> None:
-        self.spec = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
-                     for k, v in spec.items()}
+        self.spec = {
+            k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in spec.items()
+        }
         self.hydra_context = None
         self.config = None
 
@@ -29,7 +30,7 @@ class OptunaAsyncSweeper(Sweeper):
         self.hydra_context = hydra_context
         self.config = config
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from harness.errors import HarnessError
         from harness.search.driver import run_search
 
