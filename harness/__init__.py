@@ -10,11 +10,11 @@ __all__ = ["run", "load_run", "ConfigError", "DataError", "HarnessError", "NonFi
 
 def __getattr__(name):  # keep `import harness` light: torch loads on first use of run / load_run
     if name == "run":
-        from harness.task import run
+        from harness.training.task import run
 
         return run
     if name == "load_run":
-        from harness.reload import load_run
+        from harness.models.reload import load_run
 
         return load_run
     raise AttributeError(name)

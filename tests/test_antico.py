@@ -13,13 +13,13 @@ from conftest import compose_cfg, group_options, tiny
 from hydra.utils import instantiate
 from pytorch_metric_learning import losses, miners
 
-from harness import records
 from harness.errors import ConfigError
 from harness.losses import MetricLoss
 from harness.regularizers.antico import AntiCo
 from harness.regularizers.base import Batch
 from harness.regularizers.coding_rate import coding_rate
-from harness.task import run
+from harness.rundir import records
+from harness.training.task import run
 
 VARIANTS = ("antico_pair", "antico_batch_proxy", "antico_all_proxy")
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from harness.build import build_data
 from harness.data.augment import BatchAugment
 from harness.errors import ConfigError
+from harness.training.build import build_data
 
 FULL = dict(
     rotation=15,
@@ -129,7 +129,7 @@ def test_augmented_training_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_p
     """CPU: an augmented run cut after epoch 2 and resumed equals the uninterrupted run, and augmenting changes
     the numbers (the loop really applies it)."""
     import harness
-    from harness import records
+    from harness.rundir import records
 
     root = omniglot_tree(tmp_path)
 

@@ -9,10 +9,10 @@ import torch
 from conftest import REPO, tiny
 from hydra.utils import instantiate
 
-from harness.build import build_loader
 from harness.config import complete_config
 from harness.data.base import ArrayDataset, InMemoryLoader, collate_batch
 from harness.data.samplers import MPerClassBatchSampler
+from harness.training.build import build_loader
 
 FAST = ("evaluation", "coding_rate", "training_loop")  # the subprocess-heavy ones (sweep, tables) run in make bench
 

@@ -63,9 +63,9 @@ def test_help_lists_the_config_groups():
 
 @pytest.mark.parametrize("option", [o for o in group_options("regularizer") if o != "none"])
 def test_every_regularizer_instantiates_and_accepts_a_compatible_loss(option):
-    from harness.build import build_regularizers
     from harness.config import complete_config
     from harness.regularizers.base import Regularizer
+    from harness.training.build import build_regularizers
 
     cfg = compose_cfg([f"regularizer={option}", "loss=proxy_anchor"])
     cfg = complete_config(cfg, instantiate(cfg.dataset, _convert_="all"))  # the values the data decides

@@ -14,7 +14,7 @@ from conftest import compose_cfg
 from test_datasets import OML_TEST, OML_TRAIN, SMALL, classes_of, load, make_oml
 
 from harness.errors import DataError
-from harness.task import run
+from harness.training.task import run
 
 TRAIN, TEST = OML_TRAIN, OML_TEST
 

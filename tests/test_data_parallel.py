@@ -24,8 +24,8 @@ from conftest import REPO, tiny
 from dist_ranks import free_port, run_ranks
 
 import harness
-from harness import checkpoint as ckpt
-from harness import identity, records
+from harness.rundir import checkpoint as ckpt
+from harness.rundir import identity, records
 
 STEPS = ["trainer.epochs=5", "sampler.batches_per_epoch=1", "eval.utilization=false"]
 CONFIGS = {

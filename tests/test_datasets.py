@@ -23,9 +23,9 @@ from conftest import CONF, compose_cfg, group_options, paper_presets
 from omegaconf import open_dict
 from PIL import Image
 
-from harness.build import build_data, instantiate  # instantiate re-raises our one-line errors
 from harness.errors import ConfigError, DataError
-from harness.task import run
+from harness.training.build import build_data, instantiate  # instantiate re-raises our one-line errors
+from harness.training.task import run
 
 SMALL = ["dataset.transform.size=32", "dataset.transform.resize=36"]
 
@@ -481,11 +481,11 @@ def test_one_epoch_resnet18_on_a_cub_tree(tmp_path, results):
     assert record["config/dataset.transform.normalize"] == "resnet18"
     for key in ("test/recall@1", "init/test/recall@1", "val/map@r", "test/map@r"):
         assert 0.0 <= record[key] <= 1.0
-    from harness import records
+    from harness.rundir import records
 
     assert records.read_epochs(record["run_dir"])[-1]["train/steps"] == 2  # 4 classes x 6 images / batch 12
     # the eval transform is what a reloaded run rebuilds from its saved config
-    from harness.reload import load_run
+    from harness.models.reload import load_run
 
     loaded = load_run(record["run_dir"])
     img = sorted((root / "images").rglob("*.jpg"))[0]
@@ -508,9 +508,9 @@ def test_paper_preset_builds_its_protocol(preset):
     optimizer through the real run code (ResNet-18 without download stands in for the pretrained ResNet-50)."""
     from omegaconf import OmegaConf
 
-    from harness.build import build_model, build_optimizer, build_regularizers
     from harness.config import complete_config, validate_config
     from harness.data.base import ArrayDataset, DMLData, EvalSet
+    from harness.training.build import build_model, build_optimizer, build_regularizers
 
     cfg = compose_cfg([f"experiment={preset}"])
     validate_config(cfg)
@@ -545,9 +545,9 @@ def test_paper_preset_builds_its_protocol(preset):
 def test_omniglot_presets_build(preset):
     """experiment=omniglot and each setting of its regularizer ablation compose, set only known keys, and build
     loss, regularizers and optimizer for its 8 x 114 training classes (no data needed)."""
-    from harness.build import build_model, build_optimizer, build_regularizers
     from harness.config import complete_config, validate_config
     from harness.data.base import ArrayDataset, DMLData, EvalSet
+    from harness.training.build import build_model, build_optimizer, build_regularizers
 
     assert set(group_options("experiment")) - set(PAPER_PRESETS) == {"omniglot"}  # a new preset is one or the other
     cfg = compose_cfg([f"experiment={preset}"])

@@ -66,7 +66,7 @@ def test_hydra_private_api_is_where_the_launchers_use_it():
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import JobReturn, run_job
 
-    from harness.launching import GRID_SWEEPER
+    from harness.launch.sweep import GRID_SWEEPER
 
     params = inspect.signature(run_job).parameters
     assert {"hydra_context", "task_function", "config", "job_dir_key", "job_subdir_key"} <= set(params)

@@ -82,7 +82,7 @@ def test_launch_variables_of_torchrun_slurm_and_a_single_process():
 
 def test_a_slurm_job_asks_for_one_task_and_one_gpu_per_process():
     from harness.errors import ConfigError
-    from harness.job_shape import Shape, gpus_asked, slurm_resources
+    from harness.launch.job_shape import Shape, gpus_asked, slurm_resources
 
     assert slurm_resources(Shape(4, 2), gpus_per_node=4) == {"tasks_per_node": 4, "nodes": 2}
     assert slurm_resources(Shape(2), gpus_per_node=None) == {"tasks_per_node": 2, "nodes": 1}  # CPU processes

@@ -7,8 +7,8 @@ import pytest
 from conftest import REPO, tiny
 
 import harness
-from harness import identity, records
 from harness.errors import ConfigError, NonFiniteLossError
+from harness.rundir import identity, records
 
 
 def run_cli(*overrides, results):

@@ -212,7 +212,7 @@ def test_real_runs_with_drawn_overrides_never_show_a_traceback_nor_leave_a_false
 
     from conftest import REPO
 
-    from harness import records
+    from harness.rundir import records
 
     results = tmp_path_factory.mktemp("fuzz") / "results"
     proc = subprocess.run(

@@ -1,11 +1,11 @@
-"""A run's identity covers the data itself (harness/fingerprint.py): another tree at the same path is another run;
-the same tree elsewhere is the same run."""
+"""A run's identity covers the data itself (harness/rundir/fingerprint.py): another tree at the same path is
+another run; the same tree elsewhere is the same run."""
 
 import shutil
 
 import pytest
 
-from harness.fingerprint import data_fingerprint, tree_fingerprint
+from harness.rundir.fingerprint import data_fingerprint, tree_fingerprint
 
 
 def make_tree(root, sizes=(10, 20, 30)):
@@ -74,7 +74,7 @@ def test_the_same_command_on_another_image_tree_is_another_run(tmp_path, caplog)
     from test_datasets import make_folder_tree
 
     import harness
-    from harness import identity
+    from harness.rundir import identity
 
     results, root = tmp_path / "results", tmp_path / "data"
     make_folder_tree(root, per_class=4)
@@ -100,8 +100,8 @@ def test_a_directory_holding_another_identity_is_refused_in_one_line(results):
     from conftest import tiny
 
     import harness
-    from harness import identity
     from harness.errors import ConfigError
+    from harness.rundir import identity
 
     cfg = tiny(["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.utilization=false"], results)
     harness.run(cfg)
@@ -124,8 +124,8 @@ def test_loader_processes_change_the_augmented_batches_so_num_workers_is_part_of
     import torch
     from test_datasets import make_folder_tree
 
-    from harness import identity
-    from harness.build import build_loader, instantiate
+    from harness.rundir import identity
+    from harness.training.build import build_loader, instantiate
 
     root = make_folder_tree(tmp_path / "data", per_class=4)
     digests = {}
@@ -157,7 +157,7 @@ def test_the_thread_count_changes_no_trained_number(tmp_path):
     from conftest import tiny
 
     import harness
-    from harness import records
+    from harness.rundir import records
 
     threads = torch.get_num_threads()
     fast = ["sampler.batches_per_epoch=4", "eval.nmi=false", "eval.utilization=false"]

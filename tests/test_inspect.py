@@ -23,7 +23,7 @@ from harness.inspect.spectrum import regularizer_siblings
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
     """Two real digits runs of 3 epochs that differ only in the regularizer, and one of another seed."""
-    from harness.task import run
+    from harness.training.task import run
 
     results = tmp_path_factory.mktemp("results")
     out = {}

@@ -1,4 +1,4 @@
-"""One writer per run directory (harness/lock.py), with real processes: a second one waits (or, with a
+"""One writer per run directory (harness/rundir/lock.py), with real processes: a second one waits (or, with a
 timeout, exits with one line naming the holder); a killed holder's lock is released by the kernel."""
 
 import os
@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from harness.lock import RunLocked, holder, run_lock
+from harness.rundir.lock import RunLocked, holder, run_lock
 
 # hold the lock of argv[1]; log "<tag> start" / "<tag> end" to argv[2]; stay until argv[3] exists
 HOLDER = """
 import sys, time, pathlib, logging
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-from harness.lock import run_lock
+from harness.rundir.lock import run_lock
 run_dir, journal, go, tag = sys.argv[1:5]
 timeout = None if sys.argv[5] == "none" else float(sys.argv[5])
 from harness.cli import exit_on_user_error
@@ -109,7 +109,7 @@ def test_the_same_command_twice_at_once_never_interleaves_a_run_directory(result
     """Two `python run.py` of one config at once: the second waits for the first, then finds it finished."""
     from conftest import REPO, tiny
 
-    from harness import identity, records
+    from harness.rundir import identity, records
 
     overrides = [
         "trainer.epochs=4",

@@ -17,7 +17,6 @@ from conftest import compose_cfg, group_options, tiny
 from pytorch_metric_learning import distances, losses
 
 import harness
-from harness import records
 from harness.errors import ConfigError
 from harness.evaluation.utilization import utilization
 from harness.losses import MetricLoss
@@ -27,6 +26,7 @@ from harness.losses.mixed_proxy_anchor import MixedProxyAnchor
 from harness.models import MLP, EmbeddingModel
 from harness.regularizers.base import Batch
 from harness.regularizers.metrix import Metrix
+from harness.rundir import records
 
 METRIX = [name for name in group_options("regularizer") if name.startswith("metrix")]
 KINDS = ("contrastive", "multi_similarity", "proxy_anchor")
@@ -324,7 +324,7 @@ FAST = ["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.raw_baseline=fals
 
 
 def test_each_level_has_a_config_file_that_builds_it():
-    from harness.build import instantiate
+    from harness.training.build import instantiate
 
     levels = {instantiate(compose_cfg([f"regularizer={name}"]).regularizer[name]).level for name in METRIX}
     assert levels == {"input", "feature", "embedding"}

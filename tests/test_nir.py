@@ -16,14 +16,14 @@ from conftest import compose_cfg, group_options, tiny
 from hydra.utils import instantiate
 from pytorch_metric_learning import losses
 
-from harness import records
 from harness.config import complete_config
 from harness.errors import ConfigError, NonFiniteLossError
 from harness.losses import MetricLoss
 from harness.regularizers.base import Batch
 from harness.regularizers.flow import CONDITIONINGS, build_conditional_flow
 from harness.regularizers.nir import NIR, PROXY_LOSSES
-from harness.task import run
+from harness.rundir import records
+from harness.training.task import run
 
 SMALL = dict(blocks=3, depth=3, width=16)  # a flow small enough for brute-force Jacobians
 FAST_RUN = [

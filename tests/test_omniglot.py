@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA, compose_cfg
 
-from harness.task import run
+from harness.training.task import run
 
 OMNIGLOT = SHARED_DATA / "omniglot"
 ZIPS = ("images_background_small1.zip", "images_background_small2.zip")

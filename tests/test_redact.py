@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from harness import records
 from harness.redact import MASK, redact, redact_text
+from harness.rundir import records
 
 SECRETS = ["hunter2", "p@ss@w0rd", "s3cr3t", "tok-123", "AIzaKEY", "a/b@c"]
 

@@ -1,4 +1,4 @@
-"""Reloading never executes code from disk (harness/reload_guard.py): a planted config.yaml is refused in one
+"""Reloading never executes code from disk (harness/rundir/guard.py): a planted config.yaml is refused in one
 line and nothing it names runs; every real backbone config passes."""
 
 import pickle
@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
-from harness.reload_guard import safe_backbone, safe_head, safe_transform_kwargs
+from harness.rundir.guard import safe_backbone, safe_head, safe_transform_kwargs
 
 
 class Planted:

@@ -8,7 +8,7 @@ import pytest
 from conftest import group_options, tiny
 
 import harness
-from harness import identity, records
+from harness.rundir import identity, records
 
 FAST = ["sampler.batches_per_epoch=3"]
 

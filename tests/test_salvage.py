@@ -1,4 +1,4 @@
-"""Never wedged (harness/salvage.py): a truncated last.pt, a binary or stub record.json is named, moved aside as
+"""Never wedged (harness/rundir/salvage.py): a truncated last.pt, a binary or stub record.json is named, moved aside as
 *.corrupt with a log line, and the run goes on (from the start, or trained again), instead of failing every re-run."""
 
 import json
@@ -8,7 +8,7 @@ import pytest
 from conftest import tiny
 
 import harness
-from harness import identity, records
+from harness.rundir import identity, records
 
 FAST = ["sampler.batches_per_epoch=3", "eval.nmi=false", "eval.utilization=false"]
 

@@ -22,8 +22,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from search_kill import kill_a_worker_mid_trial
 
-from harness import records
 from harness.errors import ConfigError
+from harness.rundir import records
 from harness.search.driver import read_search
 from harness.search.space import format_override, parse_override, parse_search_space, split_overrides
 from harness.search.study import (

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from search_kill import kill_a_worker_mid_trial
 from test_search import TINY
 
-from harness import records
+from harness.rundir import records
 from harness.search.study import counted, tally
 
 STUDY = "tune_eps"

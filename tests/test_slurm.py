@@ -24,9 +24,10 @@ import pytest
 from conftest import REPO, tiny
 
 import harness
-from harness import checkpoint as ckpt
-from harness import identity, launching, records
-from harness.launching import read_summary
+from harness.launch import sweep as launching
+from harness.launch.sweep import read_summary
+from harness.rundir import checkpoint as ckpt
+from harness.rundir import identity, records
 
 # One run that is interrupted and must end exactly as the uninterrupted one: 8 epochs of digits, seconds on CPU.
 RESUMED = ["seed=3"]

@@ -24,7 +24,8 @@ METRICS = ("recall@1", "recall@2", "map@r", "nmi")
 
 
 def write_run(root, loss, regularizer, seed, r1, status="finished", dataset="digits", config=None, extra=None):
-    """A run directory as harness.task writes it, with known metric values (recall@1 = r1, the others from it)."""
+    """A run directory as harness.training.task writes it, with known metric values (recall@1 = r1, the others
+    from it)."""
     config = {"seed": seed, "loss.name": loss, "trainer.epochs": 30, "paths.results": str(root), **(config or {})}
     semantic = {k: v for k, v in config.items() if k not in ("seed", "paths.results")}
     config_hash = hashlib.sha1(json.dumps([dataset, regularizer, semantic], sort_keys=True).encode()).hexdigest()[:8]

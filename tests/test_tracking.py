@@ -15,9 +15,9 @@ from conftest import REPO, compose_cfg, group_options, tiny
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from harness import records
 from harness.errors import ConfigError
 from harness.redact import redact
+from harness.rundir import records
 from harness.tracking import Trackers, build_trackers, run_key, run_tags
 from harness.tracking.trackers import read_marks
 from harness.tracking.wandb_file import offline_runs, read_run
@@ -28,7 +28,7 @@ TRACKERS = [name for name in group_options("logger") if name != "none"]
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     """One real digits run of 3 epochs: its epochs.jsonl rows and record are what the trackers receive."""
-    from harness.task import run
+    from harness.training.task import run
 
     results = tmp_path_factory.mktemp("results")
     record = run(tiny(epochs=3, results=results))
@@ -220,7 +220,7 @@ def test_a_missing_client_is_one_line_naming_pip_install(name, module, pip, monk
 
 
 def instantiate_unwrapped(node):
-    from harness.build import instantiate as harness_instantiate
+    from harness.training.build import instantiate as harness_instantiate
 
     return harness_instantiate(node)
 
@@ -250,7 +250,7 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_with_each_step_once(tmp_pat
     from test_slurm import KILL_WHILE_SAVING, checkpointed_epoch
 
     import harness
-    from harness import identity
+    from harness.rundir import identity
 
     for name in ("WANDB_MODE", "MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE"):
         monkeypatch.delenv(name, raising=False)

@@ -20,7 +20,7 @@ from harness.losses import MetricLoss
 from harness.losses.proxy_anchor import ProxyAnchorLoss
 from harness.models import EmbeddingModel
 from harness.models.backbones import timm_backbone
-from harness.models.batchnorm import EvalStatsBatchNorm2d
+from harness.models.batchnorm_modes import EvalStatsBatchNorm2d
 
 
 # ------------------------------------------------------------------------------------- BatchNorm modes
@@ -208,13 +208,13 @@ def test_random_batches_are_a_seeded_permutation_dropping_the_last():
 
 # ------------------------------------------------------------------------------------- through the run's own build
 def build_preset(preset: str, *overrides):
-    """A paper preset's optimizer and model, built by harness.build on a small fake split (ResNet-18 stands in
+    """A paper preset's optimizer and model, built by harness.training.build on a small fake split (ResNet-18 stands in
     for the pretrained ResNet-50, no download)."""
     from conftest import compose_cfg
 
-    from harness.build import build_model, build_optimizer, build_regularizers, instantiate
     from harness.config import complete_config
     from harness.data.base import ArrayDataset, DMLData, EvalSet
+    from harness.training.build import build_model, build_optimizer, build_regularizers, instantiate
 
     cfg = compose_cfg([f"experiment={preset}", "backbone.model_name=resnet18", "backbone.pretrained=false", *overrides])
     fake = ArrayDataset(torch.zeros(20, 3, 8, 8), np.repeat(np.arange(10), 2))
@@ -257,7 +257,7 @@ def test_adamw_decouples_and_adam_couples_the_decay():
 
 
 def test_gradient_clipping_by_value_and_by_norm():
-    from harness.training import clip_gradients
+    from harness.training.step import clip_gradients
 
     def grads():
         p = torch.nn.Parameter(torch.zeros(3))
@@ -287,7 +287,7 @@ def test_test_every_epoch_records_the_best_test_epoch_beside_the_validation_choi
     from conftest import tiny
 
     import harness
-    from harness import records
+    from harness.rundir import records
 
     over = [
         "eval.test_every_epoch=true",

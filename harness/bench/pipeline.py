@@ -1,6 +1,6 @@
 """Image pipeline: does data loading starve the training step?
 
-Three numbers in images/s, on the same config, built by ``harness.build`` exactly as a run is
+Three numbers in images/s, on the same config, built by ``harness.training.build`` exactly as a run is
 (``dataset`` loader, M-per-class sampler, the loader with its workers, pinned memory and
 persistent workers, the model with ``accelerate``, AMP as ``trainer.amp`` resolves):
 
@@ -32,8 +32,8 @@ import torch
 from PIL import Image
 
 from harness.bench.common import describe_machine, figure, interleave, machine, synchronize
-from harness.build import build, build_loader
-from harness.training import train_one_epoch
+from harness.training.build import build, build_loader
+from harness.training.step import train_one_epoch
 
 GPU_DEFAULTS = [
     "backbone=resnet50",

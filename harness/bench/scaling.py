@@ -1,6 +1,6 @@
 """7. Data-parallel scaling: one run's training step on 1, 2, 4, 8 processes, at a fixed global batch.
 
-The subject is ``harness.training.train_one_epoch`` as a run on N processes executes it (harness.distributed:
+The subject is ``harness.training.step.train_one_epoch`` as a run on N processes executes it (harness.distributed:
 each process embeds 1/N of every global batch, the losses see the gathered batch, DDP all-reduces the
 network's gradients in buckets during the backward pass, the proxies' gradients are averaged). The global
 batch is the method, so it stays fixed (strong scaling): ideally N processes take 1/N of the time. Per N, the
@@ -52,9 +52,9 @@ def timed_rank(overrides: list, steps: int, repeats: int, out: str) -> None:
 
     from harness.bench.common import synchronize
     from harness.bench.training_loop import compose_config
-    from harness.build import build
     from harness.distributed import close_world, init_world, launch_from_env
-    from harness.training import train_one_epoch
+    from harness.training.build import build
+    from harness.training.step import train_one_epoch
 
     launch = launch_from_env()
     if not torch.cuda.is_available():

@@ -79,7 +79,7 @@ def startup(repeats: int, work: Path) -> tuple:
     for r in range(repeats):
         times["run"].append(seconds_to_first_step(work / f"startup{r}"))
         times["torch"].append(seconds_to_import("torch"))
-        times["harness"].append(seconds_to_import("harness.task"))
+        times["harness"].append(seconds_to_import("harness.training.task"))
     fig = figure(
         "start-up: `python run.py` to the first training step (digits)",
         "python run.py",

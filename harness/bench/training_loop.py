@@ -1,7 +1,7 @@
 """4. Training-loop overhead: the harness's step against a bare PyTorch loop on the same batches.
 
-The subject is ``harness.training.train_one_epoch`` fed by the run's own loader (the M-per-class batch
-sampler over the in-memory digits split, built by ``harness.build``), regularizer off, loss terms
+The subject is ``harness.training.step.train_one_epoch`` fed by the run's own loader (the M-per-class batch
+sampler over the in-memory digits split, built by ``harness.training.build``), regularizer off, loss terms
 accumulated as in a run. The alternative is the loop every PyTorch tutorial writes: forward, the same base
 loss (miner included), ``zero_grad``, ``backward``, ``step``, over the same batches already gathered into
 tensors before the clock starts (so its data cost is zero: the floor). Both train their own copy of the
@@ -22,9 +22,9 @@ from hydra import compose, initialize_config_dir
 
 import harness
 from harness.bench.common import clock_for, figure, interleave, synchronize
-from harness.build import build, build_optimizer
 from harness.runtime import pick_device, torch_threads
-from harness.training import train_one_epoch
+from harness.training.build import build, build_optimizer
+from harness.training.step import train_one_epoch
 
 CONF = Path(harness.__file__).resolve().parents[1] / "conf"
 DEVICE = pick_device("auto")

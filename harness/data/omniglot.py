@@ -24,7 +24,7 @@ training, as the test split is).
 All images are decoded once, at the configured resolution, into memory: a CPU epoch then costs only
 the network. The test-time transform (grayscale, inverted so strokes are 1, resized) is the only
 preprocessing; train-time augmentation is the config's ``dataset.augment``
-(:class:`~harness.data.augment.BatchAugment`, built by harness.build and applied per batch on the training
+(:class:`~harness.data.augment.BatchAugment`, built by harness.training.build and applied per batch on the training
 device by the loop; ``null``: off).
 """
 

@@ -6,7 +6,6 @@ sampler.py      each rank's share of the global batch the 1-process sampler draw
 batchnorm.py    BatchNorm over the global batch (SyncBatchNorm; a CPU version for gloo)
 """
 
-from harness.distributed.batchnorm import CpuSyncBatchNorm, sync_batchnorm
 from harness.distributed.collectives import (
     all_gather_object,
     average_gradients,
@@ -22,6 +21,7 @@ from harness.distributed.collectives import (
     shard,
 )
 from harness.distributed.sampler import ShardedBatchSampler
+from harness.distributed.sync_batchnorm import CpuSyncBatchNorm, sync_batchnorm
 from harness.distributed.world import (
     Launch,
     RankLostError,

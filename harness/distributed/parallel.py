@@ -20,7 +20,6 @@ from inspect import signature
 import torch
 from torch import nn
 
-from harness.distributed.batchnorm import sync_batchnorm
 from harness.distributed.collectives import (
     average_gradients,
     fingerprint,
@@ -30,9 +29,10 @@ from harness.distributed.collectives import (
     row_counts,
     shard,
 )
+from harness.distributed.sync_batchnorm import sync_batchnorm
 from harness.distributed.world import World
 from harness.errors import HarnessError
-from harness.regularizers.base import Batch
+from harness.models.batch import Batch
 
 
 class ReplicasDiverged(HarnessError):

@@ -1,6 +1,6 @@
 """What the pictures are drawn from: a finished run's test split, embedded by the trained network (the
 selected epoch, ``checkpoints/best.pt`` via :func:`harness.load_run`) and by the untrained network (built by
-``harness.build`` from the run's config and seed: the network the run evaluated at epoch 0).
+``harness.training.build`` from the run's config and seed: the network the run evaluated at epoch 0).
 
 :func:`load_inspection` rebuilds all of it from a run directory (``python -m harness.inspect``);
 :func:`inspection_of` takes it from the run that has just finished in this process (its pictures at the end)."""
@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from harness import records
 from harness.distributed import World
 from harness.errors import ConfigError
 from harness.evaluation.evaluator import Embedded
+from harness.rundir import records
 
 
 @dataclass
@@ -56,8 +56,8 @@ class Inspection:
 
 def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Inspection:
     """Rebuild the run's data and both networks, and embed the test split with each."""
-    from harness.build import build
-    from harness.reload import load_run
+    from harness.models.reload import load_run
+    from harness.training.build import build
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
@@ -81,7 +81,7 @@ def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Ins
 def inspection_of(run_dir, parts, trained: Embedded, untrained: Embedded | None) -> Inspection:
     """The inspection of the run that has just finished here: its data, evaluator and embeddings as they are.
     Only when the run resumed (``untrained`` None) is the untrained network built and embedded again."""
-    from harness.build import build
+    from harness.training.build import build
 
     run_dir = Path(run_dir)
     evaluator = replace(parts.evaluator, world=World())  # rank 0 alone draws: embeds without its peers

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from harness import identity
 from harness.evaluation.diagnostics import coding_rate_of, normalize_rows
 from harness.inspect.style import new_figure, save
+from harness.rundir import identity
 
 
 def singular_values(z) -> np.ndarray:
@@ -44,7 +44,7 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
 
 
 def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True) -> Path:
-    from harness.reload import load_run
+    from harness.models.reload import load_run
 
     own = identity.group_choice(inspection.config, "regularizer")
     curves = []

@@ -11,7 +11,7 @@ with ``torch.save(timm.create_model(name, pretrained=True).state_dict(), path)``
 ``model.safetensors`` of the model's hub page. Classifier weights in the file are ignored; every
 other tensor of the model must be in it.
 
-BatchNorm (``batchnorm``, see ``harness.models.batchnorm``): ``train`` (default), ``eval`` (running statistics,
+BatchNorm (``batchnorm``, see ``harness.models.batchnorm_modes``): ``train`` (default), ``eval`` (running statistics,
 affine trained: the seeds' releases' "frozen" BatchNorm) or ``frozen`` (timm's ``FrozenBatchNorm2d``: statistics
 and affine fixed). ``frozen_bn: true`` is the older spelling of ``batchnorm: frozen``.
 """
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models.batchnorm import set_batchnorm_mode
+from harness.models.batchnorm_modes import set_batchnorm_mode
 
 log = logging.getLogger(__name__)
 

@@ -25,31 +25,11 @@ Two optional hooks:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
-import torch
 from torch import nn
 
+from harness.models.batch import Batch
 
-def all_rows(n: int) -> slice:
-    return slice(0, n)
-
-
-def as_is(t: torch.Tensor) -> torch.Tensor:
-    return t
-
-
-@dataclass
-class Batch:
-    inputs: torch.Tensor
-    labels: torch.Tensor
-    features: torch.Tensor  # backbone output before pooling (model.features(inputs))
-    embeddings: torch.Tensor  # model.embed(features)
-    step: int = 0  # global training step (for schedules and seeded randomness)
-    epoch: int = 0
-    share: Callable[[int], slice] = all_rows  # this process's rows of n rows computed per batch
-    gather: Callable[[torch.Tensor], torch.Tensor] = as_is  # every process's rows, in order, gradients kept
+__all__ = ["Batch", "Regularizer", "with_weight_decay"]
 
 
 class Regularizer(nn.Module):

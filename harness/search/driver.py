@@ -20,10 +20,10 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import distribution_to_json, json_to_distribution
 
-from harness import records
 from harness.config import selection_of
 from harness.errors import ConfigError, HarnessError
 from harness.io import atomic_write_text
+from harness.rundir import records
 from harness.search.report import write_reports
 from harness.search.space import format_override, param_name, parse_search_space, split_overrides
 from harness.search.study import SEARCH_FILE, Search, check_search, create_study, storage_label, tally

@@ -36,9 +36,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict, read_write
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 
-from harness import identity
 from harness.errors import RunPruned
 from harness.redact import redact_text
+from harness.rundir import identity
 from harness.search.space import format_override, suggest
 from harness.search.study import Search, is_surplus, load_study, retry_root, tally
 
@@ -109,7 +109,7 @@ def run_trial(
     trial: optuna.Trial, *, search: Search, master_config: DictConfig, config_loader, on_asked=lambda: None
 ) -> float:
     """The objective: one harness run with the trial's values; its selected validation metric."""
-    from harness.task import run
+    from harness.training.task import run
 
     on_asked()  # the trial exists (RUNNING): other workers may count it and ask for theirs
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")

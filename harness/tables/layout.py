@@ -2,8 +2,8 @@
 no knob, and the atomic writes. The package imports them from here only, so that a move inside the harness
 is a change of these lines."""
 
-from harness.identity import NON_SEMANTIC_KEYS
 from harness.io import atomic_write, atomic_write_text
-from harness.records import EPOCHS, RECORD
+from harness.rundir.identity import NON_SEMANTIC_KEYS
+from harness.rundir.records import EPOCHS, RECORD
 
 __all__ = ["EPOCHS", "NON_SEMANTIC_KEYS", "RECORD", "atomic_write", "atomic_write_text"]

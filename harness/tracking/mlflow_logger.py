@@ -20,7 +20,7 @@ import re
 import time
 from pathlib import Path
 
-from harness import records
+from harness.rundir import records
 from harness.tracking.base import Tracker, metrics_of, record_results, require, result_step, run_key
 
 KEY_TAG = "harness.run_key"

@@ -14,9 +14,9 @@ import json
 import logging
 from pathlib import Path
 
-from harness import records
-from harness.checkpoint import LAST
 from harness.io import atomic_write_text
+from harness.rundir import records
+from harness.rundir.checkpoint import LAST
 from harness.tracking.base import Tracker
 
 log = logging.getLogger("harness.tracking")

@@ -3,7 +3,7 @@ submitit (hydra-submitit-launcher's launcher, changed where a sweep of runs need
 
 All three compose every job's config first, skip the runs of a grid whose record is finished (nothing is
 submitted for them), go on when a job fails, and write ``<sweep dir>/summary.json`` listing failed jobs with
-the path of their error. See harness/launching.py.
+the path of their error. See harness/launch/sweep.py.
 
 SLURM jobs are checkpointable: on the pre-emption / time-out signal (``--signal=USR2@signal_delay_s``, which
 submitit adds), submitit calls ``checkpoint``, requeues the job (``scontrol requeue``, up to
@@ -27,14 +27,15 @@ from hydra.plugins.launcher import Launcher
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from harness import code_snapshot, launching
 from harness.errors import ConfigError
-from harness.job_shape import Shape, slurm_resources
+from harness.launch import code_snapshot
+from harness.launch import sweep as launching
+from harness.launch.job_shape import Shape, slurm_resources
 from harness.redact import holds_secret, redact_text
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
-log = logging.getLogger("harness.launching")
+log = logging.getLogger("harness.launch.sweep")
 
 
 @dataclass
@@ -182,7 +183,7 @@ class SubmititLauncher(BaseSubmititLauncher):
         return launching.close_sweep(sweep_dir, jobs, ordered, self.config, info)
 
     def shapes(self, jobs: list) -> list:
-        """[(launcher parameters, jobs)]: SLURM starts a run's processes as its tasks (harness/job_shape.py);
+        """[(launcher parameters, jobs)]: SLURM starts a run's processes as its tasks (harness/launch/job_shape.py);
         elsewhere a run on several processes starts them itself (one task)."""
         groups = {}
         for job in jobs:

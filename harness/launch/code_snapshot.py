@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-log = logging.getLogger("harness.launching")
+log = logging.getLogger("harness.launch.sweep")
 
 REPO = Path(__file__).resolve().parents[1]
 

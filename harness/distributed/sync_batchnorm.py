@@ -18,7 +18,7 @@ from torch import nn
 
 from harness.distributed.collectives import all_reduce_with_grad
 from harness.distributed.world import World
-from harness.models.batchnorm import _EvalStats
+from harness.models.batchnorm_modes import _EvalStats
 
 
 class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):

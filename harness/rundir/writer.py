@@ -18,12 +18,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness import identity, records
 from harness.config import selection_of
 from harness.evaluation.faiss_build import faiss_build
 from harness.io import atomic_write_json, atomic_write_text, remove_orphans
 from harness.provenance import provenance, task_overrides
 from harness.redact import redact
+from harness.rundir import identity, records
 
 log = logging.getLogger("harness")
 

@@ -7,7 +7,7 @@ A run directory is a deterministic function of the run's config, its data and it
 The hash covers the resolved config except the keys below, which do not change a run's numbers (paths,
 progress bars, the torch thread count, published numbers, the ``rerun`` switch, experiment trackers and
 pictures), plus the data itself: a fingerprint of the files under the dataset's root (relative paths and
-sizes) or of the in-memory arrays (harness/fingerprint.py), and of the content of a local ``backbone.weights``
+sizes) or of the in-memory arrays (harness/rundir/fingerprint.py), and of the content of a local ``backbone.weights``
 file. So the same command on
 another image tree is another run, and the same tree at another path (another cluster) is the same run.
 ``trainer.num_workers`` is part of the identity: loader processes draw the augmentations from their own
@@ -86,13 +86,13 @@ def data_fingerprint(cfg: DictConfig) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _fingerprint(dataset_json: str, weights: str) -> str:
-    from harness.fingerprint import data_fingerprint as of_data
-    from harness.fingerprint import file_digest
+    from harness.rundir.fingerprint import data_fingerprint as of_data
+    from harness.rundir.fingerprint import file_digest
 
     dataset = json.loads(dataset_json)
 
     def build():
-        from harness.build import instantiate
+        from harness.training.build import instantiate
 
         return instantiate(OmegaConf.create(dataset), _convert_="all")
 
@@ -102,7 +102,7 @@ def _fingerprint(dataset_json: str, weights: str) -> str:
 
 def forget_data() -> None:
     """Fingerprints are cached for the scope of one run (or one sweep's planning); start a new scope."""
-    from harness.fingerprint import tree_fingerprint
+    from harness.rundir.fingerprint import tree_fingerprint
 
     _fingerprint.cache_clear()
     tree_fingerprint.cache_clear()
@@ -110,7 +110,7 @@ def forget_data() -> None:
 
 def data_available(cfg: DictConfig) -> bool:
     """Whether every dataset root of ``cfg`` exists here (a login node may not see the compute nodes' data)."""
-    from harness.fingerprint import find_roots
+    from harness.rundir.fingerprint import find_roots
 
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") is not None else {}
     return all(Path(root).exists() for _, root in find_roots(dataset))

@@ -1,7 +1,8 @@
 """One run, top to bottom: ``run(cfg) -> record``.
 
     validate the config; find the run directory (skip a finished run, resume an unfinished one)
-    build the parts (harness.build); fit: train, select on validation, test the selected epoch (harness.fit)
+    build the parts (harness.training.build); fit: train, select on validation, test the selected epoch
+    (harness.training.fit)
     close the record: record.json with status finished, failed or pruned, written atomically, status last
 
 The test split never drives a choice: the epoch is selected on the class-disjoint validation split.
@@ -17,18 +18,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from harness import identity, processes, records, salvage
-from harness.build import build, instantiate
 from harness.config import validate_config
-from harness.console import format_summary, logging_to
 from harness.distributed import World, barrier, broadcast_object, lost_peer, on_main
 from harness.errors import ResultsDiskError, RunPruned
 from harness.evaluation.faiss_build import faiss_build
-from harness.fit import Plan, fit
 from harness.inspect import pictures_at_end, pictures_wanted
-from harness.lock import run_lock
+from harness.launch import processes
 from harness.provenance import git_state, task_overrides
-from harness.run_record import (
+from harness.rundir import identity, records, salvage
+from harness.rundir.lock import run_lock
+from harness.rundir.writer import (
     DISK_ERRORS,
     close_record,
     disk_error_line,
@@ -36,6 +35,9 @@ from harness.run_record import (
     record_failure,
 )
 from harness.tracking import Trackers, build_trackers, run_tags
+from harness.training.build import build, instantiate
+from harness.training.console import format_summary, logging_to
+from harness.training.fit import Plan, fit
 
 log = logging.getLogger("harness")
 
@@ -44,11 +46,11 @@ def run(cfg: DictConfig, on_evaluate=None) -> dict:
     """Train, select on validation, test, and record one run. ``on_evaluate(epoch, val_metrics)`` may
     raise :class:`~harness.errors.RunPruned` (the Optuna driver's pruning hook).
 
-    One process at a time writes a run directory (harness.lock: a second one waits for the first, then skips
+    One process at a time writes a run directory (harness.rundir.lock: a second one waits for the first, then skips
     or resumes); a directory holding another identity's run is refused; a damaged record is moved aside.
 
     ``trainer.devices`` x ``trainer.nodes`` > 1: one run on that many processes. Started by SLURM or torchrun,
-    this process is one of them (harness.distributed); started alone, it starts them (harness.processes)."""
+    this process is one of them (harness.distributed); started alone, it starts them (harness.launch.processes)."""
     validate_config(cfg)
     if processes.must_spawn(cfg):
         return processes.run_local(cfg, on_evaluate)

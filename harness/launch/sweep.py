@@ -12,7 +12,7 @@ are thin; what they share lives here:
     write_summary  <sweep dir>/summary.json: each job's status, run directory, error and log; failed jobs are
                    also listed in the log with the path of their error
 
-The code a SLURM job imports is frozen by harness.code_snapshot.
+The code a SLURM job imports is frozen by harness.launch.code_snapshot.
 
 Training code never imports this module (nor submitit).
 """
@@ -36,13 +36,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from harness import identity, records
 from harness.distributed.world import launch_from_env
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, atomic_write_text
 from harness.redact import redact, redact_text
+from harness.rundir import identity, records
 
-log = logging.getLogger("harness.launching")
+log = logging.getLogger("harness.launch.sweep")
 
 SUMMARY = "summary.json"
 JOB_FILE = "slurm_job.json"  # in a run directory: the SLURM job submitted to run it

@@ -1,6 +1,6 @@
 """The files of a run directory: per-epoch JSON lines and the final record.
 
-    <run dir>/                        (named by harness.identity.run_dir_for)
+    <run dir>/                        (named by harness.rundir.identity.run_dir_for)
         config.yaml       the resolved config (secrets redacted)
         overrides.txt     the command-line overrides of this run
         epochs.jsonl      one JSON object per epoch: losses by term, learning rates, val metrics, times
@@ -26,7 +26,7 @@ EPOCHS = "epochs.jsonl"
 
 def read_record(run_dir: Path) -> dict | None:
     """The run's record, or None when there is none or it is damaged (only the run itself moves it aside)."""
-    from harness.salvage import Corrupt, parse_record
+    from harness.rundir.salvage import Corrupt, parse_record
 
     try:
         return parse_record(Path(run_dir) / RECORD)

@@ -20,11 +20,11 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
-from harness import identity, records
 from harness.config import world_size_of
 from harness.distributed import World, close_world, init_world, launch_from_env
 from harness.distributed.spawn import run_processes
 from harness.errors import ConfigError
+from harness.rundir import identity, records
 
 log = logging.getLogger("harness")
 
@@ -70,7 +70,7 @@ def hydra_config():
 def rank_main(cfg: DictConfig, hydra_cfg) -> None:
     """One rank started by ``run_local``: the agent's Hydra job (for the record's overrides and the console log
     format), then the run."""
-    from harness.task import run
+    from harness.training.task import run
 
     if hydra_cfg is not None:
         from hydra.core.hydra_config import HydraConfig

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from harness import checkpoint as ckpt
 from harness.errors import ConfigError
-from harness.reload_guard import safe_backbone, safe_head, safe_transform_kwargs
+from harness.rundir import checkpoint as ckpt
+from harness.rundir.guard import safe_backbone, safe_head, safe_transform_kwargs
 
 
 @dataclass
@@ -61,8 +61,8 @@ class LoadedRun:
 
 def load_run(run_dir, device: str = "cpu") -> LoadedRun:
     """Rebuild a run's model from its saved config and ``best.pt``. Nothing named in the directory is executed:
-    only the harness's own backbones and timm models are built, from plain values (harness.reload_guard)."""
-    from harness.build import build_model
+    only the harness's own backbones and timm models are built, from plain values (harness.rundir.guard)."""
+    from harness.training.build import build_model
 
     run_dir = Path(run_dir)
     best = run_dir / "checkpoints" / ckpt.BEST

@@ -31,14 +31,14 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from harness import checkpoint as ckpt
-from harness import records
-from harness.build import Parts
 from harness.config import Selection, selection_of
 from harness.distributed import all_gather_object, barrier, broadcast_object
 from harness.evaluation.evaluator import Embedded
-from harness.salvage import load_checkpoint_or_set_aside
-from harness.training import train_one_epoch
+from harness.rundir import checkpoint as ckpt
+from harness.rundir import records
+from harness.rundir.salvage import load_checkpoint_or_set_aside
+from harness.training.build import Parts
+from harness.training.step import train_one_epoch
 
 log = logging.getLogger("harness")
 

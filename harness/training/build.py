@@ -10,7 +10,7 @@
     parallel     the model as the training step uses it: alone, or across the processes of ``world``
                  (harness.distributed: global BatchNorm, DDP, each process loading its share of every batch)
 
-The training loop (harness.fit), the benchmarks and reloading a run all build through here.
+The training loop (harness.training.fit), the benchmarks and reloading a run all build through here.
 """
 
 from __future__ import annotations
