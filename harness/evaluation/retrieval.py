@@ -59,7 +59,7 @@ def note_cpu_fallback() -> None:
     import torch
 
     if torch.cuda.is_available():
-        logging.getLogger("harness").info(
+        logging.getLogger(__name__).info(
             "faiss has no GPU support here: exact searches run on the CPU (for faiss-gpu: %s)", GPU_INSTALL
         )
 

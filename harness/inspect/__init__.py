@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 PICTURES = ("retrieval_grid", "embedding_map", "spectrum")
-log = logging.getLogger("harness.inspect")
+log = logging.getLogger(__name__)
 
 
 def pictures_wanted(setting, vector_inputs: bool) -> bool:

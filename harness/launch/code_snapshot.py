@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-log = logging.getLogger("harness.launch.sweep")
+log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 

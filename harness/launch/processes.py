@@ -26,7 +26,7 @@ from harness.distributed.spawn import run_processes
 from harness.errors import ConfigError
 from harness.rundir import identity, records
 
-log = logging.getLogger("harness")
+log = logging.getLogger(__name__)
 
 
 def must_spawn(cfg: DictConfig) -> bool:

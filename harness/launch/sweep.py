@@ -42,7 +42,7 @@ from harness.io import atomic_write_json, atomic_write_text
 from harness.redact import redact, redact_text
 from harness.rundir import identity, records
 
-log = logging.getLogger("harness.launch.sweep")
+log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 JOB_FILE = "slurm_job.json"  # in a run directory: the SLURM job submitted to run it

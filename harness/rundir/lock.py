@@ -29,7 +29,7 @@ from harness.errors import HarnessError
 LOCK_FILE = ".lock"
 POLL_S = 0.5
 
-log = logging.getLogger("harness")
+log = logging.getLogger(__name__)
 
 
 class RunLocked(HarnessError):

@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-log = logging.getLogger("harness")
+log = logging.getLogger(__name__)
 
 STATUSES = ("finished", "failed", "pruned")
 

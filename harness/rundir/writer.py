@@ -25,7 +25,7 @@ from harness.provenance import provenance, task_overrides
 from harness.redact import redact
 from harness.rundir import identity, records
 
-log = logging.getLogger("harness")
+log = logging.getLogger(__name__)
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, started: float, parts, exc: BaseException) -> dict | None:

@@ -29,7 +29,7 @@ from harness.search.space import format_override, param_name, parse_search_space
 from harness.search.study import SEARCH_FILE, Search, check_search, create_study, storage_label, tally
 from harness.search.worker import work
 
-log = logging.getLogger("harness.search")
+log = logging.getLogger(__name__)
 
 MAX_IDLE_ROUNDS = 2  # launches in a row that finish no trial: the workers are broken, stop and say where to look
 IN_PROCESS_LAUNCHERS = (

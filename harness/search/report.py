@@ -29,7 +29,7 @@ from harness.redact import redact
 from harness.search.space import param_name
 from harness.search.study import Search, counted, fail_reason, retry_root, storage_label, tally
 
-log = logging.getLogger("harness.search")
+log = logging.getLogger(__name__)
 
 
 def write_reports(study: optuna.Study, search: Search) -> dict:

@@ -42,7 +42,7 @@ from harness.rundir import identity
 from harness.search.space import format_override, suggest
 from harness.search.study import Search, is_surplus, load_study, retry_root, tally
 
-log = logging.getLogger("harness.search")
+log = logging.getLogger(__name__)
 
 
 class SurplusTrial(Exception):

@@ -15,7 +15,7 @@ import pandas as pd
 from harness.tables.layout import EPOCHS, RECORD, atomic_write
 from harness.tables.problems import Problem, Unreadable, check_record, is_number, kind
 
-log = logging.getLogger("harness.tables")
+log = logging.getLogger(__name__)
 
 INDEX_FILE = ".tables_index.parquet"
 INDEX_VERSION = "v2"  # raise it when what a row holds changes: every record is then read again

@@ -14,7 +14,7 @@ from harness.tables.layout import EPOCHS
 from harness.tables.load import read_epoch_log
 from harness.tables.problems import Problem, Unreadable
 
-log = logging.getLogger("harness.tables")
+log = logging.getLogger(__name__)
 
 
 def slug(text: str) -> str:

@@ -19,7 +19,7 @@ from harness.rundir import records
 from harness.rundir.checkpoint import LAST
 from harness.tracking.base import Tracker
 
-log = logging.getLogger("harness.tracking")
+log = logging.getLogger(__name__)
 MARKS = "trackers.json"
 
 

@@ -40,7 +40,7 @@ from harness.rundir.salvage import load_checkpoint_or_set_aside
 from harness.training.build import Parts
 from harness.training.step import train_one_epoch
 
-log = logging.getLogger("harness")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from harness.training.build import build, instantiate
 from harness.training.console import format_summary, logging_to
 from harness.training.fit import Plan, fit
 
-log = logging.getLogger("harness")
+log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig, on_evaluate=None) -> dict:

@@ -35,7 +35,7 @@ from harness.redact import holds_secret, redact_text
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
-log = logging.getLogger("harness.launch.sweep")
+log = logging.getLogger(__name__)
 
 
 @dataclass
