@@ -114,6 +114,23 @@ def load_csv(
     )
 
 
+def files_read(root, csv: str = "df.csv", **_) -> list:
+    """(key, path) of every file :func:`load_csv` reads, for the run's identity (harness/rundir/fingerprint.py):
+    the table (``dataset.csv``) and each image as its row names it, inside the root or anywhere else."""
+    base = resolve_root(root)
+    table = Path(str(csv)).expanduser()
+    table = table if table.is_absolute() else base / table
+    out = [("dataset.csv", table)]
+    try:
+        listed = pd.read_csv(table, usecols=["path"], dtype=str)["path"].dropna()
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):  # load_csv says what is wrong
+        return out
+    return out + [(f"dataset.csv:{p}", Path(p) if Path(p).is_absolute() else base / p) for p in listed]
+
+
+load_csv.files_read = files_read
+
+
 def read_table(table: Path) -> pd.DataFrame:
     where = f"dataset.csv={table}"
     try:

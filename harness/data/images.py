@@ -122,6 +122,29 @@ class ImageListDataset(Dataset):
         raise DataError(f"every image of class {self.labels[i]} is unreadable (first: {path}); check the dataset files")
 
 
+class ImagePreprocess:
+    """What an evaluation split does to one image, for a reloaded run (``load_run(...).embed``): a path is decoded
+    as :class:`ImageListDataset` decodes its files (JPEG draft at ``draft_size``), then ``transform`` applies;
+    a PIL image (or an H x W [x C] uint8 array) is transformed as it is."""
+
+    def __init__(self, transform, draft_size: int | None = None):
+        self.transform, self.draft_size = transform, draft_size
+
+    def __call__(self, x):
+        if isinstance(x, (str, Path)):
+            return ImageListDataset([x], [0], self.transform, draft_size=self.draft_size)[0][0]
+        if isinstance(x, np.ndarray):
+            x = Image.fromarray(x)
+        return self.transform(x)
+
+
+def eval_preprocess(transform: dict | None = None, fast_decode: bool = True, **_) -> ImagePreprocess:
+    """The test split's preprocessing of an image loader (:func:`build_dml_data`'s), from its config values."""
+    transform = dict(transform or {})
+    draft = int(transform.get("resize", 256)) if fast_decode else None
+    return ImagePreprocess(build_eval_transform(**transform), draft)
+
+
 # ----------------------------------------------------------------------------------------------- roots
 def resolve_root(root) -> Path:
     """A dataset root; a relative one is taken relative to the repository (where conf/ lives)."""

@@ -6,15 +6,19 @@ the coding rate R (the collapse diagnostic ``diag/test/coding_rate``, eps = 0.5)
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
+from harness.errors import ConfigError
 from harness.evaluation.diagnostics import coding_rate_of, normalize_rows
 from harness.inspect.style import new_figure, save
 from harness.rundir import identity
+from harness.rundir.guard import guarded_config
+
+log = logging.getLogger(__name__)
 
 
 def singular_values(z) -> np.ndarray:
@@ -25,7 +29,7 @@ def singular_values(z) -> np.ndarray:
 def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
     """Finished runs beside ``run_dir`` whose config differs only in the regularizer (same seed too)."""
     run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = guarded_config(run_dir / "config.yaml")
 
     def without_regularizer(c):
         return {k: v for k, v in identity.semantic_config(c).items() if k != "regularizer"}, c.get("seed")
@@ -35,7 +39,11 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
     for other in sorted(run_dir.parent.iterdir()):
         if other == run_dir or not (other / "config.yaml").exists() or not (other / "checkpoints" / "best.pt").exists():
             continue
-        other_cfg = OmegaConf.load(other / "config.yaml")
+        try:
+            other_cfg = guarded_config(other / "config.yaml")
+        except ConfigError as err:  # a sibling the guard refuses is not drawn
+            log.warning("%s", err)
+            continue
         if identity.group_choice(other_cfg, "regularizer") == identity.group_choice(cfg, "regularizer"):
             continue
         if without_regularizer(other_cfg) == mine:

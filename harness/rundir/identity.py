@@ -6,10 +6,10 @@ A run directory is a deterministic function of the run's config, its data and it
 
 The hash covers the resolved config except the keys below, which do not change a run's numbers (paths,
 progress bars, the torch thread count, published numbers, the ``rerun`` switch, experiment trackers and
-pictures), plus the data itself: a fingerprint of the files under the dataset's root (relative paths and
-sizes) or of the in-memory arrays (harness/rundir/fingerprint.py), and of the content of a local ``backbone.weights``
-file. So the same command on
-another image tree is another run, and the same tree at another path (another cluster) is the same run.
+pictures), plus the data itself: a fingerprint of the content of every file the dataset reads (wherever it lives)
+or of the in-memory arrays, and of a local ``backbone.weights`` file (harness/rundir/fingerprint.py); the paths
+of those files are left out. So the same command on another image tree (or on other pixels under the same
+names) is another run, and the same tree at another path (another cluster, a node's local disk) is the same run.
 ``trainer.num_workers`` is part of the identity: loader processes draw the augmentations from their own
 random streams, so another count gives other batches on image datasets. ``trainer.num_threads`` is not: the
 losses and every retrieval metric are identical across thread counts, float64 diagnostics differ at most in
@@ -53,8 +53,10 @@ IDENTITY_FILE = "identity.json"
 
 def semantic_config(cfg: DictConfig) -> dict:
     """The resolved config without the keys that do not change a run's numbers (and without the seed)."""
+    from harness.rundir.fingerprint import content_keys
+
     container = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in NON_SEMANTIC_KEYS + ("seed",):
+    for dotted in NON_SEMANTIC_KEYS + ("seed",) + content_keys(container):  # a file's content enters, not its path
         *parents, key = dotted.split(".")
         node = container
         for p in parents:
@@ -77,17 +79,19 @@ def digest(cfg: DictConfig) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
-def data_fingerprint(cfg: DictConfig) -> str:
-    """The fingerprint of the run's data (and of a local weights file), cached per dataset config."""
+def data_fingerprint(cfg: DictConfig, trust_manifest: bool = False) -> str:
+    """The fingerprint of the run's data and of a local weights file, by content (harness/rundir/fingerprint.py),
+    cached per dataset config within one scope (:func:`forget_data`). ``trust_manifest``: a planner's shortcut,
+    a dataset's checksum manifest instead of its bytes (never inside a run)."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") is not None else {}
     weights = OmegaConf.select(cfg, "backbone.weights", default=None)
-    return _fingerprint(json.dumps(dataset, sort_keys=True, default=str), str(weights) if weights else "")
+    dataset_json = json.dumps(dataset, sort_keys=True, default=str)
+    return _fingerprint(dataset_json, str(weights) if weights else "", trust_manifest)
 
 
 @functools.lru_cache(maxsize=32)
-def _fingerprint(dataset_json: str, weights: str) -> str:
+def _fingerprint(dataset_json: str, weights: str, trust_manifest: bool) -> str:
     from harness.rundir.fingerprint import data_fingerprint as of_data
-    from harness.rundir.fingerprint import file_digest
 
     dataset = json.loads(dataset_json)
 
@@ -96,16 +100,12 @@ def _fingerprint(dataset_json: str, weights: str) -> str:
 
         return instantiate(OmegaConf.create(dataset), _convert_="all")
 
-    out = of_data(dataset, build) if dataset else "none"
-    return f"{out}+{file_digest(weights)}" if weights else out
+    return of_data(dataset, build if dataset else None, weights or None, trust_manifest=trust_manifest)
 
 
 def forget_data() -> None:
     """Fingerprints are cached for the scope of one run (or one sweep's planning); start a new scope."""
-    from harness.rundir.fingerprint import tree_fingerprint
-
     _fingerprint.cache_clear()
-    tree_fingerprint.cache_clear()
 
 
 def data_available(cfg: DictConfig) -> bool:

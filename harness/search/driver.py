@@ -14,6 +14,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
+import optuna
 import yaml
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
@@ -24,6 +25,7 @@ from harness.config import selection_of
 from harness.errors import ConfigError, HarnessError
 from harness.io import atomic_write_text
 from harness.rundir import records
+from harness.rundir.guard import guarded_node
 from harness.search.report import write_reports
 from harness.search.space import format_override, param_name, parse_search_space, split_overrides
 from harness.search.study import SEARCH_FILE, Search, check_search, create_study, storage_label, tally
@@ -165,11 +167,21 @@ def read_search(study_dir: Path) -> Search:
         data = yaml.safe_load(path.read_text())
         data["space"] = {key: json_to_distribution(json.dumps(d)) for key, d in data["space"].items()}
         data["study_dir"] = str(Path(study_dir))
+        for key in ("sampler", "pruner"):  # never instantiated here, but checked like any file from disk
+            data[key] = guarded_node(data.get(key), key, str(path), also=optuna_targets())
         return Search(**data)
     except (yaml.YAMLError, TypeError, KeyError, ValueError, AttributeError) as err:
         raise ConfigError(
             f"{path} is damaged ({type(err).__name__}); run the search command again to rewrite it"
         ) from None
+
+
+def optuna_targets() -> frozenset:
+    """The samplers and pruners a study may name (any of Optuna's own)."""
+    return frozenset(
+        [f"optuna.samplers.{n}" for n in optuna.samplers.__all__]
+        + [f"optuna.pruners.{n}" for n in optuna.pruners.__all__]
+    )
 
 
 def atomic_write_yaml(path: Path, data: dict) -> None:
