@@ -38,6 +38,7 @@ from harness.rundir import checkpoint as ckpt
 from harness.rundir import records
 from harness.rundir.salvage import load_checkpoint_or_set_aside
 from harness.training.build import Parts
+from harness.training.reselect import selected_states
 from harness.training.step import train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
 
     # ---- the selected epoch, on the test split
     barrier(world)  # rank 0 has written best.pt
-    ckpt.load_module_states(parts.modules, ckpt.load(run_dir / "checkpoints" / ckpt.BEST)["modules"])
+    ckpt.load_module_states(parts.modules, selected_states(parts, plan, run_dir, state))  # a damaged best.pt: rebuilt
     test, val = evaluator.embed(model, data.test), evaluator.embed(model, data.val)
     result = {
         "selected_epoch": state.best_epoch,
