@@ -251,6 +251,39 @@ def test_workers_and_resumed_commands_do_not_replay_one_random_sequence():
     assert len({first_point(0, 0), first_point(1, 0), first_point(0, 4)}) == 3  # another worker, a later command
 
 
+def test_a_torn_journal_is_repaired_under_its_lock_for_a_worker_and_the_report(tmp_path, caplog):
+    """A worker killed mid-append leaves a partial last line: a running worker's next append and
+    ``python -m harness.search DIR`` repair it under the storage's lock (copy aside, drop the tail, one warning)."""
+    import logging
+
+    from harness.search.__main__ import main
+    from harness.search.driver import atomic_write_yaml, describe
+    from harness.search.study import create_study, load_study
+
+    search = make_search(tmp_path, storage="journal", n_trials=3)
+    create_study(search)
+    atomic_write_yaml(Path(search.study_dir) / "search.yaml", describe(search))
+    journal = Path(search.study_dir) / "study.journal"
+
+    def objective(trial):
+        return trial.suggest_float("x", 0, 1)
+
+    load_study(search).optimize(objective, n_trials=1)
+    worker = load_study(search, worker=1)  # a worker already running when another dies mid-append
+    with open(journal, "ab") as f:
+        f.write(b'{"op_code":5,"worker_id":"dead","trial_id":0,"par')
+    with caplog.at_level(logging.WARNING, logger="harness"):
+        worker.optimize(objective, n_trials=1)
+    assert [t.state for t in load_study(search).get_trials()] == [TrialState.COMPLETE] * 2
+    assert (journal.parent / "study.journal.torn").read_bytes().endswith(b'"par')
+    assert "study.journal had a torn last line (49 bytes" in caplog.text and "the search goes on" in caplog.text
+    with open(journal, "ab") as f:
+        f.write(b'{"op_co')
+    assert main([search.study_dir]) == 0  # the report command opens the storage: repaired there too
+    assert (journal.parent / "study.journal.torn.1").exists() and journal.read_bytes().endswith(b"}\n")
+    assert len(load_study(search).get_trials()) == 2
+
+
 def wait_for(condition, timeout: float, poll: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
