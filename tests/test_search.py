@@ -351,6 +351,14 @@ def test_two_workers_reach_the_total_exactly_resume_adds_none_and_a_larger_total
 
     assert main([str(study_dir)]) == 0 and len((study_dir / "trials.csv").read_text().splitlines()) == 8
 
+    # another fixed semantic setting is another experiment: refused in one line naming it, nothing launched
+    described = (study_dir / "search.yaml").read_text()
+    proc = run_search(results, "hydra.sweeper.n_trials=8", "hydra.sweeper.sampler.seed=1", "trainer.epochs=3")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "holds trials of another setting (trainer.epochs: 2 -> 3)" in line and "study_name" in line
+    assert len(load(results).get_trials()) == 7 and (study_dir / "search.yaml").read_text() == described
+
 
 @pytest.mark.slow
 def test_a_killed_worker_trial_is_failed_by_heartbeat_retried_and_resumed(results):

@@ -67,6 +67,7 @@ class Search:
     max_retry: int | None = 2
     poll_interval: float = 5.0
     record_keys: list = field(default_factory=lambda: ["test/map@r", "test/recall@1"])
+    identity: dict = field(default_factory=dict)  # what every trial shares (driver.study_identity)
 
 
 def check_search(search: Search) -> None:
