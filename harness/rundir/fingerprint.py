@@ -81,23 +81,23 @@ def data_files(dataset: dict) -> list:
     out = []
     if listed is not None:
         kwargs = {k: v for k, v in dataset.items() if not str(k).startswith("_")}
-        out.extend((str(key), Path(path)) for key, path in listed(**kwargs))
+        out.extend((str(key), str(path)) for key, path in listed(**kwargs))
     else:
         for where, root in find_roots(dataset):
             path = Path(root).expanduser()
             if path.is_file():
-                out.append((where, path))
+                out.append((where, str(path)))
             else:
-                out.extend((f"{where}/{rel}", path / rel) for rel in walk_files(path, set()) if rel != MANIFEST)
-    roots = {where for where, _ in find_roots(dataset)}
+                out.extend((f"{where}/{rel}", full) for rel, full in walk_files(path, set()) if rel != MANIFEST)
+    seen = {where for where, _ in find_roots(dataset)} | {key for key, _ in out}
     for where, value in find_paths(dataset):
-        if where in roots or any(key == where for key, _ in out):
+        if where in seen:
             continue
         path = Path(value).expanduser()
         if path.is_dir():
-            out.extend((f"{where}/{rel}", path / rel) for rel in walk_files(path, set()))
+            out.extend((f"{where}/{rel}", full) for rel, full in walk_files(path, set()))
         elif path.is_file():
-            out.append((where, path))
+            out.append((where, str(path)))
     return out
 
 
@@ -149,10 +149,12 @@ def find_strings(node, where: str) -> list:
     return out
 
 
-def walk_files(root: Path, seen: set, prefix: str = ""):
-    """The relative paths of the files under ``root``, following symlinks once (no loops), dot-files left out."""
+def walk_files(root, seen: set, prefix: str = ""):
+    """(relative path, full path) of the files under ``root`` in sorted order, following symlinks once (no
+    loops), dot-files left out. Paths are strings: a tree of 120k files is walked without a Path per file."""
+    root = str(root)
     try:
-        st = root.stat()
+        st = os.stat(root)
     except OSError:
         return
     if (st.st_dev, st.st_ino) in seen:
@@ -168,9 +170,9 @@ def walk_files(root: Path, seen: set, prefix: str = ""):
         rel = f"{prefix}{entry.name}"
         try:
             if entry.is_dir():
-                yield from walk_files(Path(entry.path), seen, rel + "/")
+                yield from walk_files(entry.path, seen, rel + "/")
             elif entry.is_file():
-                yield rel
+                yield rel, entry.path
         except OSError:  # a dangling link or a file removed while walking: not part of the data
             continue
 
@@ -211,7 +213,8 @@ def read_manifest(root: Path) -> dict:
     for line in lines:
         try:
             row = json.loads(line)
-            out[str(root / row["path"])] = (Stat(int(row["size"]), int(row["mtime_ns"]), 0, 0), str(row["blake2b"]))
+            key = os.path.join(str(root), row["path"])
+            out[key] = (Stat(int(row["size"]), int(row["mtime_ns"]), 0, 0), str(row["blake2b"]))
         except (ValueError, KeyError, TypeError):
             continue
     return out
@@ -227,13 +230,13 @@ def write_manifest(root) -> Path:
     from harness.io import atomic_write_text
 
     root = Path(root).expanduser().resolve()
-    rels = [rel for rel in walk_files(root, set()) if rel != MANIFEST]
-    hashes = file_hashes([root / rel for rel in rels])
+    files = [(rel, full) for rel, full in walk_files(root, set()) if rel != MANIFEST]
+    hashes = file_hashes([full for _, full in files])
     rows = []
-    for rel in rels:
-        st = Stat.of(root / rel)
-        if st is not None and hashes[str(root / rel)] != ABSENT:
-            row = {"path": rel, "size": st.size, "mtime_ns": st.mtime_ns, "blake2b": hashes[str(root / rel)]}
+    for rel, full in files:
+        st = Stat.of(full)
+        if st is not None and hashes[full] != ABSENT:
+            row = {"path": rel, "size": st.size, "mtime_ns": st.mtime_ns, "blake2b": hashes[full]}
             rows.append(json.dumps(row))
     atomic_write_text(root / MANIFEST, "\n".join(rows) + "\n")
     return root / MANIFEST

@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import sqlite3
+import stat as statmod
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -145,11 +146,14 @@ def file_hashes(paths, cache: HashCache | None = None, trusted: dict | None = No
     stats = {}
     out = {}
     for path in dict.fromkeys(str(p) for p in paths):
-        st = Stat.of(path)
-        if st is None or not os.path.isfile(path):
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        if st is None or not statmod.S_ISREG(st.st_mode):
             out[path] = ABSENT
         else:
-            stats[path] = st
+            stats[path] = Stat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     for path, (stated, digest) in (trusted or {}).items():
         st = stats.get(path)
         if st is not None and (st.size, st.mtime_ns) == (stated.size, stated.mtime_ns):
@@ -157,16 +161,22 @@ def file_hashes(paths, cache: HashCache | None = None, trusted: dict | None = No
     out.update(cache.get_many({p: s for p, s in stats.items() if p not in out}))
     todo = [p for p in stats if p not in out]
     if todo:
-        workers = workers or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            digests = list(pool.map(_hash_or_absent, todo, chunksize=64))
+        workers = max(1, min(workers or min(8, os.cpu_count() or 1), len(todo)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # one slice per thread: no future per file
+            slices = list(pool.map(_hash_all, [todo[i::workers] for i in range(workers)]))
+        digests = [None] * len(todo)
+        for i, part in enumerate(slices):
+            digests[i::workers] = part
         out.update(zip(todo, digests))
         cache.put_many([(p, stats[p], d) for p, d in zip(todo, digests) if d != ABSENT])
     return out
 
 
-def _hash_or_absent(path: str) -> str:
-    try:
-        return hash_file(path)
-    except OSError:  # removed or unreadable while hashing: not data the run can read
-        return ABSENT
+def _hash_all(paths: list) -> list:
+    out = []
+    for path in paths:
+        try:
+            out.append(hash_file(path))
+        except OSError:  # removed or unreadable while hashing: not data the run can read
+            out.append(ABSENT)
+    return out
