@@ -17,7 +17,7 @@ from harness.errors import ConfigError, DataError
     ],
 )
 def test_an_image_folder_with_too_few_classes_does_not_suggest_lowering_val_fraction(tmp_path, classes, expected):
-    from harness.training.build import instantiate
+    from harness.config import instantiate
 
     root = make_folder_tree(tmp_path / "tree", names=classes)
     cfg = compose_cfg(["dataset=image_folder", f"dataset.root={root}"])
