@@ -20,8 +20,8 @@ logging.basicConfig(level=logging.INFO, format="%(message)s")
 from harness.rundir.lock import run_lock
 run_dir, journal, go, tag = sys.argv[1:5]
 timeout = None if sys.argv[5] == "none" else float(sys.argv[5])
-from harness.cli import exit_on_user_error
-with exit_on_user_error(), run_lock(run_dir, timeout=timeout, poll=0.05):
+from harness.cli import entry_point
+with entry_point(), run_lock(run_dir, timeout=timeout, poll=0.05):
     with open(journal, "a") as f:
         f.write(f"{tag} start\\n"); f.flush()
         print("locked", flush=True)

@@ -25,7 +25,6 @@ from conftest import REPO, tiny
 
 import harness
 from harness.launch import sweep as launching
-from harness.launch.sweep import read_summary
 from harness.rundir import checkpoint as ckpt
 from harness.rundir import records
 from harness.rundir.run_dir import RunDir
@@ -442,3 +441,7 @@ def test_slurm_job_asking_for_more_gpus_than_processes_fails_at_submission(tmp_p
         "node, one GPU each: 2 would sit idle; set trainer.devices=4 (or ask for 2 GPUs)"
     )
     assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted
+
+
+def read_summary(sweep_dir: Path) -> dict:
+    return json.loads((Path(sweep_dir) / "summary.json").read_text())

@@ -326,7 +326,3 @@ def redact_sweep_config(sweep_dir: Path) -> None:
     if path.exists():
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
         atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(redact(data))))
-
-
-def read_summary(sweep_dir: Path) -> dict:
-    return json.loads((Path(sweep_dir) / SUMMARY).read_text())
