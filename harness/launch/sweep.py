@@ -36,6 +36,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.cli import fail
+from harness.config import validate_config
 from harness.distributed.world import launch_from_env
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, atomic_write_text
@@ -139,6 +140,7 @@ def run_dir_of(config: DictConfig) -> tuple:
         if not identity.data_available(cfg):  # e.g. a login node that does not see the compute nodes' data
             return None, rerun
         try:
+            validate_config(cfg)
             return RunDir.for_config(cfg), rerun
         except HarnessError:  # bad data or config: the job itself fails with that line
             return None, rerun
