@@ -11,6 +11,7 @@ import pytest
 from harness.errors import DataError
 from harness.rundir import hashes
 from harness.rundir.fingerprint import MANIFEST, data_fingerprint, write_manifest
+from harness.rundir.run_dir import RunDir
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +93,7 @@ def test_a_csv_relabelled_in_place_and_files_outside_the_root_enter_the_identity
         cfg = base.copy()
         cfg.dataset.update(dataset)
         identity.forget_data()
-        return identity.run_dir_for(cfg)
+        return RunDir.for_config(cfg).path
 
     first = run_dir()
     table = (root / "df.csv").read_text()
@@ -168,7 +169,6 @@ def test_the_same_command_on_another_image_tree_is_another_run(tmp_path, caplog)
     from test_datasets import make_folder_tree
 
     import harness
-    from harness.rundir import identity
 
     results, root = tmp_path / "results", tmp_path / "data"
     make_folder_tree(root, per_class=4)
@@ -185,7 +185,7 @@ def test_the_same_command_on_another_image_tree_is_another_run(tmp_path, caplog)
     with caplog.at_level(logging.INFO, logger="harness"):
         third = harness.run(image_run(results, copy))
     assert third["run_dir"] == second["run_dir"] and "already finished, skipped" in caplog.text
-    assert identity.run_dir_for(image_run(results, copy)) == identity.run_dir_for(image_run(results, root))
+    assert RunDir.for_config(image_run(results, copy)).path == RunDir.for_config(image_run(results, root)).path
 
 
 def test_a_directory_holding_another_identity_is_refused_in_one_line(results):
@@ -199,10 +199,10 @@ def test_a_directory_holding_another_identity_is_refused_in_one_line(results):
 
     cfg = tiny(["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.utilization=false"], results)
     harness.run(cfg)
-    run_dir = identity.run_dir_for(cfg)
-    stored = json.loads((run_dir / identity.IDENTITY_FILE).read_text())
-    assert stored["digest"].startswith(identity.config_hash(cfg))
-    (run_dir / identity.IDENTITY_FILE).write_text(json.dumps({"digest": "0" * 40, "data": "other"}))
+    run_dir = RunDir.for_config(cfg).path
+    stored = json.loads((run_dir / identity.FILE).read_text())
+    assert stored["digest"].startswith(RunDir.for_config(cfg).keys["config_hash"])
+    (run_dir / identity.FILE).write_text(json.dumps({"digest": "0" * 40, "data": "other"}))
     before = (run_dir / "record.json").read_bytes()
     with pytest.raises(ConfigError) as err:
         harness.run(cfg)
@@ -218,7 +218,6 @@ def test_loader_processes_change_the_augmented_batches_so_num_workers_is_part_of
     import torch
     from test_datasets import make_folder_tree
 
-    from harness.rundir import identity
     from harness.training.build import build_loader, instantiate
 
     root = make_folder_tree(tmp_path / "data", per_class=4)
@@ -235,11 +234,13 @@ def test_loader_processes_change_the_augmented_batches_so_num_workers_is_part_of
                 h.update(inputs.numpy().tobytes() + labels.numpy().tobytes())
         digests[workers] = h.hexdigest()
     assert digests[0] != digests[2]
-    assert identity.run_dir_for(image_run(tmp_path, root, "trainer.num_workers=2")) != identity.run_dir_for(
-        image_run(tmp_path, root)
+    assert (
+        RunDir.for_config(image_run(tmp_path, root, "trainer.num_workers=2")).path
+        != RunDir.for_config(image_run(tmp_path, root)).path
     )
-    assert identity.run_dir_for(image_run(tmp_path, root, "trainer.num_threads=3")) == identity.run_dir_for(
-        image_run(tmp_path, root)
+    assert (
+        RunDir.for_config(image_run(tmp_path, root, "trainer.num_threads=3")).path
+        == RunDir.for_config(image_run(tmp_path, root)).path
     )
 
 

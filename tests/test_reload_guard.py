@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 import yaml
-from conftest import CONF, tiny
+from conftest import CONF, exit_code, tiny
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -94,7 +94,7 @@ def test_no_entry_point_executes_a_planted_target(finished, tmp_path, capsys, na
     from harness.tables.__main__ import main as tables_main
 
     run_dir = planted_run(finished, tmp_path, where, plants(tmp_path)[name])
-    assert inspect_main([str(run_dir), "--only", "retrieval_grid"]) == 2
+    assert exit_code(inspect_main, [str(run_dir), "--only", "retrieval_grid"]) == 2
     line = capsys.readouterr().err.strip()
     assert f"{where}._target_" in line and "no file under conf/ names" in line and "\n" not in line
     with pytest.raises(ConfigError, match=f"{where}._target_"):
@@ -103,7 +103,7 @@ def test_no_entry_point_executes_a_planted_target(finished, tmp_path, capsys, na
         regularizer_siblings(run_dir)
     sibling = shutil.copytree(finished, run_dir.parent / "sibling")  # a clean run beside the planted one
     assert regularizer_siblings(sibling) == []  # the planted neighbour is skipped, not built
-    tables_main([str(tmp_path / "results"), "--no-plots", "--out", str(tmp_path / "tables")])
+    exit_code(tables_main, [str(tmp_path / "results"), "--no-plots", "--out", str(tmp_path / "tables")])
     assert nothing_ran(tmp_path)
 
 
@@ -137,7 +137,7 @@ def test_a_resumed_run_with_a_tracker_and_a_search_report_execute_nothing(finish
         data = describe(search)
         data[key] = plants(tmp_path)[name]
         atomic_write_yaml(study / "search.yaml", data)
-        assert search_main([str(study)]) == 2
+        assert exit_code(search_main, [str(study)]) == 2
         assert f"{key}._target_" in capsys.readouterr().err
     assert "optuna.samplers.TPESampler" in optuna_targets()
     assert nothing_ran(tmp_path)

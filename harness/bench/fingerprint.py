@@ -132,3 +132,15 @@ def run(quick: bool = False) -> dict:
         ),
     ]
     return {"figures": figures, "files": scale["images"], "tree_written_s": written_s, "rounds": rounds}
+
+
+if __name__ == "__main__":  # python -m harness.bench.fingerprint [--quick]
+    import sys
+
+    result = run(quick="--quick" in sys.argv[1:])
+    for f in result["figures"]:
+        s, a, r = f["subject_s"], f["alternative_s"], f["ratio"]
+        print(
+            f"{f['name']}: {f['subject']} {s['median']:.2f} s ({s['min']:.2f}-{s['max']:.2f}), {f['alternative']} "
+            f"{a['median']:.2f} s: {r['median']:.1f}x the time ({r['min']:.1f}-{r['max']:.1f}), {s['n']} rounds"
+        )

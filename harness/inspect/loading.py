@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from harness.distributed import World
-from harness.errors import ConfigError
 from harness.evaluation.evaluator import Embedded
-from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 
 
 @dataclass
@@ -58,20 +58,18 @@ def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Ins
     through the one guard (harness.rundir.guard), and only the data, the evaluator and the network are built
     from it: nothing else it names (loss, optimizer, trackers) is instantiated."""
     from harness.models.reload import load_run
-    from harness.rundir.guard import guarded_config
     from harness.runtime import pick_amp
     from harness.training.build import build_data_and_model, build_evaluator
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); pass results/runs/<dataset>/<run>")
-    cfg = guarded_config(run_dir / "config.yaml")
+    rd = RunDir.at(run_dir)
+    cfg = OmegaConf.create(rd.config())  # through the one guard
     run = load_run(run_dir, device=device)
     dev = torch.device(device)
     data, _, cfg, model = build_data_and_model(cfg, dev)  # seeded as the run was: its epoch-0 network
     out = Inspection(
         run_dir,
-        records.read_record(run_dir) or {},
+        rd.record() or {},
         cfg,
         data.test,
         build_evaluator(cfg, dev, pick_amp(cfg.trainer.amp, dev)),
@@ -91,7 +89,7 @@ def inspection_of(run_dir, parts, trained: Embedded, untrained: Embedded | None)
     evaluator = replace(parts.evaluator, world=World())  # rank 0 alone draws: embeds without its peers
     out = Inspection(
         run_dir,
-        records.read_record(run_dir) or {},
+        RunDir.at(run_dir).record() or {},
         parts.cfg,
         parts.data.test,
         evaluator,

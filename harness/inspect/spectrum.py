@@ -16,7 +16,7 @@ from harness.errors import ConfigError
 from harness.evaluation.diagnostics import coding_rate_of, normalize_rows
 from harness.inspect.style import new_figure, save
 from harness.rundir import identity
-from harness.rundir.guard import guarded_config
+from harness.rundir.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def singular_values(z) -> np.ndarray:
 def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
     """Finished runs beside ``run_dir`` whose config differs only in the regularizer (same seed too)."""
     run_dir = Path(run_dir)
-    cfg = guarded_config(run_dir / "config.yaml")
+    cfg = RunDir.at(run_dir).config()
 
     def without_regularizer(c):
         return {k: v for k, v in identity.semantic_config(c).items() if k != "regularizer"}, c.get("seed")
@@ -40,7 +40,7 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
         if other == run_dir or not (other / "config.yaml").exists() or not (other / "checkpoints" / "best.pt").exists():
             continue
         try:
-            other_cfg = guarded_config(other / "config.yaml")
+            other_cfg = RunDir.at(other).config()
         except ConfigError as err:  # a sibling the guard refuses is not drawn
             log.warning("%s", err)
             continue

@@ -28,7 +28,8 @@ from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
 from harness.rundir import checkpoint as ckpt
-from harness.rundir.guard import guarded_config, reload_backbone
+from harness.rundir.guard import reload_backbone
+from harness.rundir.run_dir import RunDir
 
 
 @dataclass
@@ -72,7 +73,7 @@ def load_run(run_dir, device: str = "cpu") -> LoadedRun:
     best = run_dir / "checkpoints" / ckpt.BEST
     if not best.exists():
         raise ConfigError(f"{best} does not exist; load_run needs a run that has evaluated at least one epoch")
-    cfg = guarded_config(run_dir / "config.yaml")  # saved complete: no ??? left, no data needed to build
+    cfg = OmegaConf.create(RunDir.at(run_dir).config())  # guarded; saved complete: no ??? left, no data needed
     if cfg.get("backbone") is None or cfg.get("head") is None:
         raise ConfigError(f"{run_dir / 'config.yaml'} has no backbone or head; the run cannot be rebuilt")
     model = build_model(OmegaConf.create({"backbone": reload_backbone(cfg.backbone), "head": cfg.head}))

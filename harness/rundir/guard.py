@@ -92,8 +92,10 @@ def guarded_config(path) -> DictConfig:
         path = path / "config.yaml"
     try:
         cfg = OmegaConf.load(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist; give a run directory (results/runs/<dataset>/<run>)") from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(
+            f"{path.parent} is not a run directory (no {path.name}); pass results/runs/<dataset>/<run>"
+        ) from None
     except Exception as err:  # noqa: BLE001 - YAML errors differ
         raise ConfigError(
             f"{path} is not a readable config ({type(err).__name__}); the run cannot be rebuilt"

@@ -24,6 +24,7 @@ from optuna.distributions import distribution_to_json, json_to_distribution
 from harness.config import selection_of
 from harness.errors import ConfigError, HarnessError
 from harness.io import atomic_write_text
+from harness.redact import redact
 from harness.rundir import records
 from harness.rundir.guard import guarded_node
 from harness.search.report import write_reports
@@ -157,7 +158,7 @@ def study_identity(search: Search, cfg: DictConfig) -> dict:
         cfg.pop("hydra", None)
     searched = {key.lstrip("+") for key in search.space} | {"search"}
     flat = records.flatten({**semantic_config(cfg), "seed": cfg.get("seed")})
-    return records.redact({k: v for k, v in flat.items() if not any(k == s or k.startswith(f"{s}.") for s in searched)})
+    return redact({k: v for k, v in flat.items() if not any(k == s or k.startswith(f"{s}.") for s in searched)})
 
 
 def check_same_study(search: Search, study) -> None:
@@ -190,7 +191,7 @@ def describe(search: Search) -> dict:
     """The study directory's search.yaml: enough to reopen the study and report on it; never a URL."""
     data = {k: getattr(search, k) for k in Search.__dataclass_fields__ if k != "space"}
     data["space"] = {key: json.loads(distribution_to_json(dist)) for key, dist in search.space.items()}
-    return records.redact(data)
+    return redact(data)
 
 
 def read_search(study_dir: Path) -> Search:

@@ -87,9 +87,10 @@ def repair_journal(path: Path, full: bool) -> bool:
     return True
 
 
-def is_json(line: bytes) -> bool:
+def is_json(data: bytes) -> bool:
+    """Whether one journal line is JSON (Optuna's log entries; no run directory's file)."""
     try:
-        json.loads(line)
+        json.loads(data)
     except ValueError:
         return False
     return True

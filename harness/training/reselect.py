@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.distributed import barrier, broadcast_object
@@ -27,9 +27,30 @@ log = logging.getLogger(__name__)
 RETRAIN = "retrain"
 
 
-def selected_states(parts, plan, run_dir: Path, state) -> dict:
+@dataclass
+class Scratch:
+    """Where a retraining writes (what :func:`~harness.training.fit.fit` needs of an attempt): its own epoch log
+    and checkpoints under ``checkpoints/retrain/``, rank 0 alone, no trackers."""
+
+    path: Path
+    world: object
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def write_epoch(self, row: dict) -> None:
+        if self.world.is_main:
+            records.append_epoch(self.path, row)
+
+    def truncate_epochs(self, last_epoch: int) -> None:
+        if self.world.is_main:
+            records.truncate_epochs(self.path, last_epoch)
+
+
+def selected_states(parts, plan, attempt, state) -> dict:
     """The module states of the selected epoch (``state.best_epoch``) from ``best.pt``, rebuilt when damaged."""
-    path = Path(run_dir) / "checkpoints" / ckpt.BEST
+    path = attempt.checkpoints / ckpt.BEST
     world = parts.world
 
     def load(p):
@@ -44,16 +65,17 @@ def selected_states(parts, plan, run_dir: Path, state) -> dict:
     usable = load_checkpoint_or_set_aside(path, load, then) is not None if world.is_main else None
     if broadcast_object(usable, world):
         return ckpt.load(path)["modules"]
-    retrained = retrain(parts, plan, Path(run_dir), state.best_epoch)
-    check_against_log(retrained, plan, Path(run_dir), state)
+    scratch = Scratch(attempt.checkpoints / RETRAIN, world)
+    retrained = retrain(parts, plan, scratch, state.best_epoch)
+    check_against_log(retrained, plan, attempt.path, state)
     if world.is_main:
-        os.replace(Path(run_dir) / "checkpoints" / RETRAIN / "checkpoints" / ckpt.BEST, path)
-        shutil.rmtree(Path(run_dir) / "checkpoints" / RETRAIN, ignore_errors=True)
+        os.replace(scratch.checkpoints / ckpt.BEST, path)
+        shutil.rmtree(scratch.path, ignore_errors=True)
     barrier(world)
     return ckpt.load(path)["modules"]
 
 
-def retrain(parts, plan, run_dir: Path, epoch: int) -> dict:
+def retrain(parts, plan, scratch: Scratch, epoch: int) -> dict:
     """Train the run's config again from its seed to ``epoch``; the selected epoch's results of that training.
     The random state of the caller is restored afterwards (the rest of the run draws what it would have)."""
     from harness.training.build import build
@@ -62,7 +84,6 @@ def retrain(parts, plan, run_dir: Path, epoch: int) -> dict:
     rng = ckpt.rng_state()
     try:
         fresh = build(parts.cfg, parts.device, parts.world)
-        scratch = run_dir / "checkpoints" / RETRAIN
         return fit(fresh, replace(plan, epochs=int(epoch), progress=False), scratch).results
     finally:
         ckpt.set_rng_state(rng)
