@@ -141,7 +141,7 @@ def run_dir_of(config: DictConfig) -> tuple:
             return None, rerun
         try:
             validate_config(cfg)
-            return RunDir.for_config(cfg), rerun
+            return RunDir.for_config(cfg, trust_manifest=True), rerun  # a dataset's manifest spares the hashing
         except HarnessError:  # bad data or config: the job itself fails with that line
             return None, rerun
     finally:

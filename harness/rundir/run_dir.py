@@ -34,10 +34,12 @@ class RunDir:
 
     # ------------------------------------------------------------------------------------------- finding it
     @classmethod
-    def for_config(cls, cfg: DictConfig, world: World | None = None) -> RunDir:
-        """The directory of the run ``cfg`` names. The data is fingerprinted by rank 0 and sent to the others."""
+    def for_config(cls, cfg: DictConfig, world: World | None = None, trust_manifest: bool = False) -> RunDir:
+        """The directory of the run ``cfg`` names. The data is fingerprinted by rank 0 and sent to the others.
+        ``trust_manifest``: a planner's shortcut, a dataset's checksum manifest instead of hashing its files (a run
+        never takes it: it hashes the bytes and checks the manifest against them)."""
         world = world or World()
-        data = identity.data_fingerprint(cfg) if world.is_main else None
+        data = identity.data_fingerprint(cfg, trust_manifest) if world.is_main else None
         data = broadcast_object(data, world)
         full = identity.digest(cfg, data)
         keys = identity.keys_of(cfg, full, data)
