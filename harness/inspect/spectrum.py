@@ -60,7 +60,11 @@ def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True)
         curves.append(("untrained (epoch 0)", inspection.untrained.query, dict(color="0.55", linestyle="--")))
     curves.append((f"trained, regularizer={own}", inspection.trained.query, dict(color="C0", linewidth=2.2)))
     for i, other in enumerate(regularizer_siblings(inspection.run_dir) if siblings else []):
-        run = load_run(other, device=device)
+        try:
+            run = load_run(other, device=device)
+        except ConfigError as err:  # a sibling with a damaged best.pt is left out of the picture, named
+            log.warning("%s", err)
+            continue
         name = identity.group_choice(run.cfg, "regularizer")
         curves.append(
             (f"trained, regularizer={name}", inspection.embed(run.model).query, dict(color=f"C{i + 1}", linewidth=1.6))
