@@ -11,8 +11,9 @@ The run calls, in this order::
     log_images(paths, step)                            # the run's pictures (PNG paths)
     finish(status)                                     # finished | failed | pruned
 
-Adapters never decide what to log again after a restart and never catch their own errors: :class:`Trackers`
-does both in one place (each step once; a failing tracker costs one warning, never the run).
+Adapters never decide what to log again after a restart and never catch their own errors:
+:class:`~harness.tracking.trackers.Trackers` does both in one place (each step once; a failing tracker costs one
+warning, never the run).
 """
 
 from __future__ import annotations
