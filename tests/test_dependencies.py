@@ -18,13 +18,16 @@ PRIVATE = {
     "hydra-core": "hydra.core.utils.run_job, JobReturn._return_value, HydraConfig.instance().cfg, BasicSweeper path",
     "hydra-submitit-launcher": "BaseSubmititLauncher and its queue config dataclasses (subclassed)",
     "submitit": "AutoExecutor.map_array, JobEnvironment, helpers.DelayedSubmission (checkpoint / requeue)",
+    # 0.x, and it removed its Python reader of the offline run file in a minor release (0.20)
+    "wandb": "its private offline run-file format and wandb.proto.wandb_internal_pb2 (harness/tracking/wandb_file.py)",
 }
 
 
 def requirements() -> dict:
     from setuptools.config.setupcfg import read_configuration
 
-    reqs = read_configuration(str(REPO / "setup.cfg"))["options"]["install_requires"]
+    options = read_configuration(str(REPO / "setup.cfg"))["options"]
+    reqs = [*options["install_requires"], *options["extras_require"]["trackers"]]
     return {Requirement(r).name.lower(): Requirement(r) for r in reqs}
 
 

@@ -41,6 +41,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_json, atomic_write_text
 from harness.redact import redact, redact_text
 from harness.rundir import identity, records
+from harness.tracking.naming import SWEPT_ENV, varying_keys
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,12 @@ def plan_jobs(
     """Compose each job's config now (a wrong override fails before any submission) and find finished runs."""
     jobs = []
     identity.forget_data()  # fingerprint each dataset once for the whole plan
+    swept = ",".join(varying_keys(job_overrides))  # what the trackers name runs by (harness/tracking/naming.py)
     for i, overrides in enumerate(job_overrides):
         config = hydra_context.config_loader.load_sweep_config(master_config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = config.hydra.job.num = initial_job_idx + i
+            config.hydra.job.env_set[SWEPT_ENV] = swept
         job = Job(idx=initial_job_idx + i, overrides=list(overrides), config=config)
         if skip_finished:
             job.run_dir, rerun = run_dir_of(config)
