@@ -4,7 +4,7 @@
         copy the runs the tables select into docs/results/snapshot/NAME/ (replacing it): per run only
         record.json, identity.json, config.yaml and epochs.jsonl, in the layout they have under RESULTS
     python -m harness.docs_results render [--check]
-        every docs page: the text between ``<!-- results NAME FILE [tables args] -->`` and
+        every docs page and the README: the text between ``<!-- results NAME FILE [tables args] -->`` and
         ``<!-- /results -->`` becomes FILE as ``python -m harness.tables docs/results/snapshot/NAME [tables args]``
         writes it (table.md, delta.md, references.md, ...; a PNG such as plots/curves.png is copied into
         docs/images/results/ and linked). --check: exit 1 naming each page whose tables differ from their render
@@ -99,7 +99,8 @@ def render(check: bool = False, pages_dir: Path = DOCS) -> list:
     """Render (or, with ``check``, compare) every page with results blocks; the pages that differ from their
     render."""
     differ = []
-    for page in sorted(p for p in pages_dir.rglob("*.md") if "_build" not in p.parts and "snapshot" not in p.parts):
+    pages = sorted(p for p in pages_dir.rglob("*.md") if "_build" not in p.parts and "snapshot" not in p.parts)
+    for page in [*pages, *([REPO / "README.md"] if pages_dir == DOCS else [])]:
         text = page.read_text()
         if "<!-- results " not in text:
             continue

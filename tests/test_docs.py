@@ -104,7 +104,7 @@ def test_the_results_pages_are_what_their_snapshots_render():
 def page_commands(page: Path) -> list:
     """The commands of the page's ```shell blocks, comments dropped."""
     blocks = re.findall(r"```shell\n(.*?)```", page.read_text(), re.S)
-    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    lines = [line.split(" #")[0].strip() for block in blocks for line in block.splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
 
@@ -125,6 +125,14 @@ def shrunk(command: str, results: Path) -> list:
     if command.startswith("python run.py") and "--help" not in command:
         command = " ".join([command, *SHRINK])
     return [command]
+
+
+def test_the_readme_commands_are_the_getting_started_page_s_and_it_fits_two_screens():
+    readme = page_commands(REPO / "README.md")
+    assert readme and set(readme) <= set(page_commands(DOCS / "getting-started.md")), (
+        "every README command is run below"
+    )
+    assert len((REPO / "README.md").read_text().splitlines()) <= 150
 
 
 def test_every_command_of_the_getting_started_page_runs(tmp_path):
