@@ -22,9 +22,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
-from harness.inspect.grid import draw_cell, neighbours_and_ap, thumbnail
+from harness.inspect.grid import draw_cell, draw_results, neighbours_and_ap, thumbnail
 from harness.inspect.spectrum import regularizer_siblings
-from harness.inspect.style import OTHER, SAME, new_figure, save, short_caption
+from harness.inspect.style import new_figure, save, short_caption
 from harness.rundir import identity, records
 
 RUN_COLOURS = ("#3b6fb6", "#e07b39")  # run A, run B: the same in every comparison picture
@@ -106,12 +106,7 @@ def comparison_grid(a, b, path: Path, k: int = 8, n_differ: int = 3, n_random: i
             ax.yaxis.label.set_color(colour)
             if row == 0:
                 ax.set_title("query", fontsize=9)
-            for r, g in enumerate(idx[q]):
-                cell = fig.add_subplot(grid[row, r + 2])
-                same = g_labels[g] == q_labels[q]
-                draw_cell(cell, *thumbnail(gallery, g), SAME if same else OTHER, names[int(g_labels[g])])
-                if row == 0:
-                    cell.set_title(f"#{r + 1}", fontsize=9)
+            draw_results(fig, grid, row, idx[q], gallery, g_labels, q_labels[q], names)
     fig.suptitle(
         f"Top-{k} test retrievals, run A above run B for each query ({a.record.get('dataset', '')}, "
         f"seed {a.record.get('seed', '?')})\nA = {run_label(a)}: test MAP@R {a.record.get('test/map@r', np.nan):.3f}"
@@ -123,8 +118,7 @@ def comparison_grid(a, b, path: Path, k: int = 8, n_differ: int = 3, n_random: i
 
 
 def comparison_spectrum(a, b, path: Path):
-    from harness.evaluation.diagnostics import coding_rate_of, normalize_rows
-    from harness.inspect.spectrum import singular_values
+    from harness.inspect.spectrum import plot_spectra
 
     curves = []
     if a.untrained is not None:
@@ -135,15 +129,7 @@ def comparison_spectrum(a, b, path: Path):
     ]
     fig = new_figure(5.4, 3.7)
     ax = fig.subplots()
-    for label, z, style in curves:
-        s = singular_values(z)
-        rate = coding_rate_of(normalize_rows(z))
-        ax.plot(np.arange(1, len(s) + 1), s / s.sum(), label=f"{label} (R = {rate:.1f})", **style)
-    ax.set_yscale("log")
-    ax.set_xlabel("index i of the singular value")
-    ax.set_ylabel(r"normalised singular value $\sigma_i\,/\,\Sigma_j\,\sigma_j$")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(title="test embeddings (R = coding rate)")
+    plot_spectra(ax, curves)
     n, d = a.trained.query.shape
     ax.set_title(f"Spectrum of the test embeddings, A against B (n = {n}, d = {d})")
     return save(fig, path)
