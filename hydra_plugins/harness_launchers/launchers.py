@@ -250,7 +250,7 @@ def wait_for_jobs(submitted: list, poll_s: float = POLL_S) -> None:
             state = sub.state
             if state != states.get(job.idx):
                 states[job.idx] = state
-                log.info("job %s (#%d %s): %s", sub.job_id, job.idx, job.label, state)
+                log.info("job %s (#%d): %s", sub.job_id, job.idx, state)
             if done:
                 pending.remove((job, sub))
         if pending:
@@ -272,16 +272,41 @@ class OnceFilter(logging.Filter):
         return self.seen == 1
 
 
+class QuietSacct:
+    """``subprocess`` as submitit's status poll sees it, with ``sacct``'s stderr dropped: on a cluster without
+    accounting every poll printed "Slurm accounting storage is disabled" (the failure itself is still raised,
+    and submitit's warning about it is kept once)."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def check_output(self, command, *args, **kwargs):
+        if list(command)[:1] == ["sacct"]:
+            kwargs.setdefault("stderr", self.real.DEVNULL)
+        return self.real.check_output(command, *args, **kwargs)
+
+
 @contextlib.contextmanager
 def quiet_submitit():
-    """submitit's sacct warning once per wait, with the count of repeats at the end."""
+    """While the launcher waits: submitit's records once, through Hydra's console handler only (submitit adds two
+    handlers of its own: each record printed three times), its sacct warning once with the count of repeats at
+    the end, sacct's own stderr dropped."""
+    from submitit.core import core
+
     once = OnceFilter("Bypassing sacct error")
     logger = logging.getLogger("submitit")
+    handlers, logger.handlers = logger.handlers, []
     logger.addFilter(once)
+    real, core.subprocess = core.subprocess, QuietSacct(core.subprocess)  # private: pinned, tests/test_dependencies
     try:
         yield once
     finally:
+        core.subprocess = real
         logger.removeFilter(once)
+        logger.handlers = handlers
         if once.seen > 1:
             log.info("sacct failed %d times (SLURM without accounting): states may read UNKNOWN", once.seen)
 
