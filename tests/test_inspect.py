@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, tiny
+from conftest import REPO, exit_code, tiny
 from PIL import Image
 
 from harness.evaluation import evaluate_embeddings
@@ -92,7 +92,7 @@ def test_cli_writes_into_the_run_directory_and_refuses_a_non_run(runs, tmp_path,
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (runs["seed1"] / "pictures" / "retrieval_grid.png").is_file()
-    assert main([str(tmp_path)]) == 2
+    assert exit_code(main, [str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not a run directory" in err and len(err.strip().splitlines()) == 1
 
@@ -186,7 +186,9 @@ def test_two_runs_side_by_side_and_a_run_beside_its_baseline(runs, tmp_path, cap
     assert main([str(runs["antico"]), "--baseline", "--map", "pca", "--only", "spectrum"]) == 0
     assert (runs["antico"] / "pictures" / f"compare_{runs['none'].name}" / "compare_spectrum.png").is_file()
     capsys.readouterr()
-    assert main([str(runs["seed1"]), "--baseline"]) == 2  # no run of seed 1 differs only in the regularizer
+    with pytest.raises(SystemExit) as exit_:  # no run of seed 1 differs only in the regularizer
+        main([str(runs["seed1"]), "--baseline"])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "no finished baseline" in err and len(err.strip().splitlines()) == 1
 
@@ -203,7 +205,9 @@ def test_two_runs_side_by_side_and_a_run_beside_its_baseline(runs, tmp_path, cap
 def test_bad_inspect_arguments_are_one_line_naming_the_fix(argument, fix, tmp_path, capsys):
     from harness.inspect.__main__ import main
 
-    assert main([str(tmp_path), *argument]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), *argument])
+    assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert fix in err and len(err.strip().splitlines()) == 1
 

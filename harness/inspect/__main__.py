@@ -7,10 +7,10 @@ RUN_B/pictures/compare_<RUN_A>/ (or ``--out``).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from harness.cli import ArgumentParser, entry_point, fail
 from harness.inspect import PICTURES, make_pictures
 
 # argument: (smallest value, an example of a good one)
@@ -18,7 +18,7 @@ AT_LEAST = {"k": (1, 8), "worst": (0, 4), "random": (0, 4), "max_points": (2, 30
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m harness.inspect",
         description="Pictures of a finished run, or of two runs side by side, written as PNG files.",
     )
@@ -40,8 +40,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--worst",
         type=int,
-        help="rows of worst queries by AP@R (default 4); compared: the queries "
-        "where the two runs differ most (default 3)",
+        help="rows of worst queries by AP@R (default 4); compared: the queries where the two runs differ most "
+        "(default 3)",
     )
     p.add_argument("--random", type=int, help="rows of random queries (default 4; compared: 2)")
     p.add_argument("--max-points", type=int, default=3000, help="most test embeddings in the map (default 3000)")
@@ -68,18 +68,16 @@ def check(args) -> str | None:
 
 
 def main(argv=None) -> int:
-    from harness.errors import HarnessError
     from harness.inspect.compare import compare_runs, find_baseline
 
     args = parse_args(argv)
     problem = check(args)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        fail(problem)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     only = [p for p in args.only.split(",") if p]
-    try:
+    with entry_point():
         if len(args.run_dirs) == 2 or args.baseline:
             a, b = args.run_dirs if len(args.run_dirs) == 2 else (find_baseline(args.run_dirs[0]), args.run_dirs[0])
             paths = compare_runs(
@@ -106,9 +104,6 @@ def main(argv=None) -> int:
                 n_random=4 if args.random is None else args.random,
                 max_points=args.max_points,
             )
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     for path in paths:
         print(path)
     return 0

@@ -25,7 +25,8 @@ from harness.errors import ConfigError
 from harness.inspect.grid import draw_cell, draw_results, neighbours_and_ap, thumbnail
 from harness.inspect.spectrum import regularizer_siblings
 from harness.inspect.style import new_figure, save, short_caption
-from harness.rundir import identity, records
+from harness.rundir import identity
+from harness.rundir.run_dir import RunDir
 
 RUN_COLOURS = ("#3b6fb6", "#e07b39")  # run A, run B: the same in every comparison picture
 CHEAP = ("retrieval_grid", "spectrum")  # what a sweep's runs draw at the end (UMAP: python -m harness.inspect)
@@ -57,7 +58,7 @@ def with_other_run(inspection, other_dir, device: str = "cpu"):
             f"{inspection.run_dir.name} and {other_dir.name} are tested on different data (their dataset "
             "configs differ); compare two runs of one dataset and split"
         )
-    record = records.read_record(other_dir) or {}
+    record = RunDir.at(other_dir).record() or {}
     return replace(inspection, run_dir=other_dir, record=record, config=run.cfg, trained=inspection.embed(run.model))
 
 
@@ -66,8 +67,9 @@ def finished_siblings(run_dir) -> list:
     regularizer (same seed)."""
     found = []
     for other in regularizer_siblings(run_dir, limit=None):
-        if (records.read_record(other) or {}).get("status") == "finished":
-            found.append((other, identity.group_choice(OmegaConf.load(other / "config.yaml"), "regularizer")))
+        rd = RunDir.at(other)
+        if rd.is_finished():
+            found.append((other, identity.group_choice(rd.config(), "regularizer")))
     return found
 
 

@@ -13,9 +13,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from harness.rundir.records import Corrupt, read_epochs
 from harness.tables.layout import EPOCHS
-from harness.tables.load import read_epoch_log
-from harness.tables.problems import Problem, Unreadable
+from harness.tables.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ def epoch_frame(run_paths, problems: list) -> pd.DataFrame:
     rows = []
     for i, run_dir in enumerate(run_paths):
         try:
-            rows += [dict(at_epoch_zero(row), run=i) for row in read_epoch_log(Path(run_dir))]
-        except Unreadable as err:
+            rows += [dict(at_epoch_zero(row), run=i) for row in read_epochs(Path(run_dir))]
+        except Corrupt as err:
             problems.append(Problem(str(Path(run_dir) / EPOCHS), str(err), "left out of the training curves"))
     return pd.DataFrame(rows)
 
