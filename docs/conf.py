@@ -45,7 +45,10 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Tensor|ndarray|DictConfig|ListConfig|DataFrame|Path|Module)"),
     (r"py:.*", r"(Any|Callable|Iterable|Iterator|Sequence|Mapping)"),
 ]
-nitpick_ignore = [("py:data", "SECRET_NAME")]  # harness/redact.py names its undocumented pattern constant
+# module constants that docstrings name but that carry no docstring of their own (autodoc would show the type's)
+nitpick_ignore = [
+    ("py:data", name) for name in ("SECRET_NAME", "VERSION", "NON_SEMANTIC_KEYS", "NEUTRAL_DEFAULTS", "DATA_FACTS")
+]
 
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
 autodoc_typehints = "description"
