@@ -157,9 +157,8 @@ def comparison_map(a, b, path: Path, method: str = "umap", max_points: int = 300
         xy = project(x, method, seed)
         if not coloured.all():
             ax.scatter(xy[~coloured, 0], xy[~coloured, 1], color="0.82", s=size, linewidths=0)
-        ax.scatter(
-            xy[coloured, 0], xy[coloured, 1], c=[colours[int(c)] for c in labels[coloured]], s=size, linewidths=0
-        )
+        big = size if coloured.all() else 3 * size  # a few classes in colour among grey others: drawn larger
+        ax.scatter(xy[coloured, 0], xy[coloured, 1], c=[colours[int(c)] for c in labels[coloured]], s=big, linewidths=0)
         ax.set_title(title + (f"\ntest MAP@R {score:.3f}" if score is not None else ""), color=colour)
         ax.set_xticks([])
         ax.set_yticks([])
