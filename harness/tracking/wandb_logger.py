@@ -18,6 +18,20 @@ from pathlib import Path
 
 from harness.tracking.base import Tracker, metrics_of, record_results, require, run_key
 
+# What W&B may capture by itself, all off: the config it receives is already redacted, but its metadata record
+# (the command line with every override in clear, the program, host, user, e-mail, the git remote URL with any
+# token in it), a code snapshot, a git diff and `pip freeze` (a VCS requirement can hold a token) are written to
+# the offline run file untouched, and `wandb sync` would upload them (tests/test_redact.py scans every file).
+SETTINGS = dict(
+    console="off",
+    silent=True,
+    x_disable_meta=True,  # no metadata record: args, program, host, username, email, git remote/commit, executable
+    disable_git=True,
+    disable_code=True,
+    save_code=False,
+    x_save_requirements=False,
+)
+
 
 class WandbLogger(Tracker):
     name = "wandb"
@@ -45,7 +59,7 @@ class WandbLogger(Tracker):
             group=self.group or tags.get("sweep") or tags.get("study"),
             tags=[f"{k}={v}"[:64] for k, v in tags.items()],
             reinit="finish_previous",
-            settings=wandb.Settings(console="off", silent=True),
+            settings=wandb.Settings(**SETTINGS),
         )
         if self.run.offline:  # the steps earlier attempts' files really hold (a killed process loses its buffer)
             from harness.tracking.wandb_file import last_step, offline_runs
