@@ -75,7 +75,7 @@ def redact_text(text: str) -> str:
     """``text`` with URL passwords, secret query parameters and secret ``key=value`` values replaced by ``***``."""
     if not isinstance(text, str) or not text:
         return text
-    text = _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", text)
+    text = _URL_USERINFO.sub(lambda m: f"{m['head']}:{MASK}@" if m["pw"] else m[0], text)
     text = _URL_TOKEN_USER.sub(lambda m: f"{m['head']}{MASK}@" if _looks_like_token(m["user"]) else m[0], text)
     text = _QUERY_PARAM.sub(
         lambda m: f"{m['head']}{MASK}" if _is_secret_param(m["name"]) and m["value"] else m[0], text

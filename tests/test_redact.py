@@ -304,6 +304,9 @@ def test_a_password_in_a_search_override_is_nowhere_on_disk(results):
         ("+db.password=hunter2", True),
         ("+db.url='postgresql://u:p@ss@w0rd@db.lab/x'", True),
         ("+db.link='https://h/x?token=tok-123&n=1'", True),
+        ('+dsn="host=h user=u password=hunter2"', True),  # a libpq DSN: the pair inside the quotes
+        ("+db.PGPASSWORD=hunter2", True),
+        ("+git.remote=https://ghp_tok123abc@github.com/o/r.git", True),
         ("+db.password=${oc.env:DB_PASSWORD}", False),  # resolved in the job, from its environment
         ("+db.password=$\\{oc.env\\:DB_PASSWORD\\}", False),  # as Hydra's sweeper escapes it
         ("+db.url='postgresql://u:${oc.env:DB_PASSWORD}@db.lab/x'", False),
@@ -315,6 +318,17 @@ def test_an_override_holds_a_secret_unless_it_comes_from_the_environment(overrid
     from harness.redact import holds_secret
 
     assert holds_secret(override) is secret
+
+
+def test_a_dsn_holding_a_password_is_refused_before_submitit_pickles_anything(capsys):
+    from hydra_plugins.harness_launchers.launchers import refuse_secrets
+
+    with pytest.raises(SystemExit) as code:
+        refuse_secrets([["seed=0"], ['+dsn="host=h user=u password=hunter2"']])
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and err.count("\n") == 1 and "hunter2" not in err
+    assert err.startswith("error: the override '+dsn=\"host=h user=u password=***\"' holds a secret")
+    refuse_secrets([["seed=0"], ['+dsn="host=h user=u password=${oc.env:PGPASSWORD}"']])  # from the environment
 
 
 @pytest.mark.slow
