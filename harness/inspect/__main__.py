@@ -7,6 +7,7 @@ import logging
 import sys
 
 from harness.inspect import PICTURES, make_pictures
+from harness.io import DISK_ERRORS, disk_line
 
 
 def parse_args(argv=None):
@@ -46,6 +47,12 @@ def main(argv=None) -> int:
         )
     except HarnessError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only or full disk: one line, like every command that writes
+        if err.errno not in DISK_ERRORS:
+            raise
+        where = args.out or f"{args.run_dir}/pictures"
+        print(f"error: {disk_line(err, 'give --out a folder on a disk you can write', where)}", file=sys.stderr)
         return 2
     for path in paths:
         print(path)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import selection_of
 from harness.evaluation.faiss_build import faiss_build
-from harness.io import atomic_write_json, atomic_write_text, remove_orphans
+from harness.io import DISK_ERRORS, atomic_write_json, atomic_write_text, remove_orphans  # noqa: F401 (used by task.py)
 from harness.provenance import provenance, task_overrides
 from harness.redact import redact
 from harness.rundir import identity, records
@@ -45,9 +45,6 @@ def record_failure(cfg: DictConfig, run_dir: Path, started: float, parts, exc: B
     except OSError as err:
         log.error("could not record the failure in %s (%s); the record stays unwritten", run_dir, err)
         return None
-
-
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def disk_error_line(err: OSError) -> str:

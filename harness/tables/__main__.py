@@ -60,7 +60,7 @@ def main(argv=None) -> None:
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with exit_on_user_error():
+    with exit_on_user_error(disk_fix="give --out a folder on a disk you can write"):
         result = make_tables(
             args.roots,
             out=args.out,
