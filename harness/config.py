@@ -276,12 +276,12 @@ def check_measurable(cfg: DictConfig, data) -> None:
     """The epoch is selected by a metric the validation split can measure: Recall@K needs K items to retrieve among
     (a Recall@K the test split cannot measure is left out of the results, with one line, never reported as 1.0)."""
     metric = str(cfg.selection.metric)
-    if metric.startswith("recall@") and data.val is not None:
-        k, reachable = int(metric[7:]), retrievable(data.val)
-        if k > reachable:
+    splits = {"validation": data.val, "test": data.test if cfg.eval.get("test_every_epoch") else None}
+    for name, split in splits.items():  # test too where it is scored by the same metric every epoch
+        if metric.startswith("recall@") and split is not None and int(metric[7:]) > retrievable(split):
             raise ConfigError(
-                f"selection.metric={metric} cannot be measured: a validation query retrieves among {reachable} items; "
-                f"select by a smaller K (e.g. selection.metric=recall@1) or by map@r"
+                f"selection.metric={metric} cannot be measured: a {name} query retrieves among "
+                f"{retrievable(split)} items; select by a smaller K (e.g. selection.metric=recall@1) or by map@r"
             )
 
 
