@@ -35,7 +35,6 @@ def validate_config(cfg: DictConfig, here: bool = True) -> None:
     is only planned (a search driver on a login node). ``trainer.device=auto`` is never resolved here: it is
     decided where the run trains. Settles one value: ``trainer.amp`` on an explicit ``trainer.device=cpu`` is off
     (said in one line), so that run is the amp-off run, in the amp-off run directory."""
-    check_not_nan(cfg)
     t = cfg.trainer
     integer(cfg.seed, "seed", 0, example=0, maximum=SEED_MAX)
     integer(t.epochs, "trainer.epochs", 1, example=30)
@@ -79,6 +78,7 @@ def validate_config(cfg: DictConfig, here: bool = True) -> None:
         raise ConfigError(f"eval.picture_map={cfg.eval.picture_map} must be umap or pca")
     check_weights(cfg)
     check_parts(cfg)
+    check_not_nan(cfg)  # after the checks above, whose lines name an example value
     settle_amp(cfg)
     if here:
         check_device_here(cfg)

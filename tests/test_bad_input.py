@@ -42,7 +42,7 @@ def test_too_few_training_classes_for_a_validation_split_say_so(tmp_path):
     [
         ("trainer.epochs=abc", "trainer.epochs='abc' must be an integer >= 1, e.g. trainer.epochs=30"),
         ("trainer.epochs=1.5", "trainer.epochs=1.5 must be an integer >= 1"),
-        ("seed=abc", "seed='abc' must be an integer >= 0, e.g. seed=0"),
+        ("seed=abc", "seed='abc' must be an integer >= 0 and <= 4294967295, e.g. seed=0"),
         ("optimizer.lr=nan", "optimizer.lr=nan must be a positive finite number, e.g. optimizer.lr=0.001"),
         ("optimizer.lr=-0.1", "optimizer.lr=-0.1 must be a positive finite number"),
         ("optimizer.lr=inf", "optimizer.lr=inf must be a positive finite number"),
@@ -55,6 +55,19 @@ def test_too_few_training_classes_for_a_validation_split_say_so(tmp_path):
         ("sampler.m=abc", "sampler.m='abc' must be an integer >= 1"),
         ("selection.metric=recall@abc", "use recall@K with K in eval.k"),
         ("trainer.amp=fp8", "trainer.amp='fp8' must be auto, bf16, fp16 or off"),
+        ("seed=4294967296", "seed=4294967296 must be an integer >= 0 and <= 4294967295"),  # numpy's seed range
+        ("seed=99999999999999999999", "must be an integer >= 0 and <= 4294967295"),
+        ("trainer.devices=abc", "trainer.devices='abc' must be an integer >= 1, e.g. trainer.devices=1"),
+        ("trainer.nodes=0", "trainer.nodes=0 must be an integer >= 1"),
+        ("regularizer=antico_pair regularizer.antico_pair.weight=nan", "antico_pair.weight=nan must be a non-negative"),
+        ("regularizer=nir regularizer.nir.weight=-1", "regularizer.nir.weight=-1 must be a non-negative finite"),
+        ("regularizer=antico_pair regularizer.antico_pair.eps=nan", "regularizer.antico_pair.eps=nan is not a value"),
+        ("loss.weight=inf", "loss.weight=inf must be a non-negative finite number"),
+        ("dataset.val_fraction=1.5", "dataset.val_fraction=1.5 must be in [0, 1)"),  # digits used to ignore it
+        ("head.pooling=mean", "head.pooling='mean' is unknown; use one of avg, max"),
+        # failures that used to leave an empty run directory behind (identity.json and .lock)
+        ("eval.metric=cosine", "eval.metric='cosine' is unknown; use ip or l2 (ip is cosine)"),
+        ("sampler.m=7", "sampler.m=7 does not divide sampler.batch_size=60; use a multiple of m"),
     ],
 )
 def test_bad_values_are_one_line_naming_the_fix_before_anything_is_written(override, expected, results):
@@ -63,9 +76,168 @@ def test_bad_values_are_one_line_naming_the_fix_before_anything_is_written(overr
     import harness
 
     with pytest.raises(ConfigError) as err:
-        harness.run(tiny([override], results))
+        harness.run(tiny(override.split(" "), results))
     assert expected in str(err.value) and "\n" not in str(err.value)
     assert not list(results.iterdir())  # not even a run directory
+
+
+@pytest.mark.parametrize("overrides", [["trainer.device=cuda"], ["trainer.devices=2", "trainer.device=cuda"]])
+def test_an_explicit_cuda_device_without_a_gpu_is_one_line_before_any_process_or_directory(overrides, results):
+    """Checked where the run trains (one line, not one traceback per rank), never where it is only planned."""
+    import torch
+    from conftest import tiny
+
+    import harness
+    from harness.config import validate_config
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="^trainer.device=cuda but no CUDA device is available here; use"):
+        harness.run(tiny(overrides, results))
+    assert not list(results.iterdir())
+    validate_config(tiny(overrides), here=False)  # a search driver on a login node plans it without a GPU
+
+
+def test_mixed_precision_on_an_explicit_cpu_is_said_once_and_is_the_amp_off_run(caplog):
+    from conftest import tiny
+
+    from harness.config import validate_config
+    from harness.rundir import identity
+
+    asked = tiny(["trainer.amp=fp16", "trainer.device=cpu"])
+    with caplog.at_level("WARNING", logger="harness.config"):
+        validate_config(asked)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("trainer.amp=fp16 is off on trainer.device=cpu") and "trainer.amp=off" in line
+    amp_off = tiny(["trainer.amp=off", "trainer.device=cpu"])
+    validate_config(amp_off)
+    assert identity.run_dir_for(asked) == identity.run_dir_for(amp_off)  # the amp-off run, its directory
+    planned = tiny(["trainer.amp=fp16"])  # device=auto: decided where the run trains, never on a login node
+    validate_config(planned, here=False)
+    assert planned.trainer.amp == "fp16" and identity.run_dir_for(planned) != identity.run_dir_for(amp_off)
+
+
+# ----------------------------------------------------------------------------------------------- Recall@K
+@pytest.fixture(scope="module")
+def run_with_k_1000(tmp_path_factory):
+    """One real digits run asking Recall@1000 of splits of a few hundred items (SOP's K on a small tree)."""
+    from conftest import tiny
+
+    import harness
+
+    results = tmp_path_factory.mktemp("results")
+    cfg = tiny(["eval.k=[1,1000]", "sampler.batches_per_epoch=1", "eval.nmi=false", "eval.utilization=false"], results)
+    return harness.run(cfg)
+
+
+def test_a_recall_at_k_beyond_the_split_is_left_out_with_one_line_never_a_silent_one(run_with_k_1000):
+    from pathlib import Path
+
+    record = run_with_k_1000
+    assert record["status"] == "finished" and "test/recall@1" in record and "val/recall@1" in record
+    assert not [k for k in record if k.endswith("recall@1000")]  # was 1.0: every item retrieved
+    said = [line for line in (Path(record["run_dir"]) / "run.log").read_text().splitlines() if "left out" in line]
+    assert len(said) == 2  # once for the validation split, once for the test split: not once per epoch
+    assert all("recall@1000 left out" in line and "lower eval.k" in line for line in said)
+
+
+def test_selection_by_a_recall_at_k_the_validation_split_cannot_measure_is_refused():
+    from conftest import tiny
+
+    from harness.config import complete_config
+    from harness.training.build import build_data
+
+    cfg = tiny(["eval.k=[1,1000]", "selection.metric=recall@1000"])
+    with pytest.raises(ConfigError, match="selection.metric=recall@1000 cannot be measured: a validation query"):
+        complete_config(cfg, build_data(cfg.dataset)[0])
+
+
+# ----------------------------------------------------------------------------------------------- typos
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("trainer.epoch=3", "trainer.epoch=3: trainer.epoch is not a key of trainer; did you mean trainer.epochs?"),
+        ("+trainer.epoch=3", "did you mean trainer.epochs? (a new key on purpose: ++trainer.epoch=3)"),
+        ("los=triplet", "los=triplet: los is not a key of the config; did you mean loss=triplet?"),
+        ("+los=triplet", "+los=triplet: los is not a config group or key; did you mean loss?"),
+        ("+seeds=3", "did you mean seed?"),
+        ("regularizer.antico_pair.epz=0.1", "did you mean regularizer.antico_pair.eps?"),
+        ("regularizer=[antico_pair,nri]", "regularizer has no option 'nri'; did you mean nir? regularizer options: "),
+        ("loss=tripplet", "loss has no option 'tripplet'; did you mean triplet?"),
+        ("-m", "cannot parse the overrides"),
+        ("dataset=digits,cub", "dataset has no option 'cub'; did you mean cub200?"),  # each choice of a sweep
+        ("trainer.foo=1", "trainer has amp, channels_last, checkpoint_every"),  # nothing close: the keys there
+    ],
+)
+def test_a_mistyped_key_or_option_is_one_line_naming_the_closest(override, expected):
+    from harness.overrides import check_overrides
+
+    with pytest.raises(ConfigError) as err:
+        check_overrides([override])
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["++trainer.epoch=3"],  # a new key on purpose
+        ["+db.password=${oc.env:DB_PASSWORD}", "+note=x"],  # the user's own new top-level keys
+        ["++backbone.model_name=resnet18", "++dataset.transform.size=32"],  # what tests/test_reproduce.py adds
+        ["+dataset.augment={_target_:harness.data.augment.BatchAugment}", "regularizer=null", "~trainer.grad_clip"],
+        ["seed=0,1,2", "regularizer=[antico_pair,nir]", "optimizer.lr=tag(log, interval(1e-4, 1e-2))"],
+        ["hydra/launcher=slurm", "hydra.sweeper.n_trials=2", "hydra.launcher.gpus_per_node=4"],
+        ["dataset=csv", "dataset.root=/data", "dataset.csv=t.csv", "logger=[wandb,mlflow]", "logger.wandb.mode=online"],
+    ],
+)
+def test_every_valid_command_line_passes_the_key_check(overrides):
+    from harness.overrides import check_overrides
+
+    check_overrides(overrides)
+
+
+@pytest.mark.parametrize("group", ["sweep", "experiment", "dataset", "loss", "regularizer", "backbone", "logger"])
+def test_every_option_of_a_group_and_each_sweeps_own_parameters_pass_the_key_check(group):
+    from conftest import group_options
+
+    from harness.overrides import check_overrides, conf_tree
+
+    options = conf_tree().groups[group]
+    assert set(group_options(group)) <= set(options)  # nested options too (sweep=omniglot_tune/nir)
+    for option in options:
+        check_overrides([f"{group}={option}"])
+
+
+def test_a_sweep_file_with_broken_yaml_is_one_line_naming_the_file_line_and_column(tmp_path):
+    from harness.overrides import check_overrides
+
+    conf = tmp_path / "conf"
+    (conf / "sweep").mkdir(parents=True)
+    (conf / "config.yaml").write_text("seed: 0\n")
+    (conf / "sweep" / "mine.yaml").write_text("hydra:\n  sweeper:\n    params:\n      seed: [0, 1\n")
+    with pytest.raises(ConfigError) as err:
+        check_overrides(["sweep=mine"], conf)
+    assert str(err.value).startswith("sweep=mine: conf/sweep/mine.yaml is not valid YAML (line 5, column 1")
+    assert "\n" not in str(err.value)
+
+
+def test_run_py_answers_a_typo_in_one_line_before_hydra_composes(results):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run(
+        [sys.executable, "run.py", f"paths.results={results}", "trainer.epoch=3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and not list(results.iterdir())
+    assert proc.stderr.strip() == (
+        "error: trainer.epoch=3: trainer.epoch is not a key of trainer; did you mean trainer.epochs? "
+        "(a new key on purpose: ++trainer.epoch=3)"
+    )
 
 
 def test_the_commands_answer_bad_input_in_one_line_without_a_traceback(results):
