@@ -364,3 +364,235 @@ def test_a_crash_inside_a_run_names_its_error_file_in_one_line(capsys):
     )
     with pytest.raises(ValueError), exit_on_user_error():  # no error.txt to point at: the traceback stays
         raise ValueError("a bug before the run directory")
+
+
+# ----------------------------------------------------------------------------------------------- files
+def test_evaluate_on_an_npz_archive_names_its_arrays_in_one_line(tmp_path, capsys):
+    import numpy as np
+
+    from harness.evaluate import main
+
+    np.savez(tmp_path / "run.npz", embeddings=np.ones((4, 2)), labels=np.arange(4))
+    np.save(tmp_path / "l.npy", np.arange(4) % 2)
+    assert main([str(tmp_path / "run.npz"), str(tmp_path / "l.npy")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'run.npz'} is an .npz archive (arrays: embeddings, labels); give one")
+    assert "\n" not in err
+
+
+def test_evaluate_warns_that_ties_decide_the_ranking_of_identical_embeddings(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    from harness.evaluate import main
+
+    np.save(tmp_path / "e.npy", np.zeros((12, 4), np.float32))
+    np.save(tmp_path / "l.npy", np.arange(12) % 3)
+    assert main([str(tmp_path / "e.npy"), str(tmp_path / "l.npy"), "--k", "1,100", "--no-nmi"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "warning: all 12 embeddings are the same vector (all zero?): every distance ties, so the order of the "
+        "items, not the model, decides each ranking",
+        "warning: recall@100 left out: a query retrieves among the 11 other queries; give a smaller --k",
+    ]
+    result = json.loads(out)
+    assert "recall@1" in result and "recall@100" not in result
+
+
+# ----------------------------------------------------------------------------------------------- CSV data
+def csv_table(tmp_path, change=None):
+    from test_datasets import make_oml
+
+    root, df = make_oml(tmp_path / "oml", boxes=True)
+    if change is not None:
+        df = change(df.copy())
+        df.to_csv(root / "df.csv", index=False)
+    return root
+
+
+def repeat_row(i, split=None):
+    import pandas as pd
+
+    def change(df):
+        row = df.iloc[[i]].copy()
+        if split:
+            row["split"], row["label"] = split, 99  # another label too: only the image gives it away
+            row["is_query"] = row["is_gallery"] = True
+        return pd.concat([df, row], ignore_index=True)
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        (repeat_row(0), "row 38 repeats the image of row 2 ("),
+        (repeat_row(0, split="validation"), "rows 2 and 38 list the same image"),
+        (lambda df: df.assign(x_2=df.x_2.where(df.x_2.isna(), 500)), "x_2=500, y_1=5, y_2=35 beyond its image"),
+    ],
+    ids=["duplicate row", "one image in two splits", "box beyond the image"],
+)
+def test_a_csv_table_with_a_repeated_image_or_a_box_beyond_it_is_refused_in_one_line(tmp_path, change, expected):
+    from test_datasets import load
+
+    root = csv_table(tmp_path, change)
+    with pytest.raises(DataError) as err:
+        load("csv", root)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    if "two splits" in str(err.value):
+        assert "a test image seen in training" in str(err.value)
+
+
+def test_a_csv_class_is_named_by_its_csv_label_in_errors(tmp_path):
+    from conftest import compose_cfg
+
+    from harness.training.build import build
+
+    root = csv_table(tmp_path)
+    cfg = compose_cfg(
+        ["dataset=csv", f"dataset.root={root}", "dataset.val_classes=[1,2]", "backbone=small_cnn", "sampler.m=5",
+         "sampler.batch_size=10", "dataset.transform.size=16", "dataset.transform.resize=16", "head.embed_dim=8"]
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        build(cfg)
+    assert str(err.value).startswith("training class 3 has 4 samples, fewer than sampler.m=5")  # trains as class 0
+
+
+# ----------------------------------------------------------------------------------------------- trackers
+def test_an_mlflow_server_that_never_answers_costs_one_warning_and_seconds_not_minutes(tmp_path, caplog, monkeypatch):
+    """A server that accepts the connection and never answers (the worst case: a refused one answers at once)."""
+    import socket
+    import time
+
+    from harness.tracking import Trackers
+    from harness.tracking.mlflow_logger import MLflowLogger
+
+    for name in (
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        uri = f"http://u:hunter2@127.0.0.1:{server.getsockname()[1]}"
+        trackers = Trackers({"mlflow": MLflowLogger(tracking_uri=uri)})
+        started = time.monotonic()
+        with caplog.at_level("WARNING", logger="harness.tracking"):
+            trackers.start(tmp_path, {"seed": 0}, {}, None)
+            for epoch in (1, 2):
+                trackers.log_epoch({"epoch": epoch, "train/loss": 1.0})
+            trackers.finish("finished")
+        waited = time.monotonic() - started
+    assert trackers.failed == {"mlflow"} and waited < 60  # MLflow's own retries: 258 s
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "does not answer within 5 s" in line and "the run goes on without it" in line and "hunter2" not in line
+
+
+# ----------------------------------------------------------------------------------------------- disks
+DISK_COMMANDS = r"""
+import contextlib, io, json, sys
+from harness.inspect.__main__ import main as inspect_main
+from harness.tables.__main__ import main as tables_main
+
+for root in sys.argv[1:]:
+    run_dir = next(p for p in __import__("pathlib").Path(root).rglob("record.json")).parent
+    for name, call in [("tables", lambda: tables_main([root, "--no-plots"])),
+                       ("inspect", lambda: inspect_main([str(run_dir), "--map", "pca"]))]:
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = call()
+            except SystemExit as exit_:
+                code = exit_.code
+        print(json.dumps({"root": root, "command": name, "code": code, "err": err.getvalue()}))
+"""
+
+
+def in_mount_namespace(script: str, timeout: int = 300):
+    """``sh -c script`` in a mount namespace of its own (the tmpfs it mounts vanish with it); skips where mount
+    namespaces are not allowed."""
+    import shutil
+    import subprocess
+
+    from conftest import REPO
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("no mount namespace here (unshare -m needs root or user namespaces): cannot make a small disk")
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_tables_and_inspect_on_a_read_only_or_full_disk_answer_in_one_line(run_with_k_1000, tmp_path):
+    import json
+    import shlex
+    import sys
+    from pathlib import Path
+
+    source = Path(run_with_k_1000["run_dir"]).parents[2]  # the results folder of one finished run
+    ro, full = tmp_path / "ro", tmp_path / "full"
+    ro.mkdir(), full.mkdir()
+    q = shlex.quote
+    proc = in_mount_namespace(
+        f"mount -t tmpfs -o size=16m tmpfs {q(str(ro))} && cp -r {q(str(source))}/. {q(str(ro))}/ && "
+        f"mount -o remount,ro {q(str(ro))} && "
+        f"mount -t tmpfs -o size=16m tmpfs {q(str(full))} && cp -r {q(str(source))}/. {q(str(full))}/ && "
+        f"(dd if=/dev/zero of={q(str(full / 'fill'))} bs=64k 2>/dev/null; true) && "
+        f"{q(sys.executable)} -c {q(DISK_COMMANDS)} {q(str(ro))} {q(str(full))}"
+    )
+    answers = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(answers) == 4, proc.stderr[-3000:]
+    for answer in answers:
+        *before, line = answer["err"].strip().splitlines()
+        assert answer["code"] == 2 and "Traceback" not in answer["err"], answer
+        assert all(b.startswith("WARNING harness.tables.load: table index not written") for b in before), answer
+        expected = "cannot write " if answer["root"] == str(ro) else "no space left on the disk of "
+        assert line.startswith(f"error: {expected}") and line.endswith("give --out a folder on a disk you can write")
+        assert str(ro if answer["root"] == str(ro) else full) in line or "the output folder" in line
+
+
+def test_a_grid_on_a_read_only_or_full_results_disk_is_one_line(tmp_path):
+    import shlex
+    import sys
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    q = shlex.quote
+    grid = " ".join(
+        q(a)
+        for a in [sys.executable, "run.py", "-m", f"paths.results={disk}", "trainer.epochs=1", "seed=0,1"]
+        + ["sampler.batches_per_epoch=1", "eval.nmi=false", "eval.utilization=false"]
+    )
+    proc = in_mount_namespace(
+        f"mount -t tmpfs -o ro,size=1m tmpfs {q(str(disk))} && {grid}; echo rc=$?; umount {q(str(disk))}; "
+        f"mount -t tmpfs -o size=32k tmpfs {q(str(disk))} && {grid}; echo rc=$?"
+    )
+    assert [line for line in proc.stdout.splitlines() if line.startswith("rc=")] == ["rc=2", "rc=2"], proc.stderr[
+        -3000:
+    ]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"error: cannot write {disk}/multirun (Read-only file system); set paths.results to")
+    assert lines[1].startswith(f"error: no space left on the disk of {disk}/multirun/")
+    assert all(line.endswith("run the sweep again (finished runs are skipped)") for line in lines)
+
+
+def test_a_full_disk_inside_torch_save_is_an_os_error_naming_the_checkpoint(tmp_path):
+    """/dev/full: every write fails with ENOSPC, as on a full disk (torch's own writer says 'unexpected pos')."""
+    import errno
+    import os
+
+    import torch
+
+    from harness.rundir import checkpoint
+
+    target = tmp_path / "checkpoints" / "last.pt"
+    target.parent.mkdir()
+    os.symlink("/dev/full", target.parent / "full")  # the atomic write's temporary file, on a full device
+    with pytest.raises(OSError) as err:
+        checkpoint.save_into(target.parent / "full", {"w": torch.zeros(100_000)}, target)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)

@@ -23,20 +23,20 @@ BEST = "best.pt"
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save, atomically. It writes through a Python file, so that a full disk is an OSError naming ``path``
+    atomic_write(path, lambda tmp: save_into(tmp, obj, path))
+
+
+def save_into(file, obj, path: Path) -> None:
+    """torch.save into ``file`` through a Python file object, so that a full disk is an OSError naming ``path``
     (torch's own file writer reports it as ``RuntimeError: ... unexpected pos``, which names nothing)."""
-
-    def write(tmp: str) -> None:
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(obj, f)
-        except (OSError, RuntimeError) as err:
-            cause = err if isinstance(err, OSError) else err.__context__
-            if isinstance(cause, OSError) and cause.errno is not None:
-                raise OSError(cause.errno, cause.strerror, str(path)) from None
-            raise
-
-    atomic_write(path, write)
+    try:
+        with open(file, "wb") as f:
+            torch.save(obj, f)
+    except (OSError, RuntimeError) as err:
+        cause = err if isinstance(err, OSError) else err.__context__
+        if isinstance(cause, OSError) and cause.errno is not None:
+            raise OSError(cause.errno, cause.strerror, str(path)) from None
+        raise
 
 
 def load(path: Path, map_location="cpu") -> dict:
