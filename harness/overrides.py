@@ -208,7 +208,7 @@ def check_command_line(argv=None) -> None:
         return
     if args.help or args.hydra_help or args.config_name or args.config_path or args.config_dir or args.info:
         return
-    from harness.cli import exit_on_user_error
+    from harness.cli import entry_point
 
-    with exit_on_user_error():
+    with entry_point():
         check_overrides(args.overrides)

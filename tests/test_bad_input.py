@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import compose_cfg
+from conftest import compose_cfg, exit_code
 from test_datasets import make_folder_tree
 
 from harness.errors import ConfigError, DataError
@@ -17,7 +19,7 @@ from harness.errors import ConfigError, DataError
     ],
 )
 def test_an_image_folder_with_too_few_classes_does_not_suggest_lowering_val_fraction(tmp_path, classes, expected):
-    from harness.training.build import instantiate
+    from harness.config import instantiate
 
     root = make_folder_tree(tmp_path / "tree", names=classes)
     cfg = compose_cfg(["dataset=image_folder", f"dataset.root={root}"])
@@ -102,19 +104,19 @@ def test_mixed_precision_on_an_explicit_cpu_is_said_once_and_is_the_amp_off_run(
     from conftest import tiny
 
     from harness.config import validate_config
-    from harness.rundir import identity
+    from harness.rundir import RunDir
 
     asked = tiny(["trainer.amp=fp16", "trainer.device=cpu"])
-    with caplog.at_level("WARNING", logger="harness.config"):
+    with caplog.at_level("WARNING", logger="harness.validation"):
         validate_config(asked)
     [line] = [r.getMessage() for r in caplog.records]
     assert line.startswith("trainer.amp=fp16 is off on trainer.device=cpu") and "trainer.amp=off" in line
     amp_off = tiny(["trainer.amp=off", "trainer.device=cpu"])
     validate_config(amp_off)
-    assert identity.run_dir_for(asked) == identity.run_dir_for(amp_off)  # the amp-off run, its directory
+    assert RunDir.for_config(asked).path == RunDir.for_config(amp_off).path  # the amp-off run, its directory
     planned = tiny(["trainer.amp=fp16"])  # device=auto: decided where the run trains, never on a login node
     validate_config(planned, here=False)
-    assert planned.trainer.amp == "fp16" and identity.run_dir_for(planned) != identity.run_dir_for(amp_off)
+    assert planned.trainer.amp == "fp16" and RunDir.for_config(planned).path != RunDir.for_config(amp_off).path
 
 
 # ----------------------------------------------------------------------------------------------- Recall@K
@@ -333,37 +335,42 @@ def test_a_full_results_disk_is_one_line_and_leaves_no_finished_record(tmp_path)
 def test_the_search_report_command_answers_a_missing_or_damaged_study_in_one_line(tmp_path, capsys):
     from harness.search.__main__ import main
 
-    assert main([str(tmp_path / "nowhere")]) == 2
+    assert exit_code(main, [str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     study = tmp_path / "s"
     study.mkdir()
     (study / "search.yaml").write_text("study_name: [broken")
-    assert main([str(study)]) == 2
+    assert exit_code(main, [str(study)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "is damaged" in err and "\n" not in err
     (study / "search.yaml").write_text(
         "study_name: s\nstudy_dir: x\nobjective: val/map@r\ndirection: maximize\n"
         "space: {}\nfixed: []\nstorage: sqlite\n"
     )
-    assert main([str(study)]) == 2
+    assert exit_code(main, [str(study)]) == 2
     err = capsys.readouterr().err.strip()
     assert "holds no study 's'" in err and "\n" not in err
 
 
 def test_a_crash_inside_a_run_names_its_error_file_in_one_line(capsys):
-    from harness.cli import exit_on_user_error
+    from harness.cli import entry_point
 
     crash = RuntimeError("CUDA error: an illegal memory access\nwas encountered")
     crash.error_file = "/results/runs/x/error.txt"
-    with pytest.raises(SystemExit) as code, exit_on_user_error():
+    with pytest.raises(SystemExit) as code, entry_point():
         raise crash
     assert code.value.code == 1
     assert capsys.readouterr().err == (
         "error: RuntimeError: CUDA error: an illegal memory access was encountered "
         "(traceback: /results/runs/x/error.txt)\n"
     )
-    with pytest.raises(ValueError), exit_on_user_error():  # no error.txt to point at: the traceback stays
+    with pytest.raises(SystemExit) as code, entry_point():  # a bug outside a run: its traceback in a file named
         raise ValueError("a bug before the run directory")
+    err = capsys.readouterr().err
+    assert code.value.code == 1 and err.count("\n") == 1 and err.startswith("error: ValueError: a bug before")
+    where = err.rsplit("(traceback: ", 1)[1].rstrip(")\n")
+    assert "Traceback" in Path(where).read_text() and 'raise ValueError("a bug before' in Path(where).read_text()
+    Path(where).unlink()
 
 
 # ----------------------------------------------------------------------------------------------- files
@@ -374,7 +381,7 @@ def test_evaluate_on_an_npz_archive_names_its_arrays_in_one_line(tmp_path, capsy
 
     np.savez(tmp_path / "run.npz", embeddings=np.ones((4, 2)), labels=np.arange(4))
     np.save(tmp_path / "l.npy", np.arange(4) % 2)
-    assert main([str(tmp_path / "run.npz"), str(tmp_path / "l.npy")]) == 2
+    assert exit_code(main, [str(tmp_path / "run.npz"), str(tmp_path / "l.npy")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {tmp_path / 'run.npz'} is an .npz archive (arrays: embeddings, labels); give one")
     assert "\n" not in err
@@ -389,7 +396,7 @@ def test_evaluate_warns_that_ties_decide_the_ranking_of_identical_embeddings(tmp
 
     np.save(tmp_path / "e.npy", np.zeros((12, 4), np.float32))
     np.save(tmp_path / "l.npy", np.arange(12) % 3)
-    assert main([str(tmp_path / "e.npy"), str(tmp_path / "l.npy"), "--k", "1,100", "--no-nmi"]) == 0
+    assert exit_code(main, [str(tmp_path / "e.npy"), str(tmp_path / "l.npy"), "--k", "1,100", "--no-nmi"]) == 0
     out, err = capsys.readouterr()
     assert err.splitlines() == [
         "warning: all 12 embeddings are the same vector (all zero?): every distance ties, so the order of the "
@@ -494,19 +501,18 @@ def test_an_mlflow_server_that_never_answers_costs_one_warning_and_seconds_not_m
 # ----------------------------------------------------------------------------------------------- disks
 DISK_COMMANDS = r"""
 import contextlib, io, json, sys
+sys.path.insert(0, "tests")
+from conftest import exit_code
 from harness.inspect.__main__ import main as inspect_main
 from harness.tables.__main__ import main as tables_main
 
 for root in sys.argv[1:]:
     run_dir = next(p for p in __import__("pathlib").Path(root).rglob("record.json")).parent
-    for name, call in [("tables", lambda: tables_main([root, "--no-plots"])),
-                       ("inspect", lambda: inspect_main([str(run_dir), "--map", "pca"]))]:
+    for name, main, argv in [("tables", tables_main, [root, "--no-plots"]),
+                             ("inspect", inspect_main, [str(run_dir), "--map", "pca"])]:
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            try:
-                code = call()
-            except SystemExit as exit_:
-                code = exit_.code
+            code = exit_code(main, argv)
         print(json.dumps({"root": root, "command": name, "code": code, "err": err.getvalue()}))
 """
 

@@ -25,7 +25,8 @@ from dist_ranks import free_port, run_ranks
 
 import harness
 from harness.rundir import checkpoint as ckpt
-from harness.rundir import identity, records
+from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 
 STEPS = ["trainer.epochs=5", "sampler.batches_per_epoch=1", "eval.utilization=false"]
 CONFIGS = {
@@ -49,7 +50,7 @@ CONFIGS = {
 
 
 def run_dir(results, overrides):
-    return identity.run_dir_for(tiny(overrides, results))
+    return RunDir.for_config(tiny(overrides, results)).path
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
+from conftest import exit_code
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -69,11 +70,7 @@ def test_evaluate_never_shows_a_traceback(tmp_path_factory, case):
         argv += ["--gallery", str(tmp / "g.npy"), str(tmp / "gl.npy")]
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = evaluate_main(argv)
-        except SystemExit as exit_:  # argparse: its message is the one line
-            code, message = 2, str(exit_.code)
-            assert message.startswith("error: ") and "\n" not in message
+        code = exit_code(evaluate_main, argv)  # it exits through harness.cli.fail: one line on stderr
     if code == 0:
         assert out.getvalue().lstrip().startswith("{")
         lines = [line for line in err.getvalue().splitlines() if line.strip()]

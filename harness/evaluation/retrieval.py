@@ -120,7 +120,7 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, k_
     ref_labels = query_labels if gallery is None else np.asarray(gallery_labels)
     r = same_class_counts(query_labels, ref_labels, leave_one_out=gallery is None)
     valid = r > 0
-    k = int(max(max(k_list), r.max(initial=1)))
+    k = int(max(max(k_list, default=1), r.max(initial=1)))
     idx = search_neighbours(query, k, gallery, metric)
     k = idx.shape[1]
     match = ref_labels[idx] == query_labels[:, None]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from harness.cli import ArgumentParser, entry_point
 from harness.inspect import PICTURES, make_pictures
-from harness.io import DISK_ERRORS, disk_line
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m harness.inspect",
         description="Pictures of a finished run, written into RUN_DIR/pictures/ (PNG).",
     )
@@ -28,12 +27,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    from harness.errors import HarnessError
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    try:
+    with entry_point(
+        disk_fix="give --out a folder on a disk you can write", where=args.out or f"{args.run_dir}/pictures"
+    ):
         paths = make_pictures(
             args.run_dir,
             out=args.out,
@@ -45,15 +44,6 @@ def main(argv=None) -> int:
             n_random=args.random,
             max_points=args.max_points,
         )
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a read-only or full disk: one line, like every command that writes
-        if err.errno not in DISK_ERRORS:
-            raise
-        where = args.out or f"{args.run_dir}/pictures"
-        print(f"error: {disk_line(err, 'give --out a folder on a disk you can write', where)}", file=sys.stderr)
-        return 2
     for path in paths:
         print(path)
     return 0
