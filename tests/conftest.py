@@ -45,6 +45,21 @@ def tiny(overrides=(), results: Path | None = None, epochs: int = 1) -> DictConf
     return compose_cfg(base + list(overrides), results)
 
 
+@pytest.fixture(scope="session")
+def digits_ablation(tmp_path_factory) -> Path:
+    """`make run`'s grid (sweeps/digits_ablation.yaml: 2 losses x {none, antico_pair} x 3 seeds, 30 epochs on
+    digits), run once for the whole suite through the command a user types; every test that reads those runs shares
+    it. Returns its results folder."""
+    import subprocess
+    import sys
+
+    results = tmp_path_factory.mktemp("digits_ablation") / "results"
+    command = [sys.executable, "run.py", "-m", "sweep=digits_ablation", f"paths.results={results}"]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return results
+
+
 def exit_code(main, argv) -> int:
     """An entry point's exit code, called in this process (it exits through harness.cli.fail)."""
     try:

@@ -60,7 +60,9 @@ def test_config_errors_name_the_fix(override, expected, results):
         pytest.skip("a CUDA device is present")
     with pytest.raises(ConfigError, match=expected):
         harness.run(tiny(override.split(), results))
-    assert not list(results.rglob("record.json"))
+    # refused by validation: nothing written; refused by build (it needs the data): a failed record, never finished
+    assert all(records.read_record(p.parent)["status"] == "failed" for p in results.rglob("record.json"))
+    assert not finished_records(results)
 
 
 def test_nan_loss_stops_at_once_naming_step_and_terms(results):

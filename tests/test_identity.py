@@ -106,9 +106,9 @@ def test_a_directory_holding_another_identity_is_refused_in_one_line(results):
     cfg = tiny(["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.utilization=false"], results)
     harness.run(cfg)
     run_dir = RunDir.for_config(cfg).path
-    stored = json.loads((run_dir / identity.IDENTITY_FILE).read_text())
+    stored = json.loads((run_dir / identity.FILE).read_text())
     assert stored["digest"].startswith(RunDir.for_config(cfg).keys["config_hash"])
-    (run_dir / identity.IDENTITY_FILE).write_text(json.dumps({"digest": "0" * 40, "data": "other"}))
+    (run_dir / identity.FILE).write_text(json.dumps({"digest": "0" * 40, "data": "other"}))
     before = (run_dir / "record.json").read_bytes()
     with pytest.raises(ConfigError) as err:
         harness.run(cfg)

@@ -99,9 +99,12 @@ def test_a_directory_holding_another_run_says_what_differs(results):
     cfg = tiny(["trainer.epochs=1"], results)
     rd = RunDir.for_config(cfg)
     rd.path.mkdir(parents=True)
-    other = RunDir(rd.path, rd.keys, "f" * 40, {**rd.semantic, "optimizer": {"lr": 0.5}})
+    semantic = json.loads(json.dumps(rd.semantic))
+    semantic["optimizer"]["lr"] = 0.5
+    other = RunDir(rd.path, rd.keys, "f" * 40, semantic)
     (rd.path / "identity.json").write_text(json.dumps(other.identity_json()))
-    with pytest.raises(ConfigError, match=r"holds another run \(its config differs: optimizer.lr: 0.5 != "):
+    differs = r"holds another run \(its config differs: optimizer.lr: 0.5 != 0.001; identity ffffffffffff"
+    with pytest.raises(ConfigError, match=differs):
         harness.run(cfg)
 
 

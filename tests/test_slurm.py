@@ -111,17 +111,18 @@ def test_run_interrupted_mid_training_resumes_exactly(results, reference):
 
 # The child dies by SIGKILL half-way through writing last.pt for the KILL_AT-th time, as a node losing power would.
 KILL_WHILE_SAVING = """
-import os, runpy, signal, sys, torch
-real_save, saves = torch.save, []
-def save_and_die(obj, path, *args, **kwargs):
+import os, runpy, signal, sys
+import harness.rundir.checkpoint as checkpoint
+real_write, saves = checkpoint.write_file, []
+def write_and_die(path, data):
     if ".last.pt." in os.path.basename(str(path)):  # atomic_save's temporary file for last.pt
         saves.append(path)
         if len(saves) == {kill_at}:
-            real_save(obj, path, *args, **kwargs)
+            real_write(path, data)
             os.truncate(path, os.path.getsize(path) // 2)
             os.kill(os.getpid(), signal.SIGKILL)
-    return real_save(obj, path, *args, **kwargs)
-torch.save = save_and_die
+    return real_write(path, data)
+checkpoint.write_file = write_and_die
 sys.argv = ["run.py", *sys.argv[1:]]
 runpy.run_path("run.py", run_name="__main__")
 """

@@ -145,7 +145,8 @@ def run_dir_of(config: DictConfig) -> tuple:
         if not identity.data_available(cfg):  # e.g. a login node that does not see the compute nodes' data
             return None, rerun
         try:
-            validate_config(cfg, here=False)  # as harness.run does first (it may settle trainer.amp: the same dir)
+            validate_config(cfg, here=False)  # as harness.run does first (it may settle trainer.amp: the same dir);
+            # here=False: planning on a login node never asks for this machine's GPU
             return RunDir.for_config(cfg), rerun
         except HarnessError:  # bad data or config: the job itself fails with that line
             return None, rerun

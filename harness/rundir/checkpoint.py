@@ -10,6 +10,7 @@ so far), and every RNG state (python, numpy, torch CPU and CUDA). It is written 
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 
@@ -23,20 +24,16 @@ BEST = "best.pt"
 
 
 def atomic_save(obj, path: Path) -> None:
-    atomic_write(path, lambda tmp: save_into(tmp, obj, path))
+    """torch.save, atomically. Serialised in memory first and written by Python: a full disk is then an OSError
+    (ENOSPC, one line naming the fix) instead of torch's "unexpected pos" RuntimeError from inside its writer."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda tmp: write_file(tmp, buffer.getbuffer()))
 
 
-def save_into(file, obj, path: Path) -> None:
-    """torch.save into ``file`` through a Python file object, so that a full disk is an OSError naming ``path``
-    (torch's own file writer reports it as ``RuntimeError: ... unexpected pos``, which names nothing)."""
-    try:
-        with open(file, "wb") as f:
-            torch.save(obj, f)
-    except (OSError, RuntimeError) as err:
-        cause = err if isinstance(err, OSError) else err.__context__
-        if isinstance(cause, OSError) and cause.errno is not None:
-            raise OSError(cause.errno, cause.strerror, str(path)) from None
-        raise
+def write_file(path, data) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def load(path: Path, map_location="cpu") -> dict:

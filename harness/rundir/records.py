@@ -77,10 +77,10 @@ def expected(key: str):
 def check_record(record) -> str | None:
     """Why a parsed record cannot be used (one line), or None when it can: the one validator."""
     if not isinstance(record, dict):
-        return f"a JSON {kind(record)}, not a record object"
+        return f"{RECORD} holds {kind(record)}, not an object"
     status = record.get("status")
     if status is None:
-        return "no status (a stub: the harness writes a record whole, status last)"
+        return f"{RECORD} has no status (a stub: the harness writes a record whole, status last)"
     for key, value in record.items():
         rule = expected(key)
         if rule is not None and value is not None and not rule[0](value):
@@ -101,20 +101,21 @@ def check_record(record) -> str | None:
 
 def load_json(path: Path):
     """A JSON file's content; :class:`Corrupt` with the reason when it has none; FileNotFoundError passes."""
+    name = Path(path).name
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise
     except OSError as err:
-        raise Corrupt(f"cannot be read: {err.strerror or err}") from None
+        raise Corrupt(f"unreadable {name}: {err.strerror or err}") from None
     if not data.strip():
-        raise Corrupt(f"empty ({len(data)} bytes)")
+        raise Corrupt(f"empty {name} ({len(data)} bytes)")
     try:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
-        raise Corrupt("not text (binary content)") from None
+        raise Corrupt(f"{name} is not UTF-8 text (a binary file?)") from None
     except (ValueError, RecursionError) as err:
-        raise Corrupt(f"not JSON (truncated, or another format): {' '.join(str(err).split())[:80]}") from None
+        raise Corrupt(f"unreadable {name} (truncated, or not JSON): {' '.join(str(err).split())[:80]}") from None
 
 
 def parse_record(path: Path) -> dict | None:

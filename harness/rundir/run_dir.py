@@ -100,12 +100,11 @@ class RunDir:
             atomic_write_json(self.path / identity.FILE, self.identity_json())
             return
         if stored.get("digest") != self.digest:
-            if stored.get("version") != identity.VERSION:
-                raise ConfigError(earlier_version_line(self.path))
+            earlier = "" if stored.get("version") == identity.VERSION else ", of an earlier identity version"
             raise ConfigError(
                 f"{self.path} holds another run ({differs(stored, self)}; identity "
-                f"{str(stored.get('digest'))[:12]} != {str(self.digest)[:12]}); it is left untouched: remove it, or "
-                f"set paths.results elsewhere"
+                f"{str(stored.get('digest'))[:12]} != {str(self.digest)[:12]}{earlier}); it is left untouched: "
+                f"remove it, or set paths.results elsewhere"
             )
 
     def check_no_earlier_version(self) -> None:

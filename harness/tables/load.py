@@ -111,7 +111,7 @@ def scan(root, cache: bool = True) -> Loaded:
         except FileNotFoundError:  # removed since it was seen: a rerun is starting
             unfinished.append(path)
         except Corrupt as err:  # never cached: it is read again (and listed) until it is fixed or removed
-            problems.append(Problem(str(Path(path) / RECORD), f"{RECORD}: {err}", "in no table"))
+            problems.append(Problem(str(Path(path) / RECORD), str(err), "in no table"))
     frame = pd.concat([kept, pd.DataFrame(fresh)], ignore_index=True) if fresh else kept
     if cache and (fresh or (index is not None and len(kept) != len(index))):
         write_index(root, frame)
