@@ -189,7 +189,8 @@ def check_measurable(cfg: DictConfig, data) -> None:
     """The epoch is selected by a metric the validation split can measure: Recall@K needs K items to retrieve among
     (a Recall@K the test split cannot measure is left out of the results, with one line, never reported as 1.0)."""
     metric = str(cfg.selection.metric)
-    splits = {"validation": data.val, "test": data.test if cfg.eval.get("test_every_epoch") else None}
+    val, test = getattr(data, "val", None), getattr(data, "test", None)  # (the digest's facts carry neither)
+    splits = {"validation": val, "test": test if cfg.eval.get("test_every_epoch") else None}
     for name, split in splits.items():  # test too where it is scored by the same metric every epoch
         if metric.startswith("recall@") and split is not None and int(metric[7:]) > retrievable(split):
             raise ConfigError(
