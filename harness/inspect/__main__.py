@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     only = [p for p in args.only.split(",") if p]
-    with entry_point():
+    out = args.out or f"{args.run_dirs[-1]}/pictures"
+    with entry_point(disk_fix="give --out a folder on a disk you can write", where=out):
         if len(args.run_dirs) == 2 or args.baseline:
             a, b = args.run_dirs if len(args.run_dirs) == 2 else (find_baseline(args.run_dirs[0]), args.run_dirs[0])
             paths = compare_runs(

@@ -6,6 +6,11 @@ never written into the run directory or the config) and else the file store ``lo
 ``MLFLOW_ALLOW_FILE_STORE=true mlflow ui --backend-store-uri results/mlruns``). MLflow 3 keeps the file store
 in maintenance mode and asks for that opt-in, which this adapter sets for its own local store only.
 
+A tracking server that does not answer costs a few seconds and one warning, never the run: it is asked once,
+:data:`PROBE_S` seconds at most, before anything is sent (an unreachable ``$MLFLOW_TRACKING_URI`` otherwise blocks
+for minutes in MLflow's own retries), and MLflow's own retries are bounded (:data:`HTTP_LIMITS`, unless the
+environment sets them).
+
 MLflow chooses its run ids, so the run is found again by the tag ``harness.run_key`` (derived from the run
 directory): a resumed or requeued run continues the same MLflow run, even when another sweep resumes it (so
 every sweep shares one experiment). A sweep is one thing in the UI: its runs are nested under a parent run
@@ -33,6 +38,12 @@ from harness.tracking.naming import group_of
 KEY_TAG = "harness.run_key"
 GROUP_TAG = "harness.group"  # on a sweep's parent run: the sweep, study or grid it stands for
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nesting tag
+PROBE_S = 5.0  # the first question to a tracking server waits this long at most
+HTTP_LIMITS = {  # MLflow's defaults: 7 retries, backoff factor 2, 120 s timeout: minutes on a server that is down
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
 STATUS = {"finished": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 _REFUSED = re.compile(r"[^/\w.\- ]")
 
@@ -63,6 +74,10 @@ class MLflowLogger(Tracker):
         if not uri:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             uri = Path(self.local_store).resolve().as_uri()
+        elif uri.startswith(("http://", "https://")):
+            probe(uri)
+            for name, value in HTTP_LIMITS.items():
+                os.environ.setdefault(name, value)
         self.client = MlflowClient(tracking_uri=uri)
         experiment_id = self._experiment_id()
         self.run_dir = Path(run_dir)
@@ -151,3 +166,19 @@ class MLflowLogger(Tracker):
         if self.client is not None and self.run_id is not None:
             self.client.set_terminated(self.run_id, STATUS.get(status, "FAILED"))
             self.run_id = None
+
+
+def probe(uri: str, seconds: float = PROBE_S) -> None:
+    """Whether a tracking server answers at all (any HTTP status) within ``seconds``; else one ConnectionError
+    naming its host (never the URI: it may hold credentials)."""
+    import requests  # MLflow's own HTTP client, installed with it (this adapter is optional)
+    from urllib3.util import parse_url
+
+    try:
+        requests.get(uri, timeout=seconds, allow_redirects=False)
+    except requests.RequestException as err:
+        where = parse_url(uri)
+        raise ConnectionError(
+            f"the MLflow tracking server {where.host}:{where.port or ''} does not answer within {seconds:g} s "
+            f"({type(err).__name__}); check MLFLOW_TRACKING_URI"
+        ) from None

@@ -25,6 +25,20 @@ from harness.tracking.naming import group_of
 
 NOT_A_TAG = ("name", "swept")  # said by the run's name and config; W&B tags hold at most 64 characters
 
+# What W&B may capture by itself, all off: the config it receives is already redacted, but its metadata record
+# (the command line with every override in clear, the program, host, user, e-mail, the git remote URL with any
+# token in it), a code snapshot, a git diff and `pip freeze` (a VCS requirement can hold a token) are written to
+# the offline run file untouched, and `wandb sync` would upload them (tests/test_redact.py scans every file).
+SETTINGS = dict(
+    console="off",
+    silent=True,
+    x_disable_meta=True,  # no metadata record: args, program, host, username, email, git remote/commit, executable
+    disable_git=True,
+    disable_code=True,
+    save_code=False,
+    x_save_requirements=False,
+)
+
 
 class WandbLogger(Tracker):
     name = "wandb"
@@ -59,7 +73,7 @@ class WandbLogger(Tracker):
             job_type=tags.get("arm", "method"),
             tags=[f"{k}={v}"[:64] for k, v in tags.items() if k not in NOT_A_TAG],
             reinit="finish_previous",
-            settings=wandb.Settings(console="off", silent=True),
+            settings=wandb.Settings(**SETTINGS),
         )
         if self.run.offline:  # the steps earlier attempts' files really hold (a killed process loses its buffer)
             from harness.tracking.wandb_file import last_step, offline_runs

@@ -91,6 +91,7 @@ class LocalLauncher(Launcher):
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        launching.check_results_disk(config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
@@ -118,6 +119,10 @@ class SubmititLauncher(BaseSubmititLauncher):
         self.skip_finished = skip_finished
         self.snapshot = snapshot
         self.code: dict | None = None  # the snapshot, made once per command (a search launches several times)
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        launching.check_results_disk(config)
 
     def __call__(self, config: DictConfig, singleton_state: dict) -> JobReturn:
         """One job, on its node (again after each requeue). ``config`` was composed at submission."""
