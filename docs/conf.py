@@ -47,7 +47,8 @@ nitpick_ignore_regex = [
 ]
 # module constants that docstrings name but that carry no docstring of their own (autodoc would show the type's)
 nitpick_ignore = [
-    ("py:data", name) for name in ("SECRET_NAME", "VERSION", "NON_SEMANTIC_KEYS", "NEUTRAL_DEFAULTS", "DATA_FACTS")
+    ("py:data", name)
+    for name in ("SECRET_NAME", "VERSION", "NON_SEMANTIC_KEYS", "NEUTRAL_DEFAULTS", "DATA_FACTS", "DISK_ERRORS")
 ]
 
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
