@@ -457,7 +457,8 @@ def test_a_wrong_search_key_is_one_line_and_launches_nothing(results):
     proc = run_search(results, "regularizer.antico_pair.epz=tag(log, interval(0.01, 1.0))")
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: a trial's config does not compose") and "+regularizer.antico_pair.epz" in line
+    assert line.startswith("error: regularizer.antico_pair.epz=")
+    assert "did you mean regularizer.antico_pair.eps?" in line
     assert not (results / "search" / "tune_eps" / "study.db").exists()
     assert not (results / "runs").exists()
 

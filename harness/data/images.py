@@ -66,6 +66,7 @@ class ImageListDataset(Dataset):
         self.transform = transform
         self.on_corrupt = on_corrupt
         self.draft_size = draft_size
+        self.class_ids = None  # training splits: the dataset's own id of each label 0..C-1 (errors name that)
         self._same_class = None  # built on the first corrupt image only
         self._reported = set()
 
@@ -119,7 +120,9 @@ class ImageListDataset(Dataset):
                 return self.load(j)
             except READ_ERRORS:
                 continue
-        raise DataError(f"every image of class {self.labels[i]} is unreadable (first: {path}); check the dataset files")
+        label = int(self.labels[i])
+        name = self.class_ids[label] if self.class_ids is not None else label
+        raise DataError(f"every image of class {name} is unreadable (first: {path}); check the dataset files")
 
 
 class ImagePreprocess:
@@ -228,7 +231,7 @@ def build_dml_data(
     def split(classes, tf, remap=False):
         mask = np.isin(class_ids, classes)
         labels = remap_labels(class_ids[mask])[0] if remap else class_ids[mask]
-        return ImageListDataset(
+        dataset = ImageListDataset(
             paths[mask].tolist(),
             labels,
             tf,
@@ -236,6 +239,9 @@ def build_dml_data(
             draft,
             boxes=box_list[mask].tolist() if boxes is not None else None,
         )
+        if remap:
+            dataset.class_ids = np.unique(class_ids[mask])  # label c trains as c's rank: errors name the class id
+        return dataset
 
     if gallery is not None:
         g_paths, g_ids, *g_boxes = gallery

@@ -51,6 +51,19 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
     return found[:limit]
 
 
+def plot_spectra(ax, curves) -> None:
+    """[(label, embeddings, line style)] as normalised singular-value curves, the coding rate in the legend."""
+    for label, z, style in curves:
+        s = singular_values(z)
+        rate = coding_rate_of(normalize_rows(z))
+        ax.plot(np.arange(1, len(s) + 1), s / s.sum(), label=f"{label} (R = {rate:.1f})", **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("index i of the singular value")
+    ax.set_ylabel(r"normalised singular value $\sigma_i\,/\,\Sigma_j\,\sigma_j$")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="test embeddings (R = coding rate)")
+
+
 def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True) -> Path:
     from harness.models.reload import load_run
 
@@ -72,19 +85,7 @@ def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True)
 
     fig = new_figure(5.2, 3.6)
     ax = fig.subplots()
-    for label, z, style in curves:
-        s = singular_values(z)
-        ax.plot(
-            np.arange(1, len(s) + 1),
-            s / s.sum(),
-            label=f"{label} (R = {coding_rate_of(normalize_rows(z)):.1f})",
-            **style,
-        )
-    ax.set_yscale("log")
-    ax.set_xlabel("index i of the singular value")
-    ax.set_ylabel(r"normalised singular value $\sigma_i\,/\,\Sigma_j\,\sigma_j$")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(title="test embeddings (R = coding rate)")
+    plot_spectra(ax, curves)
     n, d = inspection.trained.query.shape
     rec = inspection.record
     ax.set_title(

@@ -78,7 +78,8 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     regularizers = build_regularizers(cfg.get("regularizer"), loss).to(device)
     optimizer = build_optimizer(cfg.optimizer, model, loss, regularizers, cfg.lr_mult)
     scheduler = instantiate(cfg.scheduler, optimizer=optimizer) if cfg.get("scheduler") else None
-    sampler = instantiate(cfg.sampler, labels=data.train.labels, seed=seed)
+    ids = getattr(data.train, "class_ids", None)  # the same batches by the dataset's own class ids: errors name them
+    sampler = instantiate(cfg.sampler, labels=data.train.labels if ids is None else ids[data.train.labels], seed=seed)
     if world.distributed:  # the 1-process sampler draws the global batch; this process loads its share
         sampler = ShardedBatchSampler(sampler, world.rank, world.world_size)
     parallel = DataParallel(model, [*loss.parameters(), *regularizers.parameters()], world)
