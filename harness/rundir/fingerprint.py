@@ -10,7 +10,8 @@ lives. A file's key is how the dataset names it, never where the tree sits on th
   instead of walking its root;
 * any other absolute path in the dataset config (``dataset.csv=/abs/table.csv``): keyed by its dotted key;
 * a local ``backbone.weights`` file (``weights=...``): keyed ``backbone.weights``;
-* a dataset built in memory (no root; scikit-learn's digits): the bytes of every split's inputs and labels.
+* a dataset built in memory (no root; scikit-learn's digits): the bytes of every split's inputs and labels
+  (hashed as identity version 2 first did, so those runs keep their identity).
 
 So two trees with the same names and sizes but other pixels, or a CSV relabelled in place, are two runs,
 while a tree staged elsewhere (``cp -r`` to a node's local disk) is the same run. The hashes of unchanged
@@ -33,7 +34,8 @@ import numpy as np
 from harness.errors import DataError
 from harness.rundir.hashes import ABSENT, Stat, file_hashes
 
-LENGTH = 32  # hex digits of a fingerprint (128 bits: a hostile tree cannot aim at another's)
+LENGTH = 32  # hex digits of a fingerprint of files (128 bits: a hostile tree cannot aim at another's)
+ARRAYS_LENGTH = 12  # hex digits of an in-memory dataset's fingerprint (unchanged since identity version 2)
 MANIFEST = ".dml-manifest.jsonl"
 
 
@@ -43,15 +45,17 @@ def data_fingerprint(dataset: dict, build=None, weights: str | None = None, *, t
     built data and is called only for in-memory datasets (no file read); ``weights`` is ``backbone.weights``."""
     files = data_files(dataset) if dataset else []
     if weights and Path(str(weights)).expanduser().exists():
-        files.append(("backbone.weights", Path(str(weights)).expanduser()))
-    h = hashlib.blake2b(digest_size=LENGTH // 2)
-    if files:
-        for key, digest in sorted(content_of(files, dataset, trust_manifest).items()):
-            h.update(f"{key}\0{digest}\n".encode())
-    if not find_roots(dataset or {}) and not lists_own_files(dataset) and build is not None:
-        h.update(b"arrays\0" + arrays_fingerprint(build()).encode())
-    elif not files:
+        files.append(("backbone.weights", str(Path(str(weights)).expanduser())))
+    in_memory = not find_roots(dataset or {}) and not lists_own_files(dataset) and build is not None
+    if in_memory and not files:  # as identity version 2 first computed it: digits runs keep their identity
+        return hashlib.sha1(arrays_fingerprint(build()).encode()).hexdigest()[:ARRAYS_LENGTH]
+    if not files:
         return "none"
+    h = hashlib.blake2b(digest_size=LENGTH // 2)
+    for key, digest in sorted(content_of(files, dataset, trust_manifest).items()):
+        h.update(f"{key}\0{digest}\n".encode())
+    if in_memory:
+        h.update(b"arrays\0" + arrays_fingerprint(build()).encode())
     return h.hexdigest()
 
 
@@ -178,8 +182,9 @@ def walk_files(root, seen: set, prefix: str = ""):
 
 
 def arrays_fingerprint(data) -> str:
-    """blake2b of every split's inputs and labels of a built :class:`~harness.data.base.DMLData` (in memory)."""
-    h = hashlib.blake2b(digest_size=LENGTH // 2)
+    """sha1 of every split's inputs and labels of a built :class:`~harness.data.base.DMLData` (in memory: data a
+    package ships, such as scikit-learn's digits, not a tree someone else can write)."""
+    h = hashlib.sha1()
     for name, split in splits(data):
         h.update(name.encode())
         for array in (getattr(split, "inputs", None), getattr(split, "labels", None)):
