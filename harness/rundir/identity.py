@@ -15,7 +15,7 @@ The digest (``sha1``, version :data:`VERSION`) covers the resolved config except
   the planner needs, and which names the directory) equals the one computed from the saved, completed config;
 
 * the paths of the files whose content enters by the data fingerprint (``dataset.root``, an absolute
-  ``dataset.csv``, a local ``backbone.weights``: :func:`~harness.rundir.fingerprint.content_keys`);
+  ``dataset.csv``, a local ``backbone.weights``: ``harness.rundir.fingerprint.content_keys``);
 
 plus the data itself, a fingerprint of the content of every file the dataset reads, wherever it lives, or of its
 in-memory arrays (harness.rundir.fingerprint), and the number of processes of a data-parallel run (the 1-process
