@@ -11,6 +11,7 @@ is not JSON) is dropped, one warning says so, and the search goes on.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -36,8 +37,15 @@ class RepairingOpenLock(JournalFileOpenLock):
         return acquired
 
     def check_all(self) -> None:
-        """Take the lock and read every line of the journal, repairing it when it is torn."""
-        super().acquire()
+        """Take the lock and read every line of the journal, repairing it when it is torn (a study directory this
+        process cannot write is read as it is: nothing can be appended to it from here either)."""
+        try:
+            super().acquire()
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            log.debug("%s is not writable here (%s): read as it is", self.journal, err.strerror)
+            return
         try:
             repair_journal(self.journal, full=True)
         finally:
