@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
 from harness.rundir import checkpoint as ckpt
-from harness.rundir.guard import reload_backbone
+from harness.rundir.guard import TIMM_TARGETS
 from harness.rundir.run_dir import RunDir
 
 
@@ -102,3 +102,13 @@ def preprocess_of(dataset):
     if hook is not None:
         return hook(**values)
     return eval_preprocess(**values) if values.get("transform") is not None else None
+
+
+def reload_backbone(node) -> DictConfig:
+    """A guarded backbone node as ``load_run`` builds it: nothing read from disk or the network (timm's
+    ``pretrained`` off, ``weights`` dropped: the trained weights come from ``checkpoints/best.pt``)."""
+    data = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else dict(node)
+    if data.get("_target_") in TIMM_TARGETS:
+        data["pretrained"] = False
+        data.pop("weights", None)
+    return OmegaConf.create(data)

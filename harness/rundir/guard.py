@@ -223,14 +223,3 @@ def type_ok(value, expected) -> bool:
 
 def refuse(source: str, where: str, why: str) -> None:
     raise ConfigError(f"{source}: {where or 'the file'} {why}; nothing was built from it")
-
-
-# ----------------------------------------------------------------------------------------------- reloading
-def reload_backbone(node) -> DictConfig:
-    """A guarded backbone node as ``load_run`` builds it: nothing read from disk or the network (timm's
-    ``pretrained`` off, ``weights`` dropped: the trained weights come from ``checkpoints/best.pt``)."""
-    data = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else dict(node)
-    if data.get("_target_") in TIMM_TARGETS:
-        data["pretrained"] = False
-        data.pop("weights", None)
-    return OmegaConf.create(data)
