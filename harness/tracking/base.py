@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.redact import redact_text
-from harness.tracking import naming
+from harness.tracking.naming import SweepContext, parse_overrides, run_label, swept
 
 # Record keys that are not results: the config, package versions and the commit are in the config / tags.
 NOT_A_RESULT = ("config/", "versions/", "git/")
@@ -94,15 +94,15 @@ def result_step(record: dict) -> int:
     return int(step) if is_number(step) else int(record.get("epochs") or 0)
 
 
-def run_tags(config: dict, overrides, commit: str | None, context: naming.SweepContext | None = None) -> dict:
+def run_tags(config: dict, overrides, commit: str | None, context: SweepContext | None = None) -> dict:
     """The tags a tracker groups and names runs by: ``sweep`` (the sweep file, or ``grid <time>`` for an inline
     multirun grid), Optuna ``study`` and ``trial``, ``seed``, ``git_commit``, ``arm`` (a paper comparison's method |
     baseline), ``swept`` (the values the sweep varies, ``k=v ...``; of a single run: every value its command chose)
     and ``name`` (``cub200 · proxy_anchor + antico_pair w=0.3 · seed 1``); all redacted. ``context``: where the
     run sits (by default, from Hydra and the launcher)."""
-    context = naming.SweepContext.current() if context is None else context
+    context = SweepContext.current() if context is None else context
     tags = {}
-    for key, value in naming.parse_overrides(overrides):
+    for key, value in parse_overrides(overrides):
         if key == "sweep" and value:
             tags["sweep"] = value
         if key == "arm" and value:
@@ -118,8 +118,8 @@ def run_tags(config: dict, overrides, commit: str | None, context: naming.SweepC
         tags["seed"] = str(config["seed"])
     if commit:
         tags["git_commit"] = str(commit)
-    values = naming.swept(overrides, context.keys)
+    values = swept(overrides, context.keys)
     if values:
         tags["swept"] = redact_text(" ".join(f"{k}={v}" for k, v in values.items()))
-    tags["name"] = naming.run_label(config, overrides, context.keys)
+    tags["name"] = run_label(config, overrides, context.keys)
     return tags
