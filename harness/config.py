@@ -14,6 +14,7 @@ from harness.errors import ConfigError
 
 SELECTION_METRICS = ("map@r", "r_precision", "nmi")
 SELECTION_MODES = ("max", "min")
+SELECTION_SPLITS = ("val", "test")  # test: only under protocol=authors, recorded as selection: test (optimistic)
 GRAD_CLIP_MODES = ("norm", "value")
 
 
@@ -121,7 +122,9 @@ def check_processes(cfg: DictConfig) -> int:
 
 @dataclass(frozen=True)
 class Selection:
-    """What picks the epoch: a validation metric (its record key, e.g. ``val/map@r``) and max or min."""
+    """What picks the epoch: a validation metric (its record key, e.g. ``val/map@r``) and max or min. Under the
+    authors' protocol (``selection.split=test``, conf/protocol/authors.yaml) the key is a test metric
+    (``test/recall@1``): the papers' optimistic selection, recorded as such and marked in every table."""
 
     key: str
     mode: str
@@ -132,6 +135,16 @@ class Selection:
     @property
     def metric(self) -> str:
         return self.key.split("/", 1)[1]
+
+    @property
+    def split(self) -> str:
+        """The split the epoch is chosen on: val (the class-disjoint validation split) or test (optimistic)."""
+        return self.key.split("/", 1)[0]
+
+    @property
+    def label(self) -> str:
+        """What the record says about it (``selection``): validation, or test (optimistic)."""
+        return "test (optimistic)" if self.split == "test" else "validation"
 
     @property
     def direction(self) -> str:
@@ -152,7 +165,13 @@ def selection_of(cfg: DictConfig) -> Selection:
         raise ConfigError("selection.metric=nmi needs eval.val_nmi=true")
     if cfg.selection.mode not in SELECTION_MODES:
         raise ConfigError(f"selection.mode={cfg.selection.mode} must be max or min")
-    return Selection(key=f"val/{metric}", mode=str(cfg.selection.mode))
+    split = cfg.selection.get("split", "val")
+    if split not in SELECTION_SPLITS:
+        raise ConfigError(
+            f"selection.split={split} must be val (the class-disjoint validation split) or test (the authors' "
+            f"optimistic protocol: protocol=authors)"
+        )
+    return Selection(key=f"{split}/{metric}", mode=str(cfg.selection.mode))
 
 
 def check_embed_dim(embed_dim) -> int:

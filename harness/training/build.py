@@ -23,7 +23,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from harness.config import complete_config
+from harness.config import complete_config, selection_of
 from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch
 from harness.distributed import ShardedBatchSampler, World
 from harness.distributed.parallel import DataParallel
@@ -70,10 +70,7 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     device = world.device if world.distributed else device or pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
     data, augment = build_data(cfg.dataset)
-    if data.val is None:
-        raise ConfigError(
-            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction"
-        )
+    check_selection_split(data, selection_of(cfg).split)
     cfg = complete_config(cfg, data)
     model = accelerate(
         build_model(cfg).to(device),
@@ -123,6 +120,21 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
         parallel,
         augment.to(device) if augment is not None else None,
     )
+
+
+def check_selection_split(data: DMLData, split: str) -> None:
+    """Validation selection needs a validation split; the authors' protocol (selection on test) trains on every
+    training class, so it must have none."""
+    if split == "val" and data.val is None:
+        raise ConfigError(
+            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction "
+            f"(or protocol=authors: every training class trained on, the epoch chosen on test, marked optimistic)"
+        )
+    if split == "test" and data.val is not None:
+        raise ConfigError(
+            f"selection.split=test (protocol=authors) trains on every training class, but dataset {data.name} "
+            f"still holds validation classes out; set dataset.val_classes=null dataset.val_fraction=0"
+        )
 
 
 def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:
