@@ -50,6 +50,7 @@ def validate_config(cfg: DictConfig) -> None:
         integer(cfg.sampler.batches_per_epoch, "sampler.batches_per_epoch", 1, example=100, nullable=True)
     check_embed_dim(cfg.head.embed_dim)
     selection_of(cfg)
+    check_protocol(cfg)
     check_processes(cfg)
     mode = cfg.trainer.get("grad_clip_mode", "norm")
     if mode not in GRAD_CLIP_MODES:
@@ -172,6 +173,34 @@ def selection_of(cfg: DictConfig) -> Selection:
             f"optimistic protocol: protocol=authors)"
         )
     return Selection(key=f"{split}/{metric}", mode=str(cfg.selection.mode))
+
+
+PROTOCOLS = ("clean", "authors", "reality_check")  # conf/protocol/; clean sets nothing
+
+
+def check_protocol(cfg: DictConfig) -> None:
+    """The protocol's own keys, and what it sets left alone; an arm the experiment does not release."""
+    protocol = cfg.get("protocol") or {}
+    name = protocol.get("name", "clean")
+    if name not in PROTOCOLS:
+        raise ConfigError(f"protocol.name={name} is unknown; use protocol=clean, authors or reality_check")
+    if name == "reality_check":
+        folds = integer(protocol.get("folds"), "protocol.folds", 2, example=4)
+        fold = integer(protocol.get("fold"), "protocol.fold", 0, example=0)
+        if fold >= folds:
+            raise ConfigError(f"protocol.fold={fold} must be below protocol.folds={folds}, e.g. protocol.fold=0")
+        spec = OmegaConf.select(cfg, "dataset.val_classes", default=None)
+        if spec != f"fold {fold} of {folds}":
+            raise ConfigError(
+                f"protocol=reality_check validates on fold {fold} of {folds}, but dataset.val_classes={spec}; drop "
+                f"that override (the protocol sets it)"
+            )
+    if isinstance(cfg.get("published"), str):  # conf/arm/released_baseline.yaml's mark, left when no arm file
+        raise ConfigError(
+            "arm=released_baseline: this experiment releases no baseline command of its own (the papers release "
+            "one for cub_nir128, cars_nir128 and the Metrix presets); use arm=baseline, the baseline matched to the "
+            "method's run"
+        )
 
 
 def check_embed_dim(embed_dim) -> int:

@@ -24,6 +24,7 @@ from harness.errors import ResultsDiskError, RunPruned
 from harness.evaluation.faiss_build import faiss_build
 from harness.inspect import pictures_at_end, pictures_wanted
 from harness.launch import processes
+from harness.protocols import embeddings as test_embeddings
 from harness.provenance import git_state, task_overrides
 from harness.rundir import identity, records, salvage
 from harness.rundir.lock import run_lock
@@ -105,6 +106,8 @@ def run_locked(cfg: DictConfig, plan: Plan, run_dir: Path, world: World, on_eval
             trackers.start(run_dir, config, run_tags(config, task_overrides(), git_state()["git/commit"]))
         try:
             fitted = fit(parts, plan, run_dir, on_evaluate, on_epoch=trackers.log_epoch)
+            if world.is_main and test_embeddings.wanted(cfg):  # protocol=reality_check: the concatenated score
+                fitted.results.update(test_embeddings.save_test_embeddings(run_dir, fitted.test))
         except RunPruned as pruned:
             log.info("pruned at epoch %d: %s", pruned.epoch, run_dir)
             record = close_record(cfg, run_dir, started, parts, "pruned", {"pruned_epoch": pruned.epoch})
