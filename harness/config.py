@@ -195,12 +195,8 @@ def check_protocol(cfg: DictConfig) -> None:
                 f"protocol=reality_check validates on fold {fold} of {folds}, but dataset.val_classes={spec}; drop "
                 f"that override (the protocol sets it)"
             )
-    if isinstance(cfg.get("published"), str):  # conf/arm/released_baseline.yaml's mark, left when no arm file
-        raise ConfigError(
-            "arm=released_baseline: this experiment releases no baseline command of its own (the papers release "
-            "one for cub_nir128, cars_nir128 and the Metrix presets); use arm=baseline, the baseline matched to the "
-            "method's run"
-        )
+    if isinstance(cfg.get("published"), str):  # conf/arm/released_baseline.yaml's line, left when no arm file replaced it
+        raise ConfigError(str(cfg.published))
 
 
 def check_embed_dim(embed_dim) -> int:
