@@ -195,7 +195,7 @@ def check_protocol(cfg: DictConfig) -> None:
                 f"protocol=reality_check validates on fold {fold} of {folds}, but dataset.val_classes={spec}; drop "
                 f"that override (the protocol sets it)"
             )
-    if isinstance(cfg.get("published"), str):  # conf/arm/released_baseline.yaml's line, left when no arm file replaced it
+    if isinstance(cfg.get("published"), str):  # conf/arm/released_baseline.yaml's line: no arm file replaced it
         raise ConfigError(str(cfg.published))
 
 

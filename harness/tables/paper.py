@@ -62,7 +62,7 @@ def where_printed(row) -> str:
         value = row.get(f"config/published.{key}")
         if value is None or (isinstance(value, float) and value != value) or str(value) == "":
             continue
-        text = str(value)
+        text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)  # 2, not 2.0
         parts.append(text if text.lower().startswith(prefix.lower()) else prefix + text)
     return ", ".join(parts)
 
@@ -84,21 +84,20 @@ def build_paper(runs: pd.DataFrame, keys: list, split: str = "test", digits: int
     meta = [f"config/published.{m}" for m in META if f"config/published.{m}" in paper]
     published = paper.groupby(group, sort=False)[cols + meta].first()
     chosen = paper.groupby(group, sort=False)["selection/metric"].first() if "selection/metric" in paper else None
-    wanted = sorted({f"{split}/{c.removeprefix('config/published.')}" for c in cols} | {f"{split}/recall@1"})
-    wanted = [m for m in wanted if m in paper]
-    extra = [(p, name) for p, name in EXTRA if (paper["protocol"] == p).any()]
-    stats = {}
-    for protocol, _ in COLUMNS + tuple(extra):
-        part = paper[paper["protocol"] == protocol]
-        stats[protocol] = summarize(part, group, wanted).set_index(group) if not part.empty else pd.DataFrame()
-    body = []
+    rows = []
     for key, row in sorted(published.iterrows(), key=lambda item: [sort_key(v) for v in as_tuple(item[0])]):
         metrics = [f"{split}/{c.removeprefix('config/published.')}" for c in cols if pd.notna(row[c])]
         if not metrics:  # nothing published for it: its selection metric, the published column empty
             metric = str(chosen[key]).split("/", 1)[-1] if chosen is not None and pd.notna(chosen[key]) else "recall@1"
             metrics = [f"{split}/{metric}"]
-        for metric in metrics:
-            body.append(paper_row(as_tuple(key), row, metric, stats, extra, digits))
+        rows += [(as_tuple(key), row, metric) for metric in metrics]
+    wanted = sorted({metric for _, _, metric in rows if metric in paper})
+    extra = [(p, name) for p, name in EXTRA if (paper["protocol"] == p).any()]
+    stats = {}
+    for protocol, _ in COLUMNS + tuple(extra):
+        part = paper[paper["protocol"] == protocol]
+        stats[protocol] = summarize(part, group, wanted).set_index(group) if not part.empty else pd.DataFrame()
+    body = [paper_row(key, row, metric, stats, extra, digits) for key, row, metric in rows]
     header = [display_name(k) for k in group] + ["metric", "published"]
     header += [name for _, name in COLUMNS] + ["Δ ‡", "Δ clean"] + [name for _, name in extra] + ["seeds", "source"]
     return Grid(header, body, [NOTE])
