@@ -3,8 +3,8 @@
 Written (rank 0, atomically through harness.io) when the protocol asks for it (``protocol.store_test_embeddings``,
 set by conf/protocol/reality_check.yaml), named in the record (``test_embeddings_file``), read without pickle.
 Arrays: ``query`` (float16, n x d, in the test split's order) and ``query_label``; In-Shop adds ``gallery`` and
-``gallery_label``. float16 halves the file (a 128-d CUB test split: 1.5 MB) and moves no Recall@K of the
-concatenated embedding at the printed precision (tests/test_protocols.py checks it on digits).
+``gallery_label``. float16 halves the file (a 128-d CUB test split: 1.5 MB); the concatenated score is computed
+from these, so its last digits may differ from a float32 embedding's (about 1e-3 relative per coordinate).
 """
 
 from __future__ import annotations
