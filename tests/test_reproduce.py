@@ -162,7 +162,7 @@ def test_every_reproduce_sweep_is_every_preset_by_both_arms_both_protocols_and_t
     assert sorted(presets) == sorted(p for p in paper_presets() if p.split("_", 1)[1].startswith(paper))
     released = REPO / "sweeps" / f"reproduce_{paper}_released.yaml"
     arms = REPO / "conf" / "experiment" / "arms" / "released_baseline"
-    with_own = sorted(p for p in presets if (arms / f"{p}.yaml").exists() and "arm:" in (arms / f"{p}.yaml").read_text())
+    with_own = sorted(p for p in presets if "arm:" in (arms / f"{p}.yaml").read_text())  # not a one-line refusal
     if not with_own:
         assert not released.exists()
         return
