@@ -33,6 +33,7 @@ from omegaconf import DictConfig
 
 from harness.config import Selection, selection_of
 from harness.distributed import all_gather_object, barrier, broadcast_object
+from harness.evaluation import PerQuery
 from harness.evaluation.evaluator import Embedded
 from harness.rundir import checkpoint as ckpt
 from harness.rundir import records
@@ -103,6 +104,7 @@ class Fitted:
     results: dict
     test: Embedded
     init_test: Embedded | None = None
+    per_query: PerQuery | None = None  # the test queries' AP@R and hit@1 (harness.evaluation.per_query's file)
 
 
 def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None) -> Fitted:
@@ -221,10 +223,11 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     barrier(world)  # rank 0 has written best.pt
     ckpt.load_module_states(parts.modules, ckpt.load(run_dir / "checkpoints" / ckpt.BEST)["modules"])
     test, val = evaluator.embed(model, data.test), evaluator.embed(model, data.val)
+    test_metrics, per_query = evaluator.score_queries(test)
     result = {
         "selected_epoch": state.best_epoch,
         **state.best_val,
-        **prefixed("test", evaluator.score(test)),
+        **prefixed("test", test_metrics),
         **prefixed("diag/val", evaluator.diagnostics(val)),
         **prefixed("diag/test", evaluator.diagnostics(test)),
         **state.init,
@@ -241,7 +244,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     # CPU seconds of the same span (process time, every thread): comparable across loads of a shared machine
     result["train_cpu_s"] = state.cpu_elapsed + time.process_time() - attempt_cpu
     result["attempts"] = state.attempts
-    return Fitted(result, test, init_test)
+    return Fitted(result, test, init_test, per_query)
 
 
 def track_best_test(state: LoopState, plan: Plan, epoch: int, test: dict) -> None:

@@ -22,6 +22,7 @@ from harness.config import validate_config
 from harness.distributed import World, barrier, broadcast_object, lost_peer, on_main
 from harness.errors import ResultsDiskError, RunPruned
 from harness.evaluation.faiss_build import faiss_build
+from harness.evaluation.per_query import save_per_query
 from harness.inspect import pictures_at_end, pictures_wanted
 from harness.launch import processes
 from harness.provenance import git_state, task_overrides
@@ -121,6 +122,8 @@ def run_locked(cfg: DictConfig, plan: Plan, run_dir: Path, world: World, on_eval
             if error is not exc:
                 raise error from exc
             raise
+        if world.is_main:  # the test queries' values beside the record, which names their file
+            fitted.results.update(save_per_query(run_dir, fitted.per_query))
         record = close_record(cfg, run_dir, started, parts, "finished", fitted.results) if world.is_main else None
         if world.is_main:
             draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
