@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import REPO
+from scipy.stats import t as t_dist
 
 from harness import tables
 from harness.io import atomic_write_json
@@ -145,9 +146,11 @@ def test_means_stds_seeds_bold_and_flags(grid):
     assert table.seeds.tolist() == ["3", "3", "2/3", "3"]
 
     md = result["texts"]["table.md"]
-    assert re.search(r"\| ms +\| antico +\| 3 +\| \*\*96\.0 ± 1\.0\*\* +\|", md)
-    assert "99.0 ± 1.4 †" in md and "92.0 ± 2.0" in md and "fewer than 3 finished seeds" in md
-    assert "digits: mean ± std over seeds (3 expected), test split" in md
+    # the ± is the half-width of the 95% Student-t interval: t(0.975, n-1) * std / sqrt(n)
+    assert ms_none["ci95/test/recall@1"] == pytest.approx(4.302653 * 0.02 / 3**0.5, rel=1e-6)
+    assert re.search(r"\| ms +\| antico +\| 3 +\| \*\*96\.0 ± 2\.5\*\* +\|", md)
+    assert "99.0 ± 12.7 †" in md and "92.0 ± 5.0" in md and "fewer than 3 finished seeds" in md
+    assert "digits: mean ± 95% CI over seeds (3 expected) (Student t, n - 1 degrees of freedom), test split" in md
 
 
 def test_reference_rows_are_the_raw_inputs_and_the_untrained_network(grid):
@@ -155,8 +158,8 @@ def test_reference_rows_are_the_raw_inputs_and_the_untrained_network(grid):
     assert re.search(r"\| raw inputs +\| 99\.0 ± 0\.0 ", references)
     # untrained: the 11 finished runs' init/test values, 50 + seed (seeds 0,1,2 x 3 groups, seeds 0,1 x 1)
     values = [50 + s for s in (0, 1, 2) * 3 + (0, 1)]
-    mean, std = pd.Series(values).mean(), pd.Series(values).std()
-    assert f"| untrained mlp | {mean:.1f} ± {std:.1f} " in references and "**" not in references
+    mean, half = pd.Series(values).mean(), t_dist.ppf(0.975, 10) * pd.Series(values).std() / len(values) ** 0.5
+    assert f"| untrained mlp | {mean:.1f} ± {half:.1f} " in references and "**" not in references
 
 
 def test_delta_view_subtracts_the_no_regularizer_row_of_the_same_loss(grid):
@@ -167,7 +170,7 @@ def test_delta_view_subtracts_the_no_regularizer_row_of_the_same_loss(grid):
     assert delta.mean.loc[("pa", "antico"), r1] == pytest.approx(-6.0)
     assert delta.flagged.loc[("pa", "antico"), r1]  # its baseline is short of seeds
     text = to_markdown(delta)
-    assert "+4.0" in text and "-6.0 †" in text
+    assert "+4.0 ± 2.5" in text and "-6.0 ± 12.7 †" in text  # paired over seeds 0, 1 (seed 2: the arm's alone)
 
 
 def balanced(text: str) -> bool:
@@ -189,7 +192,7 @@ def test_latex_is_booktabs_with_balanced_braces_and_full_rows(grid):
     spec = re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1)
     rows = [line for line in lines if line.endswith(r"\\")]
     assert len(rows) == 1 + 4 and all(line.count(" & ") == len(spec) - 1 for line in rows)
-    assert r"\textbf{96.0 $\pm$ 1.0}" in tex and r"99.0 $\pm$ 1.4$^\dagger$" in tex
+    assert r"\textbf{96.0 $\pm$ 2.5}" in tex and r"99.0 $\pm$ 12.7$^\dagger$" in tex
     assert r"R@1" in tex and "ms" in tex and "_" not in tex.replace(r"\_", "")
 
 
