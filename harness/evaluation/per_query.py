@@ -16,7 +16,7 @@ from harness.evaluation.retrieval import PerQuery
 from harness.io import atomic_write
 
 FILE = "per_query_test.npz"
-RECORD_KEY = "test/per_query_file"  # the record names the file (relative to the run directory)
+RECORD_KEY = "per_query_file"  # the record names the file (relative to the run directory; text, no metric)
 
 
 def save_per_query(run_dir: Path, per_query: PerQuery | None) -> dict:

@@ -23,6 +23,9 @@ TEXT_KEYS = (
     "error",
     "error_file",
     "run_dir",
+    "per_query_file",
+    "code/numerical",
+    "precision",
 )
 NUMBER_KEYS = ("epochs", "selected_epoch", "pruned_epoch", "wall_time_s", "train_time_s", "attempts")
 METRIC_PREFIXES = ("test/", "val/", "raw/", "init/", "diag/", "test_best/")
