@@ -146,6 +146,8 @@ def tests_notes(tested: list, family: str, alpha: float, digits: int) -> list:
     name = label(family)
     ns = sorted({c.paired.n for c in tested if c.paired.n > 0})
     floors = ", ".join(f"{2 / 2**n:.3g} at {n} seeds" for n in ns)
+    short = [n for n in ns if 2 / 2**n >= alpha]
+    never = f", so at {' or '.join(map(str, short))} seeds it can never reach α = {alpha:g}" if short else ""
     notes = [
         f"Family: {name} across the table's {len(tested)} comparison{'s' * (len(tested) != 1)}; "
         f"bold Δ: Holm-corrected paired t-test p < α = {alpha:g}. n: the seeds both arms finished (the same seed "
@@ -153,7 +155,7 @@ def tests_notes(tested: list, family: str, alpha: float, digits: int) -> list:
         "95% CI (seeds): Student t over the paired differences (n - 1 degrees of freedom): how far Δ could move "
         "with other trainings; the marks come from this test alone. p (t): the paired t-test, two-sided. "
         f"p (sign-flip): the exact permutation test over the 2^n sign patterns, beside it; it cannot go below "
-        f"2/2^n ({floors}), so at 3 seeds it can never reach 0.05.",
+        f"2/2^n ({floors}){never}.",
         "MDE: the smallest true Δ the paired t-test detects at this n with 80% power at α (from the pair's own "
         f"spread); seeds needed: the seeds a claim of the observed size needs at 80% power ({MUSGRAVE}).",
     ]

@@ -182,9 +182,8 @@ def class_bootstrap(labels, diffs, resamples: int = 1000, confidence: float = CO
         sums[row] = np.bincount(index, weights=d[row], minlength=c)
     counts = np.bincount(index, minlength=c).astype(float)
     rng = np.random.default_rng(seed)
-    weights = np.zeros((resamples, c))
-    draws = rng.integers(0, c, size=(resamples, c))
-    np.add.at(weights, (np.repeat(np.arange(resamples), c), draws.ravel()), 1.0)
+    draws = rng.integers(0, c, size=(resamples, c)) + c * np.arange(resamples)[:, None]
+    weights = np.bincount(draws.ravel(), minlength=resamples * c).reshape(resamples, c).astype(float)
     stat = ((weights @ sums.T) / (weights @ counts)[:, None]).mean(axis=1)
     tail = (1 - confidence) / 2
     low, high = np.quantile(stat, [tail, 1 - tail])
