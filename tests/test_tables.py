@@ -18,6 +18,7 @@ from conftest import REPO
 from scipy.stats import t as t_dist
 
 from harness import tables
+from harness.evaluation.per_query import load_per_query
 from harness.io import atomic_write_json
 from harness.tables.render import to_markdown
 
@@ -364,8 +365,20 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     body = [line for line in lines if line.startswith(("| multi_similarity", "| proxy_anchor"))]
-    assert len(body) == 4 + 2  # the table's 4 rows and the Δ view's 2
-    assert all(re.search(r"\d+\.\d ± \d+\.\d", line) for line in body[:4])
+    assert len(body) == 4 + 2 + 2  # the table's 4 rows, the Δ view's 2 and the family's 2 tests
+    assert all(re.search(r"\d+\.\d ± \d+\.\d", line) for line in body[:6])  # means and paired Δ with their CIs
+    # each run's per-query test values: named in its record, their means the record's MAP@R and R@1
+    for record_path in results.glob("runs/digits/*/record.json"):
+        record = json.loads(record_path.read_text())
+        per_query = load_per_query(record_path.parent / record["per_query_file"])
+        assert per_query.ap_at_r.mean() == pytest.approx(record["test/map@r"], abs=1e-12)
+        assert per_query.hit_at_1.mean() == pytest.approx(record["test/recall@1"], abs=1e-12)
+        assert len(per_query.label) == record["test/num_queries"]
+        assert record["precision"] == "float32" and len(record["code/numerical"]) == 16
+    tests = pd.read_csv(out / "significance.csv")
+    family = tests[tests["metric"] == "test/map@r"]
+    assert len(family) == 2 and family["n"].eq(2).all() and family["test_ci_low"].notna().all()
+    assert (family["test_ci_low"] < family["test_ci_high"]).all()
     assert "8 runs (8 finished, 0 failed, 0 pruned, 0 running), 4 groups, 2 seeds expected" in proc.stdout
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 8 and set(runs["regularizer"]) == {"none", "antico_pair"}

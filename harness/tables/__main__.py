@@ -97,7 +97,7 @@ def main(argv=None) -> None:
             allow_mixed=args.allow_mixed,
         )
     texts = result["texts"]
-    for name in ("table.md", "references.md", "delta.md", "significance.md", "paper.md", "problems.md"):
+    for name in ("table.md", "references.md", "delta.md", "significance.md", "paper.md", "study.md", "problems.md"):
         if name in texts:
             print(texts[name])
     print(result["line"])

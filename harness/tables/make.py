@@ -19,6 +19,7 @@ from harness.tables.problems import missing_metrics, problems_markdown, summary_
 from harness.tables.render import grid_to_latex, grid_to_markdown, to_csv, to_latex, to_markdown
 from harness.tables.select import resolve_column, select_runs
 from harness.tables.significance import build_paired_delta, build_tests, tests_frame
+from harness.tables.study import is_study, write_study
 
 OPTIONAL = (
     "references.md",
@@ -74,6 +75,16 @@ def make_tables(
         + (f" for sweep={sweep}" if sweep else "")
         + (f" where {' '.join(where)}" if where else "")
     )
+    if is_study(runs):  # an Optuna study's trials: ranked as a study, not averaged as groups of seeds
+        out = Path(out) if out else roots[0] / "tables" / (sweep or "all")
+        result = write_study(runs, roots, out, metrics, digits, plots)
+        listing = problems_markdown(runs, problems, duplicates)
+        if listing:
+            result["texts"]["problems.md"] = listing
+            atomic_write_text(out / "problems.md", listing)
+        result.update(runs=runs, problems=problems, duplicates=duplicates, mixed=[])
+        result["problems_line"] = summary_line(problems, runs, out / "problems.md", duplicates)
+        return result
     if runs.empty and not problems:
         raise DataError(
             f"no runs under {what}; run `make run` (or python run.py ...) first, or point at another folder"
