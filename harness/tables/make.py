@@ -19,8 +19,8 @@ from harness.tables.problems import missing_metrics, problems_markdown, summary_
 from harness.tables.render import grid_to_latex, grid_to_markdown, to_csv, to_latex, to_markdown
 from harness.tables.select import resolve_column, select_runs
 from harness.tables.significance import build_paired_delta, build_tests, tests_frame
-from harness.tables.study import is_study, write_study
 
+STUDY_KEY = "config/search.study"
 OPTIONAL = (
     "references.md",
     "references.tex",
@@ -33,6 +33,12 @@ OPTIONAL = (
     "paper.tex",
     "problems.md",
 )
+
+
+def is_study(runs: pd.DataFrame) -> bool:
+    """Whether the selected runs are one Optuna study's trials (their config has ``search.study``)."""
+    recorded = runs[runs["status"] != "running"] if "status" in runs else runs
+    return STUDY_KEY in recorded and len(recorded) > 0 and bool(recorded[STUDY_KEY].notna().all())
 
 
 def make_tables(
@@ -76,6 +82,8 @@ def make_tables(
         + (f" where {' '.join(where)}" if where else "")
     )
     if is_study(runs):  # an Optuna study's trials: ranked as a study, not averaged as groups of seeds
+        from harness.tables.study import write_study  # optuna and the search driver: only for a study (1-2 s)
+
         out = Path(out) if out else roots[0] / "tables" / (sweep or "all")
         result = write_study(runs, roots, out, metrics, digits, plots)
         listing = problems_markdown(runs, problems, duplicates)
@@ -123,7 +131,7 @@ def make_tables(
     compared = metric_cols + [family_col] * (family_col not in metric_cols)
     comparisons = compare(with_filled_keys(finished, keys), rows, cols, compared, family_col, alpha)
     delta = build_paired_delta(comparisons, rows, cols, family_col, alpha, expected, digits, scope)
-    tests = build_tests(comparisons, rows, cols, family_col, alpha, digits)
+    tests, tests_title = build_tests(comparisons, rows, cols, family_col, alpha, digits)
     references = build_references(finished, cols, metric_cols, digits, scope)
     paper = build_paper(runs, summary, keys, split, digits)
 
@@ -136,9 +144,10 @@ def make_tables(
         texts.update({"delta.md": to_markdown(delta), "delta.tex": to_latex(delta, "tab:delta")})
     if tests is not None:
         caption = f"paired tests on {family_col.split('/', 1)[1]} (the family), α = {alpha:g}, {scope}"
+        caption = f"{tests_title}: {caption}" if tests_title else caption
         texts.update(
             {
-                "significance.md": grid_to_markdown(tests, caption, left=len(keys)),
+                "significance.md": grid_to_markdown(tests, caption, left=len(tests.header) - 10),
                 "significance.tex": grid_to_latex(tests, caption, "tab:significance"),
                 "significance.csv": tests_frame(comparisons).to_csv(index=False),
             }

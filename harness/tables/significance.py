@@ -99,14 +99,17 @@ def interval(low: float, high: float, digits: int) -> str:
     return f"[{signed(low, digits)}, {signed(high, digits)}]"
 
 
-def build_tests(comparisons: list, rows: list, cols: list, family: str, alpha: float, digits: int) -> Grid | None:
-    """The family's tests, one row per comparison (a :class:`Grid`)."""
+def build_tests(comparisons: list, rows: list, cols: list, family: str, alpha: float, digits: int):
+    """The family's tests, one row per comparison (a :class:`Grid`), and the column values every test shares (for
+    the caption, as the main table puts them); (None, "") without tests."""
     tested = sorted(
         (c for c in comparisons if c.metric == family),
         key=lambda c: [sort_key(v) for v in (*c.column, *c.arm)],
     )
     if not tested:
-        return None
+        return None, ""
+    shown = [i for i in range(len(cols)) if len({c.column[i] for c in tested}) > 1]
+    title = ", ".join(str(tested[0].column[i]) for i in range(len(cols)) if i not in shown)
     k = scale(family)
     d = digits if is_percent(family) else 3
     body = []
@@ -117,7 +120,7 @@ def build_tests(comparisons: list, rows: list, cols: list, family: str, alpha: f
         body.append(
             [
                 *map(str, c.arm),
-                *map(str, c.column),
+                *(str(c.column[i]) for i in shown),
                 str(p.n),
                 f"**{delta}**" if c.p_holm < alpha else delta,
                 interval(p.low * k, p.high * k, d),
@@ -130,10 +133,10 @@ def build_tests(comparisons: list, rows: list, cols: list, family: str, alpha: f
                 c.unpaired or MISSING,
             ]
         )
-    header = [display_name(r) for r in rows] + [display_name(c) for c in cols]
+    header = [display_name(r) for r in rows] + [display_name(cols[i]) for i in shown]
     header += ["n", "Δ", "95% CI (seeds)", "p (t)", "p (sign-flip)", "p (Holm)", "MDE", "seeds needed"]
     header += ["95% CI (test classes)", "unpaired seeds"]
-    return Grid(header, body, tests_notes(tested, family, alpha, digits))
+    return Grid(header, body, tests_notes(tested, family, alpha, digits)), title
 
 
 def needed_text(n) -> str:

@@ -32,11 +32,11 @@ from harness.search.report import MIN_TRIALS_FOR_IMPORTANCE
 from harness.search.space import param_name
 from harness.tables.aggregate import NOT_A_KNOB
 from harness.tables.build import is_percent, label
+from harness.tables.make import STUDY_KEY
 from harness.tables.render import MISSING, markdown_grid
 
 log = logging.getLogger(__name__)
 
-STUDY_KEY = "config/search.study"
 TRIAL_KEY = "config/search.trial"
 SIGNIFICANT = 3
 
@@ -48,12 +48,6 @@ class Study:
     direction: str  # maximize | minimize
     knobs: dict  # record column -> optuna distribution (None when inferred without one)
     trials: pd.DataFrame  # one row per trial run (finished, pruned, failed), ranked
-
-
-def is_study(runs: pd.DataFrame) -> bool:
-    """Whether the selected runs are one study's trials."""
-    recorded = runs[runs["status"] != "running"] if "status" in runs else runs
-    return STUDY_KEY in recorded and len(recorded) > 0 and recorded[STUDY_KEY].notna().all()
 
 
 def significant(value, digits: int = SIGNIFICANT) -> str:
