@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config import selection_of
 from harness.evaluation.faiss_build import faiss_build
 from harness.io import atomic_write_json, atomic_write_text, remove_orphans
-from harness.numerics import numerics
 from harness.provenance import provenance, task_overrides
 from harness.redact import redact
 from harness.rundir import identity, records
@@ -89,7 +88,6 @@ def close_record(cfg: DictConfig, run_dir: Path, started: float, parts, status: 
         **{f"config/{k}": v for k, v in records.flatten(container).items()},
         "overrides": redact(task_overrides()),
         **provenance(parts.device),
-        **numerics(parts.device, parts.amp),
         "processes": parts.world.world_size,
         "faiss/build": faiss_build().describe(),
         "wall_time_s": time.time() - started,

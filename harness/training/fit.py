@@ -35,6 +35,7 @@ from harness.config import Selection, selection_of
 from harness.distributed import all_gather_object, barrier, broadcast_object
 from harness.evaluation import PerQuery
 from harness.evaluation.evaluator import Embedded
+from harness.numerics import numerics
 from harness.rundir import checkpoint as ckpt
 from harness.rundir import records
 from harness.rundir.salvage import load_checkpoint_or_set_aside
@@ -244,6 +245,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     # CPU seconds of the same span (process time, every thread): comparable across loads of a shared machine
     result["train_cpu_s"] = state.cpu_elapsed + time.process_time() - attempt_cpu
     result["attempts"] = state.attempts
+    result.update(numerics(parts.device, parts.amp))  # the code and arithmetic the numbers came from
     return Fitted(result, test, init_test, per_query)
 
 
