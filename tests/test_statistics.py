@@ -112,3 +112,22 @@ def test_the_effective_precision_is_float32_off_cuda():
     assert effective_precision("cpu", "bf16") == "float32"  # autocast runs on CUDA only (harness.runtime)
     assert effective_precision("cuda", "bf16") == "bf16"
     assert effective_precision("cuda", "off") == "float32"
+
+
+@pytest.mark.parametrize("gallery", [False, True])
+def test_per_query_values_average_to_the_metrics_and_survive_their_file(tmp_path, gallery):
+    from harness.evaluation import score_embeddings
+    from harness.evaluation.per_query import load_per_query, save_per_query
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 5)
+    query = rng.normal(size=(30, 8)).astype(np.float32) + labels[:, None] * 0.3
+    args = (query, labels, query[::2], labels[::2]) if gallery else (query, labels)
+    metrics, per_query = score_embeddings(*args, k_list=(1, 2), with_nmi=False)
+    assert per_query.ap_at_r.mean() == pytest.approx(metrics["map@r"], abs=1e-15)
+    assert per_query.hit_at_1.mean() == pytest.approx(metrics["recall@1"], abs=1e-15)
+    assert len(per_query.label) == metrics["num_queries"]
+    assert save_per_query(tmp_path, per_query) == {"per_query_file": "per_query_test.npz"}
+    back = load_per_query(tmp_path / "per_query_test.npz")
+    assert np.array_equal(back.ap_at_r, per_query.ap_at_r) and np.array_equal(back.label, per_query.label)
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary file left

@@ -8,18 +8,10 @@ from harness.evaluation.clustering import nmi, normalized_mutual_info
 from harness.evaluation.retrieval import PerQuery, retrieval_metrics, retrieval_scores, search_neighbours
 
 
-def evaluate_embeddings(
-    query,
-    query_labels,
-    gallery=None,
-    gallery_labels=None,
-    k_list=(1, 2, 4, 8),
-    metric: str = "ip",
-    with_nmi: bool = True,
-    seed: int = 0,
-) -> dict:
-    """Every metric of the harness for one set of embeddings (queries searched among themselves, or in a gallery)."""
-    return score_embeddings(query, query_labels, gallery, gallery_labels, k_list, metric, with_nmi, seed)[0]
+def evaluate_embeddings(*args, **kwargs) -> dict:
+    """Every metric of the harness for one set of embeddings (queries searched among themselves, or in a gallery);
+    the arguments of :func:`score_embeddings`."""
+    return score_embeddings(*args, **kwargs)[0]
 
 
 def score_embeddings(
