@@ -13,13 +13,14 @@ import traceback
 from pathlib import Path
 
 from harness.bench.common import describe_machine, machine
+from harness.cli import ArgumentParser
 from harness.io import atomic_write_json, atomic_write_text
 
 BENCHMARKS = ("evaluation", "coding_rate", "regularizers", "training_loop", "sweep", "tables", "pipeline", "scaling")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
+    p = ArgumentParser(prog="python -m harness.bench", description=__doc__)
     p.add_argument(
         "--only",
         action="append",

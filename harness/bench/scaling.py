@@ -54,7 +54,8 @@ def timed_rank(overrides: list, steps: int, repeats: int, out: str) -> None:
     from harness.bench.training_loop import compose_config
     from harness.distributed import close_world, init_world, launch_from_env
     from harness.training.build import build
-    from harness.training.step import train_one_epoch
+    from harness.training.fit import Plan
+    from harness.training.step import Step, train_one_epoch
 
     launch = launch_from_env()
     if not torch.cuda.is_available():
@@ -63,23 +64,13 @@ def timed_rank(overrides: list, steps: int, repeats: int, out: str) -> None:
     try:
         cfg = compose_config([*overrides, f"sampler.batches_per_epoch={steps}", f"trainer.devices={launch.world_size}"])
         parts = build(cfg, world=world)
+        step = Step.of(parts, Plan.from_config(parts.cfg))
         times = []
         for r in range(repeats + 1):
             parts.sampler.set_epoch(1)
             synchronize(parts.device)
             t0 = time.perf_counter()
-            train_one_epoch(
-                parts.model,
-                parts.loss,
-                parts.regularizers,
-                parts.optimizer,
-                parts.loader,
-                epoch=1,
-                device=parts.device,
-                amp=parts.amp,
-                scaler=parts.scaler,
-                parallel=parts.parallel,
-            )
+            train_one_epoch(step, parts.loader, 1)
             synchronize(parts.device)
             if r:  # the first epoch warms up (allocations, DDP's bucket rebuild)
                 times.append(time.perf_counter() - t0)
