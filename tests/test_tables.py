@@ -366,7 +366,7 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(digits_ablation, tm
     csv = pd.read_csv(out / "table.csv")
     assert len(csv) == 4 and (csv["n"] == 3).all()
     assert (out / "table.md").read_text() in proc.stdout and (out / "delta.md").read_text() in proc.stdout
-    for name, body_rows in (("table.tex", 4), ("delta.tex", 2)):
+    for name, body_rows in (("table.tex", 4), ("delta.tex", 2), ("significance.tex", 2)):
         tex = (out / name).read_text()
         assert balanced(tex) and len([line for line in tex.splitlines() if line.endswith(r"\\")]) == 1 + body_rows
     assert len(list((out / "plots" / "curves").glob("*.png"))) == 4

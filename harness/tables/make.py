@@ -18,7 +18,7 @@ from harness.tables.paper import build_paper
 from harness.tables.problems import missing_metrics, problems_markdown, summary_line
 from harness.tables.render import grid_to_latex, grid_to_markdown, to_csv, to_latex, to_markdown
 from harness.tables.select import resolve_column, select_runs
-from harness.tables.significance import build_paired_delta, build_tests, tests_frame
+from harness.tables.significance import STAT_COLUMNS, build_paired_delta, build_tests, tests_frame
 
 STUDY_KEY = "config/search.study"
 OPTIONAL = (
@@ -145,10 +145,11 @@ def make_tables(
     if tests is not None:
         caption = f"paired tests on {family_col.split('/', 1)[1]} (the family), α = {alpha:g}, {scope}"
         caption = f"{tests_title}: {caption}" if tests_title else caption
+        keys_shown = len(tests.header) - len(STAT_COLUMNS)
         texts.update(
             {
-                "significance.md": grid_to_markdown(tests, caption, left=len(tests.header) - 10),
-                "significance.tex": grid_to_latex(tests, caption, "tab:significance"),
+                "significance.md": grid_to_markdown(tests, caption, left=keys_shown),
+                "significance.tex": grid_to_latex(tests, caption, "tab:significance", left=keys_shown),
                 "significance.csv": tests_frame(comparisons).to_csv(index=False),
             }
         )

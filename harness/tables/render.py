@@ -185,13 +185,16 @@ def grid_to_markdown(grid: Grid, caption: str, left: int) -> str:
     )
 
 
-def grid_to_latex(grid: Grid, caption: str, label_name: str) -> str:
+def grid_to_latex(grid: Grid, caption: str, label_name: str, left: int | None = None) -> str:
+    """A booktabs table of a :class:`Grid`; the first ``left`` columns left-aligned, the rest right (all left
+    when ``left`` is None)."""
+    left = len(grid.header) if left is None else left
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         f"\\caption{{{escape_latex(caption)}}}",
         f"\\label{{{label_name}}}",
-        f"\\begin{{tabular}}{{{'l' * len(grid.header)}}}",
+        f"\\begin{{tabular}}{{{'l' * left + 'r' * (len(grid.header) - left)}}}",
         r"\toprule",
         " & ".join(map(escape_latex, grid.header)) + r" \\",
         r"\midrule",

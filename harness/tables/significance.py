@@ -19,6 +19,18 @@ from harness.tables.build import is_percent, label, sort_key
 from harness.tables.render import MISSING, Grid, Table, display_name
 
 MUSGRAVE = "Musgrave et al. (ECCV 2020) used 10 runs"
+STAT_COLUMNS = [  # after the row keys: the tests' columns (right-aligned)
+    "n",
+    "Δ",
+    "95% CI (seeds)",
+    "p (t)",
+    "p (sign-flip)",
+    "p (Holm)",
+    "MDE",
+    "seeds needed",
+    "95% CI (test classes)",
+    "unpaired seeds",
+]
 
 
 def scale(metric: str) -> float:
@@ -133,9 +145,7 @@ def build_tests(comparisons: list, rows: list, cols: list, family: str, alpha: f
                 c.unpaired or MISSING,
             ]
         )
-    header = [display_name(r) for r in rows] + [display_name(cols[i]) for i in shown]
-    header += ["n", "Δ", "95% CI (seeds)", "p (t)", "p (sign-flip)", "p (Holm)", "MDE", "seeds needed"]
-    header += ["95% CI (test classes)", "unpaired seeds"]
+    header = [display_name(r) for r in rows] + [display_name(cols[i]) for i in shown] + STAT_COLUMNS
     return Grid(header, body, tests_notes(tested, family, alpha, digits)), title
 
 
