@@ -7,20 +7,19 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import ConfigError, DataError
-from harness.tables import mixing
 from harness.tables.aggregate import group_keys, metric_columns, summarize, with_filled_keys
 from harness.tables.build import build_references, build_table
 from harness.tables.compare import compare
 from harness.tables.dedupe import drop_duplicates
 from harness.tables.layout import atomic_write, atomic_write_text
 from harness.tables.load import normalise, scan
+from harness.tables.mixing import add_columns, check_allowed, mixed_notes, split_mixed
 from harness.tables.paper import build_paper
 from harness.tables.problems import missing_metrics, problems_markdown, summary_line
 from harness.tables.render import grid_to_latex, grid_to_markdown, to_csv, to_latex, to_markdown
-from harness.tables.select import resolve_column, select_runs
+from harness.tables.select import is_study, resolve_column, select_runs
 from harness.tables.significance import STAT_COLUMNS, build_paired_delta, build_tests, tests_frame
 
-STUDY_KEY = "config/search.study"
 OPTIONAL = (
     "references.md",
     "references.tex",
@@ -33,12 +32,6 @@ OPTIONAL = (
     "paper.tex",
     "problems.md",
 )
-
-
-def is_study(runs: pd.DataFrame) -> bool:
-    """Whether the selected runs are one Optuna study's trials (their config has ``search.study``)."""
-    recorded = runs[runs["status"] != "running"] if "status" in runs else runs
-    return STUDY_KEY in recorded and len(recorded) > 0 and bool(recorded[STUDY_KEY].notna().all())
 
 
 def make_tables(
@@ -74,8 +67,8 @@ def make_tables(
     )
     runs = select_runs(runs, sweep, where)
     runs, duplicates = drop_duplicates(runs)
-    mix_keys = mixing.add_columns(runs)
-    allowed = mixing.check_allowed(allow_mixed, mix_keys)
+    mix_keys = add_columns(runs)
+    allowed = check_allowed(allow_mixed, mix_keys)
     what = (
         f"{', '.join(map(str, roots))}"
         + (f" for sweep={sweep}" if sweep else "")
@@ -109,7 +102,7 @@ def make_tables(
     cols = [resolve_column(runs, c) for c in cols]
     finished = records_frame[records_frame["status"] == "finished"]
     keys = [k for k in group_keys(records_frame, rows + cols) if k != "config_hash"]
-    split_by, mixed = mixing.split_mixed(with_filled_keys(finished, keys), keys, mix_keys, allowed)
+    split_by, mixed = split_mixed(with_filled_keys(finished, keys), keys, mix_keys, allowed)
     keys = group_keys(records_frame, keys + split_by, last_resort="data" not in allowed)
     rows = rows + keys[len(rows) + len(cols) :]  # knobs found varying, and what split a mixed group, are row columns
     keys = rows + cols
@@ -124,7 +117,7 @@ def make_tables(
     ]
     scope = ", ".join([f"{split} split", *shared])
     table = build_table(summary, rows, cols, metric_cols, expected, digits, scope)
-    table.notes += mixing.mixed_notes(mixed)
+    table.notes += mixed_notes(mixed)
     if family_col not in finished:
         have = sorted(c.split("/", 1)[1] for c in finished.columns if c.startswith(f"{split}/"))
         raise ConfigError(f"--family {family}: the records have no {family_col}; pick one of {have}")

@@ -32,8 +32,8 @@ from harness.search.report import MIN_TRIALS_FOR_IMPORTANCE
 from harness.search.space import param_name
 from harness.tables.aggregate import NOT_A_KNOB
 from harness.tables.build import is_percent, label
-from harness.tables.make import STUDY_KEY
 from harness.tables.render import MISSING, markdown_grid
+from harness.tables.select import STUDY_KEY
 
 log = logging.getLogger(__name__)
 
