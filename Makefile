@@ -12,7 +12,7 @@ SWITCH_FAISS := if $(PIP) show -q $(OTHER_FAISS) 2>/dev/null; then $(PIP) uninst
 STAMP      := $(VENV)/.installed-$(FAISS)
 STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
-.PHONY: run test lint install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down postgres-packages
+.PHONY: run test lint docs linkcheck install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down postgres-packages
 
 # `make run`: one intra-op thread, since the digits MLP is too small to gain from two, and on a busy machine
 # OpenMP threads waiting for each other made the grid 6x slower; the numbers are the same (OMP_NUM_THREADS=2 make run).
@@ -20,12 +20,19 @@ run: $(STAMP)            ## the main job: the digits ablation (sweeps/digits_abl
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
 	$(BIN)/python -m harness.tables --sweep digits_ablation --seeds 3 && exit $$grid
 
-test: $(STAMP_TEST) slurm-packages postgres-packages lint   ## lint, then the whole test suite (installs what it needs)
+test: $(STAMP_TEST) slurm-packages postgres-packages lint docs   ## lint, the docs build, then the whole test suite (installs what it needs)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP_TEST)      ## ruff: lint and format check (the configuration is in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The docs site (docs/README.md): strict, every warning and broken internal reference is an error. No network.
+docs: $(STAMP_TEST)      ## the documentation site -> docs/_build/html (Sphinx + MyST + furo; the config reference from conf/)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+
+linkcheck: $(STAMP_TEST) ## the docs' external links (needs the network; not part of make test)
+	$(BIN)/python -m sphinx -q -b linkcheck docs docs/_build/linkcheck
 
 tune: $(STAMP)           ## Optuna search over AntiCo's eps and weight on digits (sweeps/tune_eps.yaml; TUNE_ARGS=...)
 	$(BIN)/python run.py -m sweep=tune_eps hydra/launcher=submitit_local $(TUNE_ARGS)
@@ -33,10 +40,13 @@ tune: $(STAMP)           ## Optuna search over AntiCo's eps and weight on digits
 tables: $(STAMP)         ## every run under results/ -> results/tables/all/ (Markdown, LaTeX, CSV, parquet, plots)
 	$(BIN)/python -m harness.tables $(TABLES_ARGS)
 
-reproduce: $(STAMP)       ## one paper's seed table, PAPER=antico|nir|metrix (sweeps/reproduce_$(PAPER).yaml, then its tables)
+reproduce: $(STAMP)       ## one paper's seed table, PAPER=antico|nir|metrix: both protocols x both arms (+ its released baselines), then its tables
 	@case "$(PAPER)" in antico|nir|metrix) ;; *) echo "error: set PAPER=antico, nir or metrix (make reproduce PAPER=nir)"; exit 2;; esac
 	$(BIN)/python run.py -m sweep=reproduce_$(PAPER) $(REPRODUCE_ARGS); grid=$$?; \
-	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER) --seeds 3 $(TABLES_ARGS) && exit $$grid
+	if [ -f sweeps/reproduce_$(PAPER)_released.yaml ]; then \
+	  $(BIN)/python run.py -m sweep=reproduce_$(PAPER)_released $(REPRODUCE_ARGS) || grid=1; fi; \
+	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER),reproduce_$(PAPER)_released --seeds 3 \
+	  --out $(or $(HARNESS_RESULTS),results)/tables/reproduce_$(PAPER) $(TABLES_ARGS) && exit $$grid
 
 bench: $(STAMP)          ## performance ratios -> results/bench/ (about 10 min on 2 cores; BENCH_ARGS=--quick / --only NAME)
 	$(BIN)/python -m harness.bench $(BENCH_ARGS)

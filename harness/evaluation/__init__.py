@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.evaluation.clustering import nmi, normalized_mutual_info
+from harness.evaluation.clustering import nmi
 from harness.evaluation.retrieval import PerQuery, retrieval_metrics, retrieval_scores, search_neighbours
 
 
@@ -39,5 +39,4 @@ __all__ = [
     "retrieval_metrics",
     "search_neighbours",
     "nmi",
-    "normalized_mutual_info",
 ]

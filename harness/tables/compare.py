@@ -147,6 +147,8 @@ def test_set_interval(arm: pd.DataFrame, base: pd.DataFrame, seeds: list, metric
         pair = []
         for part in (arm, base):
             run = part[part["seed"].astype(int) == seed].iloc[0]
+            if str(run.get("protocol", "")).startswith("reality_check"):  # a model of k fold runs: no one file
+                return None, "Reality Check models (their fold runs' files are not the model's)"
             name = run.get(RECORD_KEY)
             if not isinstance(name, str):
                 return None, "runs without per-query files (recorded before they were written)"

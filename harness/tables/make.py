@@ -16,6 +16,7 @@ from harness.tables.load import normalise, scan
 from harness.tables.mixing import add_columns, check_allowed, mixed_notes, split_mixed
 from harness.tables.paper import build_paper
 from harness.tables.problems import missing_metrics, problems_markdown, summary_line
+from harness.tables.protocols import RELEASED, protocol_notes, protocol_rows, protocol_scope, read_protocols
 from harness.tables.render import grid_to_latex, grid_to_markdown, to_csv, to_latex, to_markdown
 from harness.tables.select import is_study, resolve_column, select_runs
 from harness.tables.significance import STAT_COLUMNS, build_paired_delta, build_tests, tests_frame
@@ -66,7 +67,9 @@ def make_tables(
         else pd.DataFrame(columns=["status", "overrides", "path"])
     )
     runs = select_runs(runs, sweep, where)
-    runs, duplicates = drop_duplicates(runs)
+    runs, duplicates = drop_duplicates(runs)  # before the folds are read back as models (two rows of one model)
+    runs, fold_problems = read_protocols(runs)  # the protocol column; Reality Check folds read back as models
+    problems += fold_problems
     mix_keys = add_columns(runs)
     allowed = check_allowed(allow_mixed, mix_keys)
     what = (
@@ -98,7 +101,7 @@ def make_tables(
 
     metric_cols = metric_columns(records_frame[records_frame["status"] == "finished"], metrics, split)
     family_col = family if "/" in family else f"{split}/{family}"
-    rows = [resolve_column(runs, r) for r in rows]
+    rows = protocol_rows(runs, [resolve_column(runs, r) for r in rows])
     cols = [resolve_column(runs, c) for c in cols]
     finished = records_frame[records_frame["status"] == "finished"]
     keys = [k for k in group_keys(records_frame, rows + cols) if k != "config_hash"]
@@ -115,18 +118,19 @@ def make_tables(
         for k in ("dataset", "backbone")
         if k in runs and k not in keys and runs[k].nunique() == 1
     ]
-    scope = ", ".join([f"{split} split", *shared])
+    scope = ", ".join([f"{split} split", *shared, *protocol_scope(runs, keys)])
     table = build_table(summary, rows, cols, metric_cols, expected, digits, scope)
-    table.notes += mixed_notes(mixed)
+    table.notes += protocol_notes(runs) + mixed_notes(mixed)
     if family_col not in finished:
         have = sorted(c.split("/", 1)[1] for c in finished.columns if c.startswith(f"{split}/"))
         raise ConfigError(f"--family {family}: the records have no {family_col}; pick one of {have}")
     compared = metric_cols + [family_col] * (family_col not in metric_cols)
-    comparisons = compare(with_filled_keys(finished, keys), rows, cols, compared, family_col, alpha)
+    paired = with_filled_keys(finished[finished["regularizer"] != RELEASED], keys)  # a released baseline: no arm
+    comparisons = compare(paired, rows, cols, compared, family_col, alpha)
     delta = build_paired_delta(comparisons, rows, cols, family_col, alpha, expected, digits, scope)
     tests, tests_title = build_tests(comparisons, rows, cols, family_col, alpha, digits)
     references = build_references(finished, cols, metric_cols, digits, scope)
-    paper = build_paper(runs, summary, keys, split, digits)
+    paper = build_paper(runs, keys, split, digits)
 
     texts = {"table.md": to_markdown(table), "table.tex": to_latex(table)}
     if references is not None:

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from harness.config import complete_config, instantiate
+from harness.config import complete_config, instantiate, selection_of
 from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch
 from harness.distributed import ShardedBatchSampler, World
 from harness.distributed.parallel import DataParallel
@@ -63,18 +63,12 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     """Seed, then build every part of the run (the seed is set first, so the same config builds the same init:
     on every process of a data-parallel ``world`` too)."""
     seed = int(cfg.seed)
-    seed_everything(seed)
     world = world or World()
     device = world.device if world.distributed else device or pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
-    data, augment = build_data(cfg.dataset)
-    if data.val is None:
-        raise ConfigError(
-            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction"
-        )
-    cfg = complete_config(cfg, data)
+    data, augment, cfg, model = build_data_and_model(cfg, device)
     model = accelerate(
-        build_model(cfg).to(device),
+        model,
         device,
         channels_last=cfg.trainer.get("channels_last", "auto"),
         compile=cfg.trainer.get("compile", False),
@@ -84,24 +78,13 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     regularizers = build_regularizers(cfg.get("regularizer"), loss).to(device)
     optimizer = build_optimizer(cfg.optimizer, model, loss, regularizers, cfg.lr_mult)
     scheduler = instantiate(cfg.scheduler, optimizer=optimizer) if cfg.get("scheduler") else None
-    sampler = instantiate(cfg.sampler, labels=data.train.labels, seed=seed)
+    ids = getattr(data.train, "class_ids", None)  # the same batches by the dataset's own class ids: errors name them
+    sampler = instantiate(cfg.sampler, labels=data.train.labels if ids is None else ids[data.train.labels], seed=seed)
     if world.distributed:  # the 1-process sampler draws the global batch; this process loads its share
         sampler = ShardedBatchSampler(sampler, world.rank, world.world_size)
     parallel = DataParallel(model, [*loss.parameters(), *regularizers.parameters()], world)
-    workers = int(cfg.trainer.num_workers)
-    loader = build_loader(data.train, sampler, workers, seed, device)
-    evaluator = Evaluator(
-        k=tuple(cfg.eval.k),
-        metric=cfg.eval.metric,
-        nmi=cfg.eval.nmi,
-        val_nmi=cfg.eval.val_nmi,
-        seed=seed,
-        batch_size=int(cfg.eval.batch_size),
-        num_workers=workers,
-        device=device,
-        amp=amp,
-        world=world,
-    )
+    loader = build_loader(data.train, sampler, int(cfg.trainer.num_workers), seed, device)
+    evaluator = build_evaluator(cfg, device, amp, world)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")  # a pass-through unless fp16
     return Parts(
         cfg,
@@ -121,6 +104,46 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
         parallel,
         augment.to(device) if augment is not None else None,
     )
+
+
+def build_data_and_model(cfg: DictConfig, device: torch.device) -> tuple:
+    """(data, augment, the completed cfg, the epoch-0 network on ``device``), seeded first: the same config
+    builds the same network (a run's every process; ``python -m harness.inspect``'s untrained network)."""
+    seed_everything(int(cfg.seed))
+    data, augment = build_data(cfg.dataset)
+    check_selection_split(data, selection_of(cfg).split)
+    cfg = complete_config(cfg, data)
+    return data, augment, cfg, build_model(cfg).to(device)
+
+
+def build_evaluator(cfg: DictConfig, device: torch.device, amp: str = "off", world: World | None = None) -> Evaluator:
+    return Evaluator(
+        k=tuple(cfg.eval.k),
+        metric=cfg.eval.metric,
+        nmi=cfg.eval.nmi,
+        val_nmi=cfg.eval.val_nmi,
+        seed=int(cfg.seed),
+        batch_size=int(cfg.eval.batch_size),
+        num_workers=int(cfg.trainer.num_workers),
+        device=device,
+        amp=amp,
+        world=world or World(),
+    )
+
+
+def check_selection_split(data: DMLData, split: str) -> None:
+    """Validation selection needs a validation split; the authors' protocol (selection on test) trains on every
+    training class, so it must have none."""
+    if split == "val" and data.val is None:
+        raise ConfigError(
+            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction "
+            f"(or protocol=authors: every training class trained on, the epoch chosen on test, marked optimistic)"
+        )
+    if split == "test" and data.val is not None:
+        raise ConfigError(
+            f"selection.split=test (protocol=authors) trains on every training class, but dataset {data.name} "
+            f"still holds validation classes out; set dataset.val_classes=null dataset.val_fraction=0"
+        )
 
 
 def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:

@@ -20,9 +20,10 @@ from harness.distributed import World
 from harness.evaluation.per_query import save_per_query
 from harness.inspect import pictures_at_end, pictures_wanted
 from harness.launch import processes
+from harness.protocols import embeddings as test_embeddings
 from harness.rundir import identity
 from harness.rundir.run_dir import RunDir
-from harness.training.build import build
+from harness.training.build import build, build_data
 from harness.training.fit import Plan, fit
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def run_in(cfg: DictConfig, world: World, on_evaluate=None) -> dict:
     """One run in this process, alone or as one rank of ``world``: rank 0 holds the run directory and writes it;
     the others follow its decisions (skip, resume, fail)."""
     plan = Plan.from_config(cfg)
+    if not identity.data_available(cfg):  # the loader's own line (where to get the data), before any directory
+        build_data(cfg.dataset)
     identity.forget_data()  # the data is fingerprinted afresh for every run (and once within it)
     rd = RunDir.for_config(cfg, world)
     with rd.attempt(cfg, world) as attempt:
@@ -52,6 +55,8 @@ def run_in(cfg: DictConfig, world: World, on_evaluate=None) -> dict:
             parts = build(cfg, world=world)
             attempt.begin(parts)
             fitted = fit(parts, plan, attempt, on_evaluate)
+            if world.is_main and test_embeddings.wanted(cfg):  # protocol=reality_check: the concatenated score
+                fitted.results.update(test_embeddings.save_test_embeddings(attempt.path, fitted.test))
             draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
             map_method = cfg.eval.get("picture_map", "umap")
             if world.is_main:  # the test queries' values beside the record, which names their file
