@@ -2,7 +2,8 @@
 
     python -m harness.docs_results snapshot NAME [RESULTS] --sweep SWEEP [--where KEY=VALUE ...]
         copy the runs the tables select into docs/results/snapshot/NAME/ (replacing it): per run only
-        record.json, identity.json, config.yaml and epochs.jsonl, in the layout they have under RESULTS
+        record.json, identity.json, config.yaml, epochs.jsonl and per_query_test.npz, in the layout they have under
+        RESULTS
     python -m harness.docs_results render [--check]
         every docs page and the README: the text between ``<!-- results NAME FILE [tables args] -->`` and
         ``<!-- /results -->`` becomes FILE as ``python -m harness.tables docs/results/snapshot/NAME [tables args]``
@@ -29,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 SNAPSHOTS = DOCS / "results" / "snapshot"
 IMAGES = DOCS / "images" / "results"
-KEPT = ("record.json", "identity.json", "config.yaml", "epochs.jsonl")  # per run: what the tables read
+KEPT = ("record.json", "identity.json", "config.yaml", "epochs.jsonl", "per_query_test.npz")  # what the tables read
 BLOCK = re.compile(r"(<!-- results (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
 

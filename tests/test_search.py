@@ -22,6 +22,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 from search_kill import kill_a_worker_mid_trial
 
+from harness import tables
 from harness.errors import ConfigError
 from harness.rundir import records
 from harness.search.driver import read_search
@@ -345,6 +346,12 @@ def test_two_workers_reach_the_total_exactly_resume_adds_none_and_a_larger_total
     assert [(t.params, t.value) for t in after[:6]] == [(t.params, t.value) for t in trials]
     assert {p: (p / "record.json").stat().st_mtime_ns for p in run_dirs} == stamps  # earlier runs untouched
     assert len({t.user_attrs["run_dir"] for t in after}) == 7
+
+    study = load(results)
+    assert study.metric_names == ["val/map@r"]  # optuna-dashboard names the objective, not "Objective 0"
+    view = tables.make_tables([results], sweep="tune_eps", plots=False)  # the tables read the runs as a study
+    assert "study tune_eps: 7 trials, 7 completed" in view["line"] and "table.md" not in view["texts"]
+    assert view["study"].knobs.keys() == {"config/regularizer.antico_pair.eps", "config/regularizer.antico_pair.weight"}
 
     (study_dir / "trials.csv").unlink()
     from harness.search.__main__ import main

@@ -14,8 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import REPO
+from scipy.stats import t as t_dist
 
 from harness import tables
+from harness.evaluation.per_query import load_per_query
 from harness.io import atomic_write_json
 from harness.tables.render import to_markdown
 
@@ -144,9 +146,11 @@ def test_means_stds_seeds_bold_and_flags(grid):
     assert table.seeds.tolist() == ["3", "3", "2/3", "3"]
 
     md = result["texts"]["table.md"]
-    assert re.search(r"\| ms +\| antico +\| 3 +\| \*\*96\.0 ± 1\.0\*\* +\|", md)
-    assert "99.0 ± 1.4 †" in md and "92.0 ± 2.0" in md and "fewer than 3 finished seeds" in md
-    assert "digits: mean ± std over seeds (3 expected), test split" in md
+    # the ± is the half-width of the 95% Student-t interval: t(0.975, n-1) * std / sqrt(n)
+    assert ms_none["ci95/test/recall@1"] == pytest.approx(4.302653 * 0.02 / 3**0.5, rel=1e-6)
+    assert re.search(r"\| ms +\| antico +\| 3 +\| \*\*96\.0 ± 2\.5\*\* +\|", md)
+    assert "99.0 ± 12.7 †" in md and "92.0 ± 5.0" in md and "fewer than 3 finished seeds" in md
+    assert "digits: mean ± 95% CI over seeds (3 expected) (Student t, n - 1 degrees of freedom), test split" in md
 
 
 def test_reference_rows_are_the_raw_inputs_and_the_untrained_network(grid):
@@ -154,8 +158,8 @@ def test_reference_rows_are_the_raw_inputs_and_the_untrained_network(grid):
     assert re.search(r"\| raw inputs +\| 99\.0 ± 0\.0 ", references)
     # untrained: the 11 finished runs' init/test values, 50 + seed (seeds 0,1,2 x 3 groups, seeds 0,1 x 1)
     values = [50 + s for s in (0, 1, 2) * 3 + (0, 1)]
-    mean, std = pd.Series(values).mean(), pd.Series(values).std()
-    assert f"| untrained mlp | {mean:.1f} ± {std:.1f} " in references and "**" not in references
+    mean, half = pd.Series(values).mean(), t_dist.ppf(0.975, 10) * pd.Series(values).std() / len(values) ** 0.5
+    assert f"| untrained mlp | {mean:.1f} ± {half:.1f} " in references and "**" not in references
 
 
 def test_delta_view_subtracts_the_no_regularizer_row_of_the_same_loss(grid):
@@ -166,7 +170,7 @@ def test_delta_view_subtracts_the_no_regularizer_row_of_the_same_loss(grid):
     assert delta.mean.loc[("pa", "antico"), r1] == pytest.approx(-6.0)
     assert delta.flagged.loc[("pa", "antico"), r1]  # its baseline is short of seeds
     text = to_markdown(delta)
-    assert "+4.0" in text and "-6.0 †" in text
+    assert "+4.0 ± 2.5" in text and "-6.0 ± 12.7 †" in text  # paired over seeds 0, 1 (seed 2: the arm's alone)
 
 
 def balanced(text: str) -> bool:
@@ -188,7 +192,7 @@ def test_latex_is_booktabs_with_balanced_braces_and_full_rows(grid):
     spec = re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1)
     rows = [line for line in lines if line.endswith(r"\\")]
     assert len(rows) == 1 + 4 and all(line.count(" & ") == len(spec) - 1 for line in rows)
-    assert r"\textbf{96.0 $\pm$ 1.0}" in tex and r"99.0 $\pm$ 1.4$^\dagger$" in tex
+    assert r"\textbf{96.0 $\pm$ 2.5}" in tex and r"99.0 $\pm$ 12.7$^\dagger$" in tex
     assert r"R@1" in tex and "ms" in tex and "_" not in tex.replace(r"\_", "")
 
 
@@ -313,8 +317,20 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(digits_ablation, tm
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     body = [line for line in lines if line.startswith(("| multi_similarity", "| proxy_anchor"))]
-    assert len(body) == 4 + 2  # the table's 4 rows and the Δ view's 2
-    assert all(re.search(r"\d+\.\d ± \d+\.\d", line) for line in body[:4])
+    assert len(body) == 4 + 2 + 2  # the table's 4 rows, the Δ view's 2 and the family's 2 tests
+    assert all(re.search(r"\d+\.\d ± \d+\.\d", line) for line in body[:6])  # means and paired Δ with their CIs
+    # each run's per-query test values: named in its record, their means the record's MAP@R and R@1
+    for record_path in results.glob("runs/digits/*/record.json"):
+        record = json.loads(record_path.read_text())
+        per_query = load_per_query(record_path.parent / record["per_query_file"])
+        assert per_query.ap_at_r.mean() == pytest.approx(record["test/map@r"], abs=1e-12)
+        assert per_query.hit_at_1.mean() == pytest.approx(record["test/recall@1"], abs=1e-12)
+        assert len(per_query.label) == record["test/num_queries"]
+        assert record["precision"] == "float32" and len(record["code/numerical"]) == 16
+    tests = pd.read_csv(out / "significance.csv")
+    family = tests[tests["metric"] == "test/map@r"]
+    assert len(family) == 2 and family["n"].eq(3).all() and family["test_ci_low"].notna().all()
+    assert (family["test_ci_low"] < family["test_ci_high"]).all()
     assert "12 runs (12 finished, 0 failed, 0 pruned, 0 running), 4 groups, 3 seeds expected" in proc.stdout
     runs = pd.read_parquet(out / "runs.parquet")
     assert len(runs) == 12 and set(runs["regularizer"]) == {"none", "antico_pair"}
@@ -322,7 +338,7 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(digits_ablation, tm
     csv = pd.read_csv(out / "table.csv")
     assert len(csv) == 4 and (csv["n"] == 3).all()
     assert (out / "table.md").read_text() in proc.stdout and (out / "delta.md").read_text() in proc.stdout
-    for name, body_rows in (("table.tex", 4), ("delta.tex", 2)):
+    for name, body_rows in (("table.tex", 4), ("delta.tex", 2), ("significance.tex", 2)):
         tex = (out / name).read_text()
         assert balanced(tex) and len([line for line in tex.splitlines() if line.endswith(r"\\")]) == 1 + body_rows
     assert (out / "plots" / "curves.png").is_file()  # the 4 groups' curves on shared axes, in one figure

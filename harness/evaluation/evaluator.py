@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from harness.distributed import World, gather_array, on_main, shard
-from harness.evaluation import evaluate_embeddings
+from harness.evaluation import PerQuery, score_embeddings
 from harness.evaluation.diagnostics import collapse_diagnostics, normalize_rows
 from harness.evaluation.embed import embed_dataset
 from harness.evaluation.retrieval import all_tied, unmeasurable_k
@@ -64,9 +64,14 @@ class Evaluator:
         return on_main(compute, self.world)
 
     def score(self, emb: Embedded, with_nmi: bool = True) -> dict:
+        return self.score_queries(emb, with_nmi)[0]
+
+    def score_queries(self, emb: Embedded, with_nmi: bool = True) -> tuple[dict, PerQuery]:
+        """:meth:`score` and each query's AP@R and hit@1 (what a test-set bootstrap resamples)."""
+
         def compute():
             self.warn_once(emb)
-            return evaluate_embeddings(
+            return score_embeddings(
                 emb.query,
                 emb.query_labels,
                 emb.gallery,

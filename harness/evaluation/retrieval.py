@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -115,7 +116,24 @@ def ap_at_r(match: np.ndarray, r: np.ndarray) -> np.ndarray:
     return (precision_at_i * rel).sum(axis=1) / np.maximum(r, 1)
 
 
+@dataclass(frozen=True)
+class PerQuery:
+    """Each scored query's AP@R and hit@1 (Recall@1 of that query), with its class label: the means are the
+    split's MAP@R and Recall@1; the labels let a bootstrap resample whole classes."""
+
+    label: np.ndarray  # int64, one per query with R > 0, in the split's order
+    ap_at_r: np.ndarray  # float64
+    hit_at_1: np.ndarray  # bool
+
+
 def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, k_list=(1, 2, 4, 8), metric="ip") -> dict:
+    return retrieval_scores(query, query_labels, gallery, gallery_labels, k_list, metric)[0]
+
+
+def retrieval_scores(
+    query, query_labels, gallery=None, gallery_labels=None, k_list=(1, 2, 4, 8), metric="ip"
+) -> tuple[dict, PerQuery]:
+    """The metrics of :func:`retrieval_metrics` and the per-query values they average, from one search."""
     query_labels = np.asarray(query_labels)
     ref_labels = query_labels if gallery is None else np.asarray(gallery_labels)
     r = same_class_counts(query_labels, ref_labels, leave_one_out=gallery is None)
@@ -134,5 +152,7 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, k_
             out[f"recall@{kk}"] = float(match[:, :kk].any(axis=1).mean())
     rel = match & (np.arange(k)[None, :] < r[:, None])
     out["r_precision"] = float((rel.sum(axis=1) / r).mean())
-    out["map@r"] = float(ap_at_r(match, r).mean())
-    return out
+    ap = ap_at_r(match, r)
+    out["map@r"] = float(ap.mean())
+    per_query = PerQuery(query_labels[valid].astype(np.int64), ap.astype(np.float64), match[:, 0].copy())
+    return out, per_query

@@ -4,8 +4,10 @@
     <study_dir>/trials.csv       one row per trial (pandas): state, value, params_*, user attributes, whether
                                  it counts toward the total, the reason of a FAIL, the trial a retry carries on
     <study_dir>/history.png      the objective per trial and the best so far
-    <study_dir>/importance.png   parameter importances (Optuna's fANOVA), once two trials completed
-    <study_dir>/<param>.png      per numeric parameter: the objective and the test metrics against it
+    <study_dir>/importance.png   parameter importances (Optuna's fANOVA, seeded), from 20 completed trials up
+                                 (MIN_TRIALS_FOR_IMPORTANCE: on fewer it ranks noise)
+    <study_dir>/<param>.png      per numeric parameter: the objective and the test metrics against it (a scatter
+                                 of the completed trials: they are no curve)
 
 Written at the end of every search command and on demand: ``python -m harness.search <study_dir>``.
 """
@@ -30,6 +32,8 @@ from harness.search.space import param_name
 from harness.search.study import Search, counted, fail_reason, retry_root, storage_label, tally
 
 log = logging.getLogger(__name__)
+
+MIN_TRIALS_FOR_IMPORTANCE = 20  # fANOVA on fewer completed trials ranks noise (the tables' study view too)
 
 
 def write_reports(study: optuna.Study, search: Search) -> dict:
@@ -134,10 +138,16 @@ def plot_history(complete, search: Search, path: Path) -> None:
 
 
 def plot_importance(study: optuna.Study, search: Search, path: Path) -> None:
-    if len(search.space) < 2 or sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)) < 2:
+    complete = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+    if len(search.space) < 2 or complete < MIN_TRIALS_FOR_IMPORTANCE:
+        path.unlink(missing_ok=True)  # an earlier, smaller study's plot must not stand for this one
+        if len(search.space) >= 2:
+            log.info("no parameter importance: %d completed trials, fewer than %d", complete, MIN_TRIALS_FOR_IMPORTANCE)
         return
     try:
-        importances = optuna.importance.get_param_importances(study)
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+        )
     except (ValueError, RuntimeError) as err:  # e.g. every completed trial has the same value
         log.info("no parameter importance plot: %s", err)
         return
@@ -145,7 +155,7 @@ def plot_importance(study: optuna.Study, search: Search, path: Path) -> None:
     fig = Figure(figsize=(5.5, 0.5 + 0.45 * len(names)), layout="constrained")
     ax = fig.subplots()
     ax.barh(names, [importances[n] for n in names], color="C0")
-    ax.set(xlabel="importance (fANOVA)", title=f"{search.study_name}: parameter importance")
+    ax.set(xlabel="importance (fANOVA, seed 0)", title=f"{search.study_name}: {complete} completed trials")
     fig.savefig(path, dpi=110)
 
 
@@ -162,7 +172,7 @@ def plot_against(complete, search: Search, name: str, log_scale: bool, path: Pat
         ys = [t.value if key == search.objective else t.user_attrs.get(key) for t in points]
         xs = [t.params[name] for t, y in zip(points, ys) if _number(y)]
         ys = [y for y in ys if _number(y)]
-        ax.plot(xs, ys, "-o", alpha=0.8, markersize=4)
+        ax.scatter(xs, ys, s=18, alpha=0.8)
         y_best = best.value if key == search.objective else best.user_attrs.get(key)
         if _number(y_best):
             ax.plot([best.params[name]], [y_best], "*", color="C3", markersize=14, label=f"best trial {best.number}")

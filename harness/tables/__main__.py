@@ -53,6 +53,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-plots", dest="plots", action="store_false")
     p.add_argument("--no-cache", dest="cache", action="store_false", help="re-read every record.json")
     p.add_argument("--max-curves", type=int, default=24, help="training-curve plots at most (one per group)")
+    p.add_argument(
+        "--alpha", type=float, default=0.05, help="significance level of the marks (Holm-corrected; default 0.05)"
+    )
+    p.add_argument(
+        "--family",
+        default="map@r",
+        help="the one metric whose paired tests form the Holm family, across the table's arms (default map@r)",
+    )
+    p.add_argument(
+        "--allow-mixed",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="keep runs that differ in KEY in one group, and say so under the table: code, precision, device, "
+        "data, versions, or one library (torch); repeatable",
+    )
     return p.parse_args(argv)
 
 
@@ -75,9 +91,12 @@ def main(argv=None) -> None:
             xs=args.xs,
             cache=args.cache,
             max_curves=args.max_curves,
+            alpha=args.alpha,
+            family=args.family,
+            allow_mixed=args.allow_mixed,
         )
     texts = result["texts"]
-    for name in ("table.md", "references.md", "delta.md", "paper.md", "problems.md"):
+    for name in ("table.md", "references.md", "delta.md", "significance.md", "paper.md", "study.md", "problems.md"):
         if name in texts:
             print(texts[name])
     print(result["line"])

@@ -1,5 +1,6 @@
-"""The views, as :class:`Table` s ready to render: the main table (best per column in bold, short seeds
-flagged), the difference to no regularizer, and the reference rows (raw inputs, the untrained network)."""
+"""The views, as :class:`Table` s ready to render: the main table (mean ± the half-width of its 95% Student-t
+interval over seeds, the highest mean per column in bold, short seeds flagged) and the reference rows (raw
+inputs, the untrained network). The paired Δ view is harness.tables.significance's."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def build_table(
     scope: str = "test split",
 ) -> Table:
     mean = pivot(summary, rows, cols, [f"mean/{m}" for m in metrics])
-    std = pivot(summary, rows, cols, [f"std/{m}" for m in metrics])
+    std = pivot(summary, rows, cols, [f"ci95/{m}" for m in metrics])  # the ± of a cell: the t interval's half-width
     n = pivot(summary, rows, cols, [f"n/{m}" for m in metrics])
     scale = {label(m): 100.0 if is_percent(m) else 1.0 for m in metrics}
     decimals = {label(m): digits if is_percent(m) else 3 for m in metrics}
@@ -94,44 +95,12 @@ def build_table(
         if flagged.any().any()
         else []
     )
-    over = f"{expected} seed{'s' * (expected != 1)}" if not flagged.any().any() else f"seeds ({expected} expected)"
-    caption = f"mean ± std over {over}, {scope}; best per column in bold"
-    return Table(mean, std, bold, flagged, col_digits, seeds, caption, notes)
-
-
-def build_delta(table: Table, rows: list, scope: str = "test split", baseline: str = "none") -> Table | None:
-    """Each row minus the row that has ``regularizer == none`` and the same other row keys (knobs of a
-    regularizer excepted: the baseline has none)."""
-    if "regularizer" not in rows:
-        return None
-    level = rows.index("regularizer")
-    shared = [i for i, r in enumerate(rows) if r != "regularizer" and not str(r).startswith("config/regularizer")]
-    mean = table.mean
-    base = {tuple(t[i] for i in shared): t for t in mean.index if t[level] == baseline}
-    pairs = [
-        (t, base[tuple(t[i] for i in shared)])
-        for t in mean.index
-        if t[level] != baseline and tuple(t[i] for i in shared) in base
-    ]
-    if not pairs:
-        return None
-    rows_, bases = [t for t, _ in pairs], [b for _, b in pairs]
-    index = pd.MultiIndex.from_tuples(rows_, names=mean.index.names)
-    frame = lambda values: pd.DataFrame(values, index=index, columns=mean.columns)  # noqa: E731
-    delta = frame(mean.loc[rows_].to_numpy() - mean.loc[bases].to_numpy())
-    flagged = frame(table.flagged.loc[rows_].to_numpy() | table.flagged.loc[bases].to_numpy())
-    none = frame(False)
-    return Table(
-        delta,
-        delta * float("nan"),
-        none,
-        flagged & delta.notna(),
-        table.digits,
-        None,
-        f"Δ vs. no regularizer (difference of the means over seeds, same base loss), {scope}",
-        table.notes,
-        signed=True,
+    over = f"n = {expected} seed{'s' * (expected != 1)}" if not flagged.any().any() else f"seeds ({expected} expected)"
+    caption = (
+        f"mean ± 95% CI over {over} (Student t, n - 1 degrees of freedom), {scope}; "
+        f"highest mean per column in bold (not a test: see the paired Δ)"
     )
+    return Table(mean, std, bold, flagged, col_digits, seeds, caption, notes)
 
 
 def build_references(
@@ -154,6 +123,6 @@ def build_references(
     table = build_table(summarize(refs, ["reference"] + cols, metrics), ["reference"], cols, metrics, 1, digits)
     table.bold.loc[:, :] = False
     table.flagged.loc[:, :] = False
-    table.caption = f"references (raw inputs; the network before training), mean ± std over the same runs, {scope}"
+    table.caption = f"references (raw inputs; the network before training), mean ± 95% CI over the same runs, {scope}"
     table.notes, table.seeds = [], None
     return table

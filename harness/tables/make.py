@@ -6,24 +6,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import DataError
-from harness.tables.aggregate import group_keys, metric_columns, summarize
-from harness.tables.build import build_delta, build_references, build_table
+from harness.errors import ConfigError, DataError
+from harness.tables.aggregate import group_keys, metric_columns, summarize, with_filled_keys
+from harness.tables.build import build_references, build_table
+from harness.tables.compare import compare
+from harness.tables.dedupe import drop_duplicates
 from harness.tables.layout import atomic_write, atomic_write_text
 from harness.tables.load import normalise, scan
+from harness.tables.mixing import add_columns, check_allowed, mixed_notes, split_mixed
 from harness.tables.paper import build_paper
 from harness.tables.problems import missing_metrics, problems_markdown, summary_line
-from harness.tables.protocols import (
-    protocol_notes,
-    protocol_rows,
-    protocol_scope,
-    read_protocols,
-    without_released,
-)
+from harness.tables.protocols import RELEASED, protocol_notes, protocol_rows, protocol_scope, read_protocols
 from harness.tables.render import grid_to_latex, grid_to_markdown, to_csv, to_latex, to_markdown
-from harness.tables.select import resolve_column, select_runs
+from harness.tables.select import is_study, resolve_column, select_runs
+from harness.tables.significance import STAT_COLUMNS, build_paired_delta, build_tests, tests_frame
 
-OPTIONAL = ("references.md", "references.tex", "delta.md", "delta.tex", "paper.md", "paper.tex", "problems.md")
+OPTIONAL = (
+    "references.md",
+    "references.tex",
+    "delta.md",
+    "delta.tex",
+    "significance.md",
+    "significance.tex",
+    "significance.csv",
+    "paper.md",
+    "paper.tex",
+    "problems.md",
+)
 
 
 def make_tables(
@@ -41,8 +50,13 @@ def make_tables(
     xs=(),
     cache=True,
     max_curves=24,
+    alpha=0.05,
+    family="map@r",
+    allow_mixed=(),
 ) -> dict:
     """Load, select, aggregate, render and write; returns the rendered texts and the written paths."""
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha {alpha} must lie between 0 and 1, e.g. --alpha 0.05")
     roots = [Path(r) for r in roots]
     loaded = [scan(r, cache=cache) for r in roots]
     problems = [p for part in loaded for p in part.problems]
@@ -53,13 +67,28 @@ def make_tables(
         else pd.DataFrame(columns=["status", "overrides", "path"])
     )
     runs = select_runs(runs, sweep, where)
+    runs, duplicates = drop_duplicates(runs)  # before the folds are read back as models (two rows of one model)
     runs, fold_problems = read_protocols(runs)  # the protocol column; Reality Check folds read back as models
     problems += fold_problems
+    mix_keys = add_columns(runs)
+    allowed = check_allowed(allow_mixed, mix_keys)
     what = (
         f"{', '.join(map(str, roots))}"
         + (f" for sweep={sweep}" if sweep else "")
         + (f" where {' '.join(where)}" if where else "")
     )
+    if is_study(runs):  # an Optuna study's trials: ranked as a study, not averaged as groups of seeds
+        from harness.tables.study import write_study  # optuna and the search driver: only for a study (1-2 s)
+
+        out = Path(out) if out else roots[0] / "tables" / (sweep or "all")
+        result = write_study(runs, roots, out, metrics, digits, plots)
+        listing = problems_markdown(runs, problems, duplicates)
+        if listing:
+            result["texts"]["problems.md"] = listing
+            atomic_write_text(out / "problems.md", listing)
+        result.update(runs=runs, problems=problems, duplicates=duplicates, mixed=[])
+        result["problems_line"] = summary_line(problems, runs, out / "problems.md", duplicates)
+        return result
     if runs.empty and not problems:
         raise DataError(
             f"no runs under {what}; run `make run` (or python run.py ...) first, or point at another folder"
@@ -71,12 +100,16 @@ def make_tables(
         raise DataError(f"no finished run under {what} (all failed, pruned or running{unread}: listed above)")
 
     metric_cols = metric_columns(records_frame[records_frame["status"] == "finished"], metrics, split)
+    family_col = family if "/" in family else f"{split}/{family}"
     rows = protocol_rows(runs, [resolve_column(runs, r) for r in rows])
     cols = [resolve_column(runs, c) for c in cols]
-    keys = group_keys(records_frame, rows + cols)
-    rows = rows + keys[len(rows) + len(cols) :]  # knobs found varying become row columns
-    summary = summarize(runs, keys, metric_cols)
     finished = records_frame[records_frame["status"] == "finished"]
+    keys = [k for k in group_keys(records_frame, rows + cols) if k != "config_hash"]
+    split_by, mixed = split_mixed(with_filled_keys(finished, keys), keys, mix_keys, allowed)
+    keys = group_keys(records_frame, keys + split_by, last_resort="data" not in allowed)
+    rows = rows + keys[len(rows) + len(cols) :]  # knobs found varying, and what split a mixed group, are row columns
+    keys = rows + cols
+    summary = summarize(runs, keys, metric_cols)
     problems += missing_metrics(finished, keys, metric_cols)
     expected = int(seeds) if seeds else int(summary["n"].max())
     # what every row shares (the split, and the dataset / backbone when they are not columns) goes in captions
@@ -87,8 +120,15 @@ def make_tables(
     ]
     scope = ", ".join([f"{split} split", *shared, *protocol_scope(runs, keys)])
     table = build_table(summary, rows, cols, metric_cols, expected, digits, scope)
-    table.notes += protocol_notes(runs)
-    delta = without_released(build_delta(table, rows, scope), rows)
+    table.notes += protocol_notes(runs) + mixed_notes(mixed)
+    if family_col not in finished:
+        have = sorted(c.split("/", 1)[1] for c in finished.columns if c.startswith(f"{split}/"))
+        raise ConfigError(f"--family {family}: the records have no {family_col}; pick one of {have}")
+    compared = metric_cols + [family_col] * (family_col not in metric_cols)
+    paired = with_filled_keys(finished[finished["regularizer"] != RELEASED], keys)  # a released baseline: no arm
+    comparisons = compare(paired, rows, cols, compared, family_col, alpha)
+    delta = build_paired_delta(comparisons, rows, cols, family_col, alpha, expected, digits, scope)
+    tests, tests_title = build_tests(comparisons, rows, cols, family_col, alpha, digits)
     references = build_references(finished, cols, metric_cols, digits, scope)
     paper = build_paper(runs, keys, split, digits)
 
@@ -99,6 +139,17 @@ def make_tables(
         )
     if delta is not None:
         texts.update({"delta.md": to_markdown(delta), "delta.tex": to_latex(delta, "tab:delta")})
+    if tests is not None:
+        caption = f"paired tests on {family_col.split('/', 1)[1]} (the family), α = {alpha:g}, {scope}"
+        caption = f"{tests_title}: {caption}" if tests_title else caption
+        keys_shown = len(tests.header) - len(STAT_COLUMNS)
+        texts.update(
+            {
+                "significance.md": grid_to_markdown(tests, caption, left=keys_shown),
+                "significance.tex": grid_to_latex(tests, caption, "tab:significance", left=keys_shown),
+                "significance.csv": tests_frame(comparisons).to_csv(index=False),
+            }
+        )
     if paper is not None:
         texts.update(
             {
@@ -131,7 +182,7 @@ def make_tables(
         written += save_plots(
             runs[runs["status"] == "finished"], keys, knobs, metric_cols, out / "plots", problems, max_curves=max_curves
         )
-    listing = problems_markdown(runs, problems)
+    listing = problems_markdown(runs, problems, duplicates, mixed)
     if listing:  # last: the plots may have found an epoch log they could not read
         texts["problems.md"] = listing
         atomic_write_text(out / "problems.md", listing)
@@ -147,6 +198,9 @@ def make_tables(
         "summary": summary,
         "table": table,
         "delta": delta,
+        "comparisons": comparisons,
         "problems": problems,
-        "problems_line": summary_line(problems, runs, out / "problems.md"),
+        "duplicates": duplicates,
+        "mixed": mixed,
+        "problems_line": summary_line(problems, runs, out / "problems.md", duplicates, mixed),
     }

@@ -45,13 +45,28 @@ def present(row, key) -> bool:
     return value is not None and not (isinstance(value, float) and value != value)
 
 
-def problems_markdown(runs: pd.DataFrame, problems=()) -> str | None:
-    """The records the tables could not use, then failed, pruned and running runs, each with where to look."""
+def problems_markdown(runs: pd.DataFrame, problems=(), duplicates=(), mixed=()) -> str | None:
+    """The records the tables could not use, duplicate records of one run, groups that mix runs of other code,
+    precision, device, data or libraries, then failed, pruned and running runs, each with where to look."""
     parts = []
     if problems:
         body = [[cell(p.path), cell(p.reason), cell(p.effect)] for p in sorted(problems, key=lambda p: p.path)]
         parts.append(
             "*files with problems*\n\n" + markdown_grid(["file", "problem", "what the tables did"], body, left=3) + "\n"
+        )
+    if duplicates:
+        body = [[cell(d.path), cell(d.reason), cell(d.kept)] for d in sorted(duplicates, key=lambda d: d.path)]
+        parts.append(
+            "*duplicate records (one run, two records: left out of every mean and count)*\n\n"
+            + markdown_grid(["record", "why", "the record kept"], body, left=3)
+            + "\n"
+        )
+    if mixed:
+        body = [[cell(m.group), m.key, cell(m.values), m.action] for m in mixed]
+        parts.append(
+            "*groups whose runs differ in code, precision, device, data or a library*\n\n"
+            + markdown_grid(["group", "differs in", "values (seeds)", "what the tables did"], body, left=4)
+            + "\n"
         )
     bad = runs[runs["status"] != "finished"] if "status" in runs else runs.iloc[:0]
     if not bad.empty:
@@ -80,9 +95,11 @@ def problems_markdown(runs: pd.DataFrame, problems=()) -> str | None:
     return "\n".join(parts) or None
 
 
-def summary_line(problems: list, runs: pd.DataFrame, path: Path) -> str | None:
+def summary_line(problems: list, runs: pd.DataFrame, path: Path, duplicates=(), mixed=()) -> str | None:
     """The console's one line: how many problems, and where they are listed."""
     counts = runs["status"].value_counts() if "status" in runs else pd.Series(dtype=int)
     parts = [f"{len(problems)} file{'s' * (len(problems) != 1)} with a problem"] if problems else []
+    parts += [f"{len(duplicates)} duplicate record{'s' * (len(duplicates) != 1)}"] if duplicates else []
+    parts += [f"{len(mixed)} mixed group{'s' * (len(mixed) != 1)}"] if mixed else []
     parts += [f"{counts[s]} {s}" for s in ("failed", "pruned", "running") if counts.get(s, 0)]
     return f"problems: {', '.join(parts)}; listed in {path}" if parts else None

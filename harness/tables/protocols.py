@@ -174,18 +174,3 @@ def protocol_scope(runs: pd.DataFrame, keys: list) -> list:
 
 def protocol_notes(runs: pd.DataFrame) -> list:
     return [OPTIMISTIC_NOTE] if "protocol" in runs and (runs["protocol"] == AUTHORS).any() else []
-
-
-def without_released(table, rows: list):
-    """The Δ view without the released baselines' rows: they are their own rows, never paired with the method."""
-    if table is None or "regularizer" not in rows:
-        return table
-    level = rows.index("regularizer")
-    keep = np.array([t[level] != RELEASED for t in table.mean.index])
-    if keep.all():
-        return table
-    if not keep.any():
-        return None
-    for attr in ("mean", "std", "bold", "flagged"):
-        setattr(table, attr, getattr(table, attr)[keep])
-    return table

@@ -23,6 +23,7 @@ class Table:
     caption: str = ""
     notes: list = field(default_factory=list)
     signed: bool = False  # deltas: +1.2 / -0.4
+    marks: pd.DataFrame | None = None  # text after a cell's value (e.g. ≠: the arms differ in a knob)
 
 
 @dataclass
@@ -45,7 +46,7 @@ def format_value(mean, std, digits: int, signed: bool = False) -> str:
 
 
 def display_name(key: str) -> str:
-    return str(key).removeprefix("config/").removeprefix("regularizer.")
+    return str(key).removeprefix("config/").removeprefix("mixed/").removeprefix("regularizer.")
 
 
 def to_csv(summary: pd.DataFrame, keys: list) -> str:
@@ -63,15 +64,18 @@ def constant_levels(table: Table) -> tuple:
 
 
 def cells(table: Table, bold, dagger: str, escape=str) -> list:
-    """The body's cell texts: value (± std), the short-seeds mark, bold where best."""
+    """The body's cell texts: value (± its interval), the short-seeds mark, other marks, bold where marked."""
     mean, std = table.mean.to_numpy(dtype=float), table.std.to_numpy(dtype=float)
     flagged, best = table.flagged.to_numpy(dtype=bool), table.bold.to_numpy(dtype=bool)
+    marks = table.marks.to_numpy(dtype=object) if table.marks is not None else None
     digits = [table.digits[col] for col in table.mean.columns]
     out = []
     for r in range(len(mean)):
         line = []
         for c, d in enumerate(digits):
             text = escape(format_value(mean[r, c], std[r, c], d, table.signed)) + (dagger if flagged[r, c] else "")
+            if marks is not None and marks[r, c]:
+                text += escape(f" {marks[r, c]}")
             line.append(bold(text) if best[r, c] else text)
         out.append(line)
     return out
@@ -117,7 +121,12 @@ LATEX_SPECIAL = {
     "†": r"$^\dagger$",
     "‡": r"$^\ddagger$",
     "Δ": r"$\Delta$",
+    "≠": r"$\neq$",
+    "≥": r"$\geq$",
+    "α": r"$\alpha$",
     "—": "--",
+    "<": r"$<$",
+    ">": r"$>$",
 }
 
 
@@ -176,23 +185,34 @@ def grid_to_markdown(grid: Grid, caption: str, left: int) -> str:
     )
 
 
-def grid_to_latex(grid: Grid, caption: str, label_name: str) -> str:
+def grid_to_latex(grid: Grid, caption: str, label_name: str, left: int | None = None) -> str:
+    """A booktabs table of a :class:`Grid`; the first ``left`` columns left-aligned, the rest right (all left
+    when ``left`` is None)."""
+    left = len(grid.header) if left is None else left
     lines = [
         r"\begin{table}[t]",
         r"\centering",
         f"\\caption{{{escape_latex(caption)}}}",
         f"\\label{{{label_name}}}",
-        f"\\begin{{tabular}}{{{'l' * len(grid.header)}}}",
+        f"\\begin{{tabular}}{{{'l' * left + 'r' * (len(grid.header) - left)}}}",
         r"\toprule",
         " & ".join(map(escape_latex, grid.header)) + r" \\",
         r"\midrule",
-        *(" & ".join(map(escape_latex, row)) + r" \\" for row in grid.body),
+        *(" & ".join(map(latex_cell, row)) + r" \\" for row in grid.body),
         r"\bottomrule",
         r"\end{tabular}",
         *notes_latex(grid.notes),
         r"\end{table}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def latex_cell(text) -> str:
+    """A grid cell; Markdown's ``**bold**`` becomes \\textbf."""
+    text = str(text)
+    if len(text) > 4 and text.startswith("**") and text.endswith("**"):
+        return f"\\textbf{{{escape_latex(text[2:-2])}}}"
+    return escape_latex(text)
 
 
 def notes_latex(notes: list) -> list:

@@ -7,6 +7,7 @@ import pandas as pd
 from harness.errors import ConfigError
 
 KEY_COLUMNS = ("dataset", "backbone", "loss", "regularizer")
+STUDY_KEY = "config/search.study"  # an Optuna trial's config names its study
 
 
 def resolve_column(runs: pd.DataFrame, name: str) -> str:
@@ -43,3 +44,9 @@ def matches(column: pd.Series, value: str) -> pd.Series:
         except ValueError:
             return pd.Series(False, index=column.index)
     return column == value
+
+
+def is_study(runs: pd.DataFrame) -> bool:
+    """Whether the selected runs are one Optuna study's trials (harness.tables.study reads them as a study)."""
+    recorded = runs[runs["status"] != "running"] if "status" in runs else runs
+    return STUDY_KEY in recorded and len(recorded) > 0 and bool(recorded[STUDY_KEY].notna().all())

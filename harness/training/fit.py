@@ -35,7 +35,9 @@ from omegaconf import DictConfig
 
 from harness.config import Selection, selection_of
 from harness.distributed import all_gather_object, barrier, broadcast_object
+from harness.evaluation import PerQuery
 from harness.evaluation.evaluator import Embedded
+from harness.numerics import numerics
 from harness.rundir import checkpoint as ckpt
 from harness.rundir.attempt import Attempt
 from harness.rundir.salvage import load_checkpoint_or_set_aside
@@ -106,6 +108,7 @@ class Fitted:
     results: dict
     test: Embedded
     init_test: Embedded | None = None
+    per_query: PerQuery | None = None  # the test queries' AP@R and hit@1 (harness.evaluation.per_query's file)
 
 
 def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
@@ -198,11 +201,12 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
     ckpt.load_module_states(parts.modules, selected_states(parts, plan, attempt, state))  # a damaged best.pt: rebuilt
     test = evaluator.embed(model, data.test)
     val = evaluator.embed(model, data.val) if data.val is not None else None
+    test_metrics, per_query = evaluator.score_queries(test)
     result = {
         "selected_epoch": state.best_epoch,
         "selection": plan.selection.label,  # validation | test (optimistic): tables never mix the two
         **state.best_val,
-        **prefixed("test", evaluator.score(test)),
+        **prefixed("test", test_metrics),
         **(prefixed("diag/val", evaluator.diagnostics(val)) if val is not None else {}),
         **prefixed("diag/test", evaluator.diagnostics(test)),
         **state.init,
@@ -220,7 +224,8 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
     # CPU seconds of the same span (process time, every thread): comparable across loads of a shared machine
     result["train_cpu_s"] = state.cpu_elapsed + time.process_time() - attempt_cpu
     result["attempts"] = state.attempts
-    return Fitted(result, test, init_test)
+    result.update(numerics(parts.device, parts.amp))  # the code and arithmetic the numbers came from
+    return Fitted(result, test, init_test, per_query)
 
 
 def track_best_test(state: LoopState, plan: Plan, epoch: int, test: dict) -> None:

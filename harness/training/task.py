@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from harness.cli import format_summary
 from harness.config import validate_config
 from harness.distributed import World
+from harness.evaluation.per_query import save_per_query
 from harness.inspect import pictures_at_end, pictures_wanted
 from harness.launch import processes
 from harness.protocols import embeddings as test_embeddings
@@ -58,6 +59,8 @@ def run_in(cfg: DictConfig, world: World, on_evaluate=None) -> dict:
                 fitted.results.update(test_embeddings.save_test_embeddings(attempt.path, fitted.test))
             draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
             map_method = cfg.eval.get("picture_map", "umap")
+            if world.is_main:  # the test queries' values beside the record, which names their file
+                fitted.results.update(save_per_query(attempt.path, fitted.per_query))
             attempt.finish(fitted.results, partial(pictures_at_end, parts=parts, fitted=fitted, map_method=map_method)
                            if draw else None)  # fmt: skip
     if attempt.record is not None and attempt.record.get("status") == "finished":
