@@ -14,10 +14,9 @@ STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
 .PHONY: run test lint install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down postgres-packages
 
-# `make run`: one intra-op thread, since the digits MLP is too small to gain from two, and on a busy machine
-# OpenMP threads waiting for each other made the grid 6x slower; the numbers are the same (OMP_NUM_THREADS=2 make run).
+# `make run`: the harness picks the threads itself (harness/threads.py: one for the digits MLP, else the job's CPUs)
 run: $(STAMP)            ## the main job: the digits ablation (sweeps/digits_ablation.yaml), then its table (about a minute on CPU)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
+	$(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
 	$(BIN)/python -m harness.tables --sweep digits_ablation --seeds 3 && exit $$grid
 
 test: $(STAMP_TEST) slurm-packages postgres-packages lint   ## lint, then the whole test suite (installs what it needs)

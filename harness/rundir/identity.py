@@ -40,6 +40,8 @@ NON_SEMANTIC_KEYS = (
     "trainer.progress",
     "trainer.rerun",
     "trainer.num_threads",
+    "trainer.prefetch_factor",  # how far loader workers read ahead: the same batches
+    "dataset.on_device",  # where an in-memory split lives: the same values gathered
     "trainer.devices",
     "trainer.nodes",
     "trainer.dist_timeout_s",

@@ -24,14 +24,21 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from harness.config import complete_config
-from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch
+from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch, data_device
 from harness.distributed import ShardedBatchSampler, World
 from harness.distributed.parallel import DataParallel
 from harness.errors import ConfigError, HarnessError
 from harness.evaluation.evaluator import Evaluator
 from harness.models import EmbeddingModel
 from harness.models.backbones import accelerate
-from harness.runtime import pick_amp, pick_device, seed_everything, seed_worker
+from harness.runtime import (
+    note_settings,
+    pick_amp,
+    pick_device,
+    pick_matmul_precision,
+    seed_everything,
+    seed_worker,
+)
 
 
 @dataclass
@@ -69,6 +76,8 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     world = world or World()
     device = world.device if world.distributed else device or pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
+    precision = pick_matmul_precision(cfg.trainer.get("float32_matmul_precision", "auto"), device)
+    torch.set_float32_matmul_precision(precision)  # process-wide, like the torch thread count
     data, augment = build_data(cfg.dataset)
     if data.val is None:
         raise ConfigError(
@@ -91,7 +100,15 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
         sampler = ShardedBatchSampler(sampler, world.rank, world.world_size)
     parallel = DataParallel(model, [*loss.parameters(), *regularizers.parameters()], world)
     workers = int(cfg.trainer.num_workers)
-    loader = build_loader(data.train, sampler, workers, seed, device)
+    on_device = data_device(getattr(data, "on_device", "auto"), device)
+    prefetch = cfg.trainer.get("prefetch_factor", 2)
+    loader = build_loader(data.train, sampler, workers, seed, device, prefetch_factor=prefetch, on_device=on_device)
+    note_settings(
+        data_on_device=on_device is not None and isinstance(loader, InMemoryLoader),
+        channels_last=is_channels_last(model),
+        compile="backbone+head" if cfg.trainer.get("compile", False) else "off",
+        prefetch_factor=int(prefetch) if workers > 0 else None,
+    )
     evaluator = Evaluator(
         k=tuple(cfg.eval.k),
         metric=cfg.eval.metric,
@@ -206,9 +223,12 @@ def build_optimizer(node: DictConfig, model, base_loss, regularizers, lr_mult) -
     return instantiate(node, _partial_=True)([g for g in groups if g["params"]])
 
 
-def build_loader(dataset, sampler, workers: int, seed: int, device: torch.device):
+def build_loader(dataset, sampler, workers: int, seed: int, device: torch.device, prefetch_factor=2, on_device=None):
+    """In memory: the split gathered batch by batch (on ``on_device`` when given: dataset.on_device); else a
+    DataLoader with ``workers`` processes reading ``prefetch_factor`` batches ahead, into pinned memory on CUDA
+    (the step then copies them with ``non_blocking``)."""
     if workers == 0 and isinstance(dataset, ArrayDataset):  # in memory: no DataLoader machinery per step
-        return InMemoryLoader(dataset, sampler)
+        return InMemoryLoader(dataset, sampler, device=on_device)
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -216,6 +236,13 @@ def build_loader(dataset, sampler, workers: int, seed: int, device: torch.device
         collate_fn=collate_batch,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
+        prefetch_factor=int(prefetch_factor) if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=seed_worker if workers > 0 else None,
     )
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's conv weights are stored NHWC (trainer.channels_last): its 4-D inputs should be too."""
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last)
