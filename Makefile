@@ -12,7 +12,7 @@ SWITCH_FAISS := if $(PIP) show -q $(OTHER_FAISS) 2>/dev/null; then $(PIP) uninst
 STAMP      := $(VENV)/.installed-$(FAISS)
 STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
-.PHONY: run test lint install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down postgres-packages
+.PHONY: run test lint install install-test tune tables reproduce bench gpu-check clean-results slurm-packages slurm-up slurm-down postgres-packages
 
 # `make run`: the harness picks the threads itself (harness/threads.py: one for the digits MLP, else the job's CPUs)
 run: $(STAMP)            ## the main job: the digits ablation (sweeps/digits_ablation.yaml), then its table (about a minute on CPU)
@@ -37,8 +37,11 @@ reproduce: $(STAMP)       ## one paper's seed table, PAPER=antico|nir|metrix (sw
 	$(BIN)/python run.py -m sweep=reproduce_$(PAPER) $(REPRODUCE_ARGS); grid=$$?; \
 	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER) --seeds 3 $(TABLES_ARGS) && exit $$grid
 
-bench: $(STAMP)          ## performance ratios -> results/bench/ (about 10 min on 2 cores; BENCH_ARGS=--quick / --only NAME)
+bench: $(STAMP)          ## performance ratios -> results/bench/ (docs/results/benchmarks.md: time; BENCH_ARGS=--quick / --only NAME)
 	$(BIN)/python -m harness.bench $(BENCH_ARGS)
+
+gpu-check: $(STAMP)      ## on a GPU machine (make install FAISS=gpu): throughput, host syncs, resume, faiss-gpu -> results/bench/gpu.md
+	$(BIN)/python -m harness.bench.gpu_check $(GPU_CHECK_ARGS)
 
 # A one-node SLURM cluster on localhost (tests/slurm_cluster.py; the SLURM tests start their own).
 SLURM_DIR ?= /tmp/harness-slurm

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -15,7 +16,17 @@ from pathlib import Path
 from harness.bench.common import describe_machine, machine
 from harness.io import atomic_write_json, atomic_write_text
 
-BENCHMARKS = ("evaluation", "coding_rate", "regularizers", "training_loop", "sweep", "tables", "pipeline", "scaling")
+BENCHMARKS = (
+    "evaluation",
+    "coding_rate",
+    "regularizers",
+    "training_loop",
+    "sweep",
+    "tables",
+    "pipeline",
+    "scaling",
+    "fingerprint",
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,8 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="NAME",
         help=f"run only these benchmarks (repeatable or comma-separated): {', '.join(BENCHMARKS)}",
     )
-    p.add_argument("--quick", action="store_true", help="small sizes and few repeats (a smoke run, not figures)")
+    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run; a warm-up and 5 rounds per figure)")
     p.add_argument("--full", action="store_true", help="also the evaluation at full SOP scale (60,502 x 512)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per process without a GPU (default 1)")
     p.add_argument(
         "--out",
         type=Path,
@@ -53,8 +65,47 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     names = args.only or list(BENCHMARKS)
     args.out.mkdir(parents=True, exist_ok=True)
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    with cpu_threads(args.threads):
+        failed = run_all(names, args)
+    total = {
+        "wall_s": time.perf_counter() - started,
+        "quick": args.quick,
+        "benchmarks": names,
+        "load_average": [load_before, os.getloadavg()[0]],
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_json(args.out / "_run.json", total)
+    summary = summarize(args.out)
+    atomic_write_text(args.out / "README.md", summary)
+    print(summary)
+    if failed:
+        print(f"[bench] failed or values differ: {', '.join(failed)} (see their JSON)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cpu_threads(n: int):
+    """Without a GPU every figure runs on ``n`` threads (torch, faiss, BLAS; default 1): on a shared machine the wall
+    time of multi-threaded ops mostly measures the scheduler (OpenMP threads spinning against other jobs'), and a
+    ratio compares like with like. With a GPU the process keeps its threads."""
+    import contextlib
+
+    import torch
+
+    from harness.threads import ThreadPlan, applied
+
+    if torch.cuda.is_available():
+        return contextlib.nullcontext()
+    return applied(ThreadPlan(n, f"harness.bench --threads {n}"))
+
+
+def run_all(names: list, args) -> list:
+    """Run each benchmark, write its JSON; the names of those that failed or whose values differ."""
     failed = []
     for name in names:
+        if importlib.util.find_spec(f"harness.bench.{name}") is None:  # a figure module another change adds
+            print(f"[bench] {name}: no module harness/bench/{name}.py here, skipped", flush=True)
+            continue
         module = importlib.import_module(f"harness.bench.{name}")
         print(f"[bench] {name} ...", flush=True)
         info, t0 = machine(), time.perf_counter()
@@ -76,12 +127,7 @@ def main(argv=None) -> int:
         }
         atomic_write_json(args.out / f"{name}.json", result)
         print(f"[bench] {name}: {result['wall_s']:.0f} s -> {args.out / (name + '.json')}", flush=True)
-    summary = summarize(args.out)
-    atomic_write_text(args.out / "README.md", summary)
-    print(summary)
-    if failed:
-        print(f"[bench] failed or values differ: {', '.join(failed)} (see their JSON)", file=sys.stderr)
-    return 1 if failed else 0
+    return failed
 
 
 # ----------------------------------------------------------------------------------------------- the summary
@@ -90,9 +136,13 @@ def format_figure(f: dict) -> list:
     s = f[show]
     value = f"**{s['median']:.2f}x** ({s['min']:.2f}-{s['max']:.2f})"
     value += " faster" if show == "speedup" else " the time"
+    if f.get("within_noise"):
+        below = f.get("against_floor") and f["ratio"]["median"] < 1
+        value += ", *within noise*" + (" (below its own floor)" if below else "")
     goal = ""
     if "goal" in f:
         goal = f"{f['goal'].replace('<=', ' <= ').replace('>=', ' >= ')}: {'yes' if f['meets_goal'] else '**no**'}"
+    load = f.get("load") or [float("nan")] * 2
     return [
         f["name"],
         f["subject"],
@@ -100,22 +150,49 @@ def format_figure(f: dict) -> list:
         f"{f['subject_s']['median']:.4g} s",
         f"{f['alternative_s']['median']:.4g} s",
         value,
+        str(f.get("rounds", f["ratio"].get("n", ""))),
+        f"{load[0]:.1f} -> {load[1]:.1f}",
         goal,
     ]
 
 
+FIGURE_HEADER = [
+    "figure",
+    "subject",
+    "alternative",
+    "subject time",
+    "alternative time",
+    "ratio: median (min-max)",
+    "rounds",
+    "load",
+    "goal",
+]
+
+
 def summarize(out: Path) -> str:
-    results = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if not p.name.startswith("_")]
     order = {n: i for i, n in enumerate(BENCHMARKS)}
     results.sort(key=lambda r: order.get(r.get("benchmark"), len(order)))
     lines = [
         "# Benchmarks",
         "",
-        "Every figure is a ratio against the named alternative, measured in the same run: the median over "
-        "rounds (min-max in brackets); times are medians. `python -m harness.bench` (`make bench`) rewrites "
-        "this file from the JSON beside it.",
+        "Every figure is a ratio against the named alternative, measured in the same run: one warm-up round, then "
+        "at least 5 timed rounds with the order rotating; the median of the per-round ratios and their min-max. "
+        "*Within noise*: the rounds disagree on which side is faster (the spread crosses 1.0), or a figure "
+        "against its own floor fell below it. Times are medians; load is the 1-minute load average before and "
+        "after the figure's rounds. `python -m harness.bench` (`make bench`) rewrites this file from the JSON "
+        "beside it.",
         "",
     ]
+    run_file = out / "_run.json"
+    if run_file.exists():
+        total = json.loads(run_file.read_text())
+        lines += [
+            f"Last command: {len(total['benchmarks'])} benchmark(s){' (--quick)' if total.get('quick') else ''} in "
+            f"{total['wall_s'] / 60:.1f} min, load average {total['load_average'][0]:.1f} -> "
+            f"{total['load_average'][1]:.1f}, {total['finished_at']}.",
+            "",
+        ]
     for r in results:
         lines += [
             f"## {r['benchmark']}{' (quick)' if r.get('quick') else ''}",
@@ -127,18 +204,12 @@ def summarize(out: Path) -> str:
         if r.get("error"):
             lines += [f"**failed**: {r['error']}", ""]
         if r.get("figures"):
-            header = [
-                "figure",
-                "subject",
-                "alternative",
-                "subject time",
-                "alternative time",
-                "median (min-max)",
-                "goal",
-            ]
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(FIGURE_HEADER) + " |", "|" + "---|" * len(FIGURE_HEADER)]
             lines += ["| " + " | ".join(format_figure(f)) + " |" for f in r["figures"]]
             lines.append("")
+        for m in r.get("measurements", []):
+            value = f"**{m['value']:.3g} {m['unit']}**"
+            lines.append(f"- measured: {m['name']}: {value} ({m['note']}; load {m['load']:.1f})")
         lines += [f"- {note}" for note in r.get("notes", [])]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator, try_getting_not_lone_labels
 
-from harness.bench.common import figure, interleave, peak_memory_mib
+from harness.bench.common import MIN_ROUNDS, figure, interleave, peak_memory_mib
 from harness.evaluation import evaluate_embeddings, retrieval_metrics
 from harness.evaluation.clustering import kmeans_assign
 from harness.evaluation.retrieval import maybe_to_gpu
@@ -137,7 +137,7 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
     x, y = clustered_embeddings(n, classes)
     k = search_k(y)
     candidates = engines(x, y, k)
-    t = interleave(candidates, repeats, warmup=0)
+    t = interleave(candidates, repeats)
     ours, pml = candidates["ours_full"](), candidates["pml_full"]()
     label = f"{name} ({n:,} x 512, {classes:,} classes)"
     kinds = {"ours_full": "harness", "pml_full": "PML", "bare": "bare faiss search"}
@@ -149,6 +149,8 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             t["ours_neighbour"],
             t["bare"],
             goal="ratio<=1.25",
+            load=t.load,
+            floor=True,
         ),
         figure(
             f"{label}: neighbour metrics vs PML",
@@ -157,6 +159,7 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             t["ours_neighbour"],
             t["pml_neighbour"],
             show="speedup",
+            load=t.load,
         ),
         figure(
             f"{label}: full set incl. NMI vs PML",
@@ -165,6 +168,7 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             t["ours_full"],
             t["pml_full"],
             goal="speedup>=1.5",
+            load=t.load,
         ),
         figure(
             f"{label}: PML neighbour metrics vs bare faiss search",
@@ -172,6 +176,8 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             f"faiss IndexFlatIP search, k={k + 1}",
             t["pml_neighbour"],
             t["bare"],
+            load=t.load,
+            floor=True,
         ),
         figure(
             f"{label}: full set incl. NMI vs its floor",
@@ -179,6 +185,8 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             "bare faiss search + faiss k-means (the same seed)",
             t["ours_full"],
             t["floor_full"],
+            load=t.load,
+            floor=True,
         ),
     ]
     memory = {kinds[c]: peak_memory_in_fresh_process(c, n, classes) for c in kinds}
@@ -208,12 +216,12 @@ def run(quick: bool = False, full: bool = False) -> dict:
     """CUB scale, then SOP density at 1/8 and 1/4 of its size (1/2 and the full 60,502 with ``full``: each
     of their rounds takes minutes on 2 cores)."""
     if quick:  # a smoke run: one small size
-        sizes = [("CUB/4", CUB["n"] // 4, CUB["classes"] // 4, 2)]
+        sizes = [("CUB/4", CUB["n"] // 4, CUB["classes"] // 4, MIN_ROUNDS)]
     else:
-        sizes = [("CUB", CUB["n"], CUB["classes"], 5)]
+        sizes = [("CUB", CUB["n"], CUB["classes"], MIN_ROUNDS)]
         for f in [0.125, 0.25] + ([0.5, 1.0] if full else []):
             n, classes = int(round(SOP["n"] * f)), int(round(SOP["classes"] * f))
-            sizes.append((f"SOP{'' if f == 1.0 else f' x{f:g}'}", n, classes, 3 if f <= 0.25 else 1))
+            sizes.append((f"SOP{'' if f == 1.0 else f' x{f:g}'}", n, classes, MIN_ROUNDS))
     figures, checks, memory = [], [], {}
     medians = {}
     for name, n, classes, repeats in sizes:
