@@ -1,4 +1,4 @@
-"""How far a data-parallel run drifts from the 1-process run: ``python -m harness.bench.drift [--epochs N] [overrides]``.
+"""How far a data-parallel run drifts from the 1-process run: ``python -m harness.bench.drift [--epochs N]``.
 
 The same run (digits + AntiCo pair by default) trained on 1 process and on 2 (``trainer.devices=2``, gloo on the
 CPU), each in a fresh results folder; then, epoch by epoch, the difference of the training loss and of the
