@@ -4,12 +4,12 @@ import hydra
 from omegaconf import DictConfig
 
 import harness
-from harness.cli import exit_on_user_error
+from harness.cli import entry_point
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    with exit_on_user_error():
+    with entry_point():
         record = harness.run(cfg)
     return record.get(record["selection/metric"], float("nan"))  # the sweeper / Optuna objective
 

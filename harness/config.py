@@ -1,4 +1,5 @@
-"""The run's config: checked before anything is built, completed from the data once it is loaded.
+"""The run's config: checked before anything is built, completed from the data once it is loaded, and
+instantiated (``instantiate``: Hydra's, re-raising the harness's one-line errors).
 
 Each rule lives here once. A failure is a :class:`~harness.errors.ConfigError`: one line naming the fix.
 """
@@ -8,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.runtime import check_gpu_knobs
 
 SELECTION_METRICS = ("map@r", "r_precision", "nmi")
@@ -162,7 +165,8 @@ def check_embed_dim(embed_dim) -> int:
 
 
 def complete_config(cfg: DictConfig, data) -> DictConfig:
-    """Fill the ``???`` values that come from the data (number of classes, input size) in a copy of cfg."""
+    """Fill the ``???`` values that come from the data (number of classes, input size) in a copy of cfg; a value
+    set by hand where the data decides must agree with it (harness.rundir.identity.DATA_FACTS)."""
     facts = {
         "num_classes": data.num_classes,
         "embedding_size": int(cfg.head.embed_dim),
@@ -183,6 +187,25 @@ def complete_config(cfg: DictConfig, data) -> DictConfig:
                     node[key] = facts[key]
             elif isinstance(node[key], DictConfig):
                 fill(node[key], where)
+            elif key in facts and where != "head.embed_dim" and node[key] != facts[key]:
+                # the run's identity hashes these as ??? (the data decides them): a value set by hand must agree
+                raise ConfigError(
+                    f"{where}={node[key]} disagrees with the data and head ({facts[key]}); leave it ??? in the "
+                    f"config (filled in at start-up), or set head.embed_dim for the embedding size"
+                )
 
     fill(cfg, "")
     return cfg
+
+
+def instantiate(node, *args, **kwargs):
+    """hydra.utils.instantiate, re-raising our own one-line errors instead of Hydra's wrapped traceback."""
+    try:
+        return hydra_instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, HarnessError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise

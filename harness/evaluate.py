@@ -9,18 +9,13 @@ Embeddings are L2-normalised first unless --no-normalize (the search is exact fa
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import numpy as np
 
-from harness.errors import ConfigError, DataError, HarnessError
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own errors: one line too
-        raise SystemExit(f"error: {message} (python -m harness.evaluate --help)")
+from harness.cli import ArgumentParser, entry_point
+from harness.errors import ConfigError, DataError
 
 
 def parse_args(argv=None):
@@ -104,11 +99,8 @@ def check_inputs(q, ql, g=None, gl=None) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+    with entry_point():
         return evaluate(args)
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
 
 
 def evaluate(args) -> int:

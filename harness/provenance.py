@@ -100,7 +100,9 @@ def _installed(dist: str):
         return None
 
 
-def device_name(device: torch.device) -> str:
+def device_name(device: torch.device | None) -> str | None:
+    if device is None:  # the run failed before its parts were built
+        return None
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

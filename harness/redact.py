@@ -133,11 +133,3 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
         record.exc_text = redact_text("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
     return record
-
-
-class RedactingFilter(logging.Filter):
-    """The same redaction as a handler filter (for handlers configured before ``import harness``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        redact_record(record)
-        return True

@@ -45,11 +45,55 @@ def tiny(overrides=(), results: Path | None = None, epochs: int = 1) -> DictConf
     return compose_cfg(base + list(overrides), results)
 
 
+@pytest.fixture(scope="session")
+def digits_ablation(tmp_path_factory) -> Path:
+    """`make run`'s grid (sweeps/digits_ablation.yaml: 2 losses x {none, antico_pair} x 3 seeds, 30 epochs on
+    digits), run once for the whole suite through the command a user types; every test that reads those runs shares
+    it. Returns its results folder."""
+    import subprocess
+    import sys
+
+    results = tmp_path_factory.mktemp("digits_ablation") / "results"
+    command = [sys.executable, "run.py", "-m", "sweep=digits_ablation", f"paths.results={results}"]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return results
+
+
+def exit_code(main, argv) -> int:
+    """An entry point's exit code, called in this process (it exits through harness.cli.fail)."""
+    try:
+        return main(argv) or 0
+    except SystemExit as done:
+        return done.code
+
+
 @pytest.fixture
 def results(tmp_path) -> Path:
     path = tmp_path / "results"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _every_record_carries_its_directory_digest(tmp_path_factory):
+    """After the whole suite: every run directory it wrote (identity.json at the current version, and a record)
+    carries one digest: record.json's config_hash = identity.json's digest[:8] = the hash in the directory's name."""
+    yield
+    from harness.rundir import identity, records
+
+    wrong = []
+    for path in Path(tmp_path_factory.getbasetemp()).rglob(identity.FILE):
+        try:
+            stored, record = records.load_json(path), records.read_record(path.parent)
+        except (OSError, records.Corrupt):
+            continue
+        if not isinstance(stored, dict) or stored.get("version") != identity.VERSION or not record:
+            continue
+        named = identity.parse_dir_name(path.parent).get("config_hash")
+        if not record.get("config_hash") == str(stored.get("digest"))[:8] == (named or record.get("config_hash")):
+            wrong.append(f"{path.parent}: record {record.get('config_hash')}, identity {stored.get('digest')}")
+    assert not wrong, f"{len(wrong)} run directories whose record, identity and name disagree: {wrong[:3]}"
 
 
 @pytest.fixture(autouse=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import compose_cfg
+from conftest import compose_cfg, exit_code
 from test_datasets import make_folder_tree
 
 from harness.errors import ConfigError, DataError
@@ -17,7 +19,7 @@ from harness.errors import ConfigError, DataError
     ],
 )
 def test_an_image_folder_with_too_few_classes_does_not_suggest_lowering_val_fraction(tmp_path, classes, expected):
-    from harness.training.build import instantiate
+    from harness.config import instantiate
 
     root = make_folder_tree(tmp_path / "tree", names=classes)
     cfg = compose_cfg(["dataset=image_folder", f"dataset.root={root}"])
@@ -161,34 +163,39 @@ def test_a_full_results_disk_is_one_line_and_leaves_no_finished_record(tmp_path)
 def test_the_search_report_command_answers_a_missing_or_damaged_study_in_one_line(tmp_path, capsys):
     from harness.search.__main__ import main
 
-    assert main([str(tmp_path / "nowhere")]) == 2
+    assert exit_code(main, [str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     study = tmp_path / "s"
     study.mkdir()
     (study / "search.yaml").write_text("study_name: [broken")
-    assert main([str(study)]) == 2
+    assert exit_code(main, [str(study)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "is damaged" in err and "\n" not in err
     (study / "search.yaml").write_text(
         "study_name: s\nstudy_dir: x\nobjective: val/map@r\ndirection: maximize\n"
         "space: {}\nfixed: []\nstorage: sqlite\n"
     )
-    assert main([str(study)]) == 2
+    assert exit_code(main, [str(study)]) == 2
     err = capsys.readouterr().err.strip()
     assert "holds no study 's'" in err and "\n" not in err
 
 
 def test_a_crash_inside_a_run_names_its_error_file_in_one_line(capsys):
-    from harness.cli import exit_on_user_error
+    from harness.cli import entry_point
 
     crash = RuntimeError("CUDA error: an illegal memory access\nwas encountered")
     crash.error_file = "/results/runs/x/error.txt"
-    with pytest.raises(SystemExit) as code, exit_on_user_error():
+    with pytest.raises(SystemExit) as code, entry_point():
         raise crash
     assert code.value.code == 1
     assert capsys.readouterr().err == (
         "error: RuntimeError: CUDA error: an illegal memory access was encountered "
         "(traceback: /results/runs/x/error.txt)\n"
     )
-    with pytest.raises(ValueError), exit_on_user_error():  # no error.txt to point at: the traceback stays
+    with pytest.raises(SystemExit) as code, entry_point():  # a bug outside a run: its traceback in a file named
         raise ValueError("a bug before the run directory")
+    err = capsys.readouterr().err
+    assert code.value.code == 1 and err.count("\n") == 1 and err.startswith("error: ValueError: a bug before")
+    where = err.rsplit("(traceback: ", 1)[1].rstrip(")\n")
+    assert "Traceback" in Path(where).read_text() and 'raise ValueError("a bug before' in Path(where).read_text()
+    Path(where).unlink()

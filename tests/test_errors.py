@@ -8,7 +8,8 @@ from conftest import REPO, tiny
 
 import harness
 from harness.errors import ConfigError, NonFiniteLossError
-from harness.rundir import identity, records
+from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 
 
 def run_cli(*overrides, results):
@@ -59,16 +60,18 @@ def test_config_errors_name_the_fix(override, expected, results):
         pytest.skip("a CUDA device is present")
     with pytest.raises(ConfigError, match=expected):
         harness.run(tiny(override.split(), results))
-    assert not list(results.rglob("record.json"))
+    # refused by validation: nothing written; refused by build (it needs the data): a failed record, never finished
+    assert all(records.read_record(p.parent)["status"] == "failed" for p in results.rglob("record.json"))
+    assert not finished_records(results)
 
 
 def test_nan_loss_stops_at_once_naming_step_and_terms(results):
     cfg = tiny(["loss.weight=nan"], results)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1 step 0 \(base=nan\); lower optimizer.lr"):
         harness.run(cfg)
-    record = records.read_record(identity.run_dir_for(cfg))
+    record = records.read_record(RunDir.for_config(cfg).path)
     assert record["status"] == "failed" and "NonFiniteLossError" in record["error"]
-    assert "Traceback" in (identity.run_dir_for(cfg) / "error.txt").read_text()
+    assert "Traceback" in (RunDir.for_config(cfg).path / "error.txt").read_text()
     assert not finished_records(results)
 
 

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, exit_code
 
 from harness.evaluate import main
 
@@ -22,7 +22,7 @@ def good(n=40, d=8, classes=4, seed=0):
 
 
 def one_line_error(capsys, argv, expected):
-    assert main(argv) == 2
+    assert exit_code(main, argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [err] and err.startswith("error: ") and expected in err, err
     assert "Traceback" not in err

@@ -12,7 +12,7 @@ from harness.config import validate_config
 from harness.data.base import InMemoryLoader
 from harness.errors import ConfigError
 from harness.regularizers.coding_rate import coding_rate
-from harness.rundir import identity
+from harness.rundir import RunDir, identity
 from harness.runtime import pick_matmul_precision, runtime_settings
 from harness.training.build import build
 
@@ -31,8 +31,14 @@ def test_bad_values_are_one_line_before_anything_is_built(override, message):
 
 
 def test_knobs_at_their_defaults_and_the_device_placement_leave_the_identity_alone():
-    base = identity.run_dir_for(tiny())
-    assert identity.run_dir_for(tiny(["dataset.on_device=true", "trainer.prefetch_factor=4"])) == base
+    base = RunDir.for_config(tiny())
+    assert RunDir.for_config(tiny(["dataset.on_device=true", "trainer.prefetch_factor=4"])).digest == base.digest
+    semantic = identity.semantic_config(tiny())
+    assert "float32_matmul_precision" not in semantic["trainer"]  # a new knob at its default: hashed as before
+    assert (
+        "float32_matmul_precision"
+        in identity.semantic_config(tiny(["trainer.float32_matmul_precision=high"]))["trainer"]
+    )  # another value changes a GPU run's numbers: another run
 
 
 def test_in_memory_data_on_the_device_yields_the_same_batches_and_is_recorded():

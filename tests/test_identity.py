@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from harness.rundir.fingerprint import data_fingerprint, tree_fingerprint
+from harness.rundir.run_dir import RunDir
 
 
 def make_tree(root, sizes=(10, 20, 30)):
@@ -74,7 +75,6 @@ def test_the_same_command_on_another_image_tree_is_another_run(tmp_path, caplog)
     from test_datasets import make_folder_tree
 
     import harness
-    from harness.rundir import identity
 
     results, root = tmp_path / "results", tmp_path / "data"
     make_folder_tree(root, per_class=4)
@@ -91,7 +91,7 @@ def test_the_same_command_on_another_image_tree_is_another_run(tmp_path, caplog)
     with caplog.at_level(logging.INFO, logger="harness"):
         third = harness.run(image_run(results, copy))
     assert third["run_dir"] == second["run_dir"] and "already finished, skipped" in caplog.text
-    assert identity.run_dir_for(image_run(results, copy)) == identity.run_dir_for(image_run(results, root))
+    assert RunDir.for_config(image_run(results, copy)).path == RunDir.for_config(image_run(results, root)).path
 
 
 def test_a_directory_holding_another_identity_is_refused_in_one_line(results):
@@ -105,10 +105,10 @@ def test_a_directory_holding_another_identity_is_refused_in_one_line(results):
 
     cfg = tiny(["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.utilization=false"], results)
     harness.run(cfg)
-    run_dir = identity.run_dir_for(cfg)
-    stored = json.loads((run_dir / identity.IDENTITY_FILE).read_text())
-    assert stored["digest"].startswith(identity.config_hash(cfg))
-    (run_dir / identity.IDENTITY_FILE).write_text(json.dumps({"digest": "0" * 40, "data": "other"}))
+    run_dir = RunDir.for_config(cfg).path
+    stored = json.loads((run_dir / identity.FILE).read_text())
+    assert stored["digest"].startswith(RunDir.for_config(cfg).keys["config_hash"])
+    (run_dir / identity.FILE).write_text(json.dumps({"digest": "0" * 40, "data": "other"}))
     before = (run_dir / "record.json").read_bytes()
     with pytest.raises(ConfigError) as err:
         harness.run(cfg)
@@ -124,7 +124,6 @@ def test_loader_processes_change_the_augmented_batches_so_num_workers_is_part_of
     import torch
     from test_datasets import make_folder_tree
 
-    from harness.rundir import identity
     from harness.training.build import build_loader, instantiate
 
     root = make_folder_tree(tmp_path / "data", per_class=4)
@@ -141,11 +140,13 @@ def test_loader_processes_change_the_augmented_batches_so_num_workers_is_part_of
                 h.update(inputs.numpy().tobytes() + labels.numpy().tobytes())
         digests[workers] = h.hexdigest()
     assert digests[0] != digests[2]
-    assert identity.run_dir_for(image_run(tmp_path, root, "trainer.num_workers=2")) != identity.run_dir_for(
-        image_run(tmp_path, root)
+    assert (
+        RunDir.for_config(image_run(tmp_path, root, "trainer.num_workers=2")).path
+        != RunDir.for_config(image_run(tmp_path, root)).path
     )
-    assert identity.run_dir_for(image_run(tmp_path, root, "trainer.num_threads=3")) == identity.run_dir_for(
-        image_run(tmp_path, root)
+    assert (
+        RunDir.for_config(image_run(tmp_path, root, "trainer.num_threads=3")).path
+        == RunDir.for_config(image_run(tmp_path, root)).path
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, tiny
+from conftest import REPO, exit_code, tiny
 from PIL import Image
 
 from harness.evaluation import evaluate_embeddings
@@ -92,7 +92,7 @@ def test_cli_writes_into_the_run_directory_and_refuses_a_non_run(runs, tmp_path,
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert (runs["seed1"] / "pictures" / "retrieval_grid.png").is_file()
-    assert main([str(tmp_path)]) == 2
+    assert exit_code(main, [str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not a run directory" in err and len(err.strip().splitlines()) == 1
 

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from harness.rundir.lock import RunLocked, holder, run_lock
+from harness.rundir.run_dir import RunDir
 
 # hold the lock of argv[1]; log "<tag> start" / "<tag> end" to argv[2]; stay until argv[3] exists
 HOLDER = """
@@ -19,8 +20,8 @@ logging.basicConfig(level=logging.INFO, format="%(message)s")
 from harness.rundir.lock import run_lock
 run_dir, journal, go, tag = sys.argv[1:5]
 timeout = None if sys.argv[5] == "none" else float(sys.argv[5])
-from harness.cli import exit_on_user_error
-with exit_on_user_error(), run_lock(run_dir, timeout=timeout, poll=0.05):
+from harness.cli import entry_point
+with entry_point(), run_lock(run_dir, timeout=timeout, poll=0.05):
     with open(journal, "a") as f:
         f.write(f"{tag} start\\n"); f.flush()
         print("locked", flush=True)
@@ -109,7 +110,7 @@ def test_the_same_command_twice_at_once_never_interleaves_a_run_directory(result
     """Two `python run.py` of one config at once: the second waits for the first, then finds it finished."""
     from conftest import REPO, tiny
 
-    from harness.rundir import identity, records
+    from harness.rundir import records
 
     overrides = [
         "trainer.epochs=4",
@@ -118,7 +119,7 @@ def test_the_same_command_twice_at_once_never_interleaves_a_run_directory(result
         "eval.utilization=false",
         "trainer.progress=false",
     ]
-    run_dir = identity.run_dir_for(tiny(overrides, results, epochs=4))
+    run_dir = RunDir.for_config(tiny(overrides, results, epochs=4)).path
     cmd = [sys.executable, "run.py", f"paths.results={results}", *overrides]
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     second = None

@@ -324,7 +324,7 @@ FAST = ["sampler.batches_per_epoch=2", "eval.nmi=false", "eval.raw_baseline=fals
 
 
 def test_each_level_has_a_config_file_that_builds_it():
-    from harness.training.build import instantiate
+    from harness.config import instantiate
 
     levels = {instantiate(compose_cfg([f"regularizer={name}"]).regularizer[name]).level for name in METRIX}
     assert levels == {"input", "feature", "embedding"}

@@ -8,7 +8,8 @@ import pytest
 from conftest import group_options, tiny
 
 import harness
-from harness.rundir import identity, records
+from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 
 FAST = ["sampler.batches_per_epoch=3"]
 
@@ -36,7 +37,7 @@ def test_same_seed_same_metrics_different_seed_different(tmp_path):
 
 def test_record_schema(results):
     record = harness.run(tiny(["trainer.epochs=2"], results))
-    run_dir = identity.run_dir_for(tiny(["trainer.epochs=2"], results))
+    run_dir = RunDir.for_config(tiny(["trainer.epochs=2"], results)).path
     assert record["run_dir"] == str(run_dir)
     on_disk = json.loads((run_dir / "record.json").read_text())
     assert on_disk == json.loads(json.dumps(record))
@@ -89,20 +90,20 @@ def test_record_schema(results):
 
 
 def test_run_dir_is_a_function_of_config_and_seed(tmp_path):
-    a = identity.run_dir_for(tiny(["seed=1"], tmp_path))
-    assert a == identity.run_dir_for(tiny(["seed=1", "trainer.progress=true"], tmp_path))
-    assert a != identity.run_dir_for(tiny(["seed=2"], tmp_path))
-    assert a != identity.run_dir_for(tiny(["seed=1", "optimizer.lr=0.01"], tmp_path))
+    a = RunDir.for_config(tiny(["seed=1"], tmp_path)).path
+    assert a == RunDir.for_config(tiny(["seed=1", "trainer.progress=true"], tmp_path)).path
+    assert a != RunDir.for_config(tiny(["seed=2"], tmp_path)).path
+    assert a != RunDir.for_config(tiny(["seed=1", "optimizer.lr=0.01"], tmp_path)).path
     assert a.name.endswith("seed1") and a.parent.name == "digits"
 
 
 def test_a_finished_run_is_skipped(results):
     cfg = tiny([], results)
     first = harness.run(cfg)
-    mtime = (identity.run_dir_for(cfg) / "record.json").stat().st_mtime_ns
+    mtime = (RunDir.for_config(cfg).path / "record.json").stat().st_mtime_ns
     again = harness.run(cfg)
     assert again == json.loads(json.dumps(first))
-    assert (identity.run_dir_for(cfg) / "record.json").stat().st_mtime_ns == mtime
+    assert (RunDir.for_config(cfg).path / "record.json").stat().st_mtime_ns == mtime
 
 
 def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
@@ -115,7 +116,7 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path):
     cfg = tiny([], tmp_path / "cut", epochs=5)
     with pytest.raises(KeyboardInterrupt):
         harness.run(cfg, on_evaluate=interrupt)
-    assert records.read_record(identity.run_dir_for(cfg))["status"] == "failed"
+    assert records.read_record(RunDir.for_config(cfg).path)["status"] == "failed"
     resumed = harness.run(cfg)
     assert resumed["attempts"] == 2
     for key in [k for k in whole if k.startswith(("val/", "test/", "diag/"))] + ["selected_epoch"]:

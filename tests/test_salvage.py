@@ -8,7 +8,8 @@ import pytest
 from conftest import tiny
 
 import harness
-from harness.rundir import identity, records
+from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 
 FAST = ["sampler.batches_per_epoch=3", "eval.nmi=false", "eval.utilization=false"]
 
@@ -23,7 +24,7 @@ def test_a_truncated_last_checkpoint_is_moved_aside_and_training_starts_again(tm
     cfg = tiny(FAST, tmp_path / "cut", epochs=3)
     with pytest.raises(KeyboardInterrupt):
         harness.run(cfg, on_evaluate=interrupt)
-    last = identity.run_dir_for(cfg) / "checkpoints" / "last.pt"
+    last = RunDir.for_config(cfg).path / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a copy cut short, a disk that filled
     with caplog.at_level(logging.WARNING, logger="harness"):
         again = harness.run(cfg)
@@ -43,7 +44,7 @@ def test_a_truncated_last_checkpoint_is_moved_aside_and_training_starts_again(tm
 def test_a_binary_or_stub_record_is_moved_aside_and_the_run_trained_again(results, caplog, content):
     cfg = tiny(FAST, results, epochs=1)
     first = harness.run(cfg)
-    path = identity.run_dir_for(cfg) / "record.json"
+    path = RunDir.for_config(cfg).path / "record.json"
     path.write_bytes(content)
     assert records.read_record(path.parent) is None  # readers (launchers, tables) never crash on it
     with caplog.at_level(logging.WARNING, logger="harness"):

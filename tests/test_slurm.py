@@ -25,9 +25,9 @@ from conftest import REPO, tiny
 
 import harness
 from harness.launch import sweep as launching
-from harness.launch.sweep import read_summary
 from harness.rundir import checkpoint as ckpt
-from harness.rundir import identity, records
+from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 
 # One run that is interrupted and must end exactly as the uninterrupted one: 8 epochs of digits, seconds on CPU.
 RESUMED = ["seed=3"]
@@ -61,7 +61,7 @@ def reference(tmp_path_factory):
     cfg = tiny(RESUMED, tmp_path_factory.mktemp("reference"), epochs=RESUMED_EPOCHS)
     record = harness.run(cfg)
     assert record["status"] == "finished" and record["attempts"] == 1
-    return record, epoch_rows(identity.run_dir_for(cfg))
+    return record, epoch_rows(RunDir.for_config(cfg).path)
 
 
 def assert_same_run(record: dict, run_dir: Path, reference) -> None:
@@ -92,7 +92,7 @@ class Interrupted(Exception):
 @pytest.mark.slow
 def test_run_interrupted_mid_training_resumes_exactly(results, reference):
     cfg = tiny(RESUMED, results, epochs=RESUMED_EPOCHS)
-    run_dir = identity.run_dir_for(cfg)
+    run_dir = RunDir.for_config(cfg).path
 
     def interrupt_at_epoch_4(epoch, val):
         if epoch == 4:
@@ -111,17 +111,18 @@ def test_run_interrupted_mid_training_resumes_exactly(results, reference):
 
 # The child dies by SIGKILL half-way through writing last.pt for the KILL_AT-th time, as a node losing power would.
 KILL_WHILE_SAVING = """
-import os, runpy, signal, sys, torch
-real_save, saves = torch.save, []
-def save_and_die(obj, path, *args, **kwargs):
+import os, runpy, signal, sys
+import harness.rundir.checkpoint as checkpoint
+real_write, saves = checkpoint.write_file, []
+def write_and_die(path, data):
     if ".last.pt." in os.path.basename(str(path)):  # atomic_save's temporary file for last.pt
         saves.append(path)
         if len(saves) == {kill_at}:
-            real_save(obj, path, *args, **kwargs)
+            real_write(path, data)
             os.truncate(path, os.path.getsize(path) // 2)
             os.kill(os.getpid(), signal.SIGKILL)
-    return real_save(obj, path, *args, **kwargs)
-torch.save = save_and_die
+    return real_write(path, data)
+checkpoint.write_file = write_and_die
 sys.argv = ["run.py", *sys.argv[1:]]
 runpy.run_path("run.py", run_name="__main__")
 """
@@ -138,7 +139,7 @@ def test_run_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(res
         timeout=300,
     )
     assert child.returncode == -9, child.stderr[-2000:]
-    run_dir = identity.run_dir_for(tiny(RESUMED, results, epochs=RESUMED_EPOCHS))
+    run_dir = RunDir.for_config(tiny(RESUMED, results, epochs=RESUMED_EPOCHS)).path
     assert list((run_dir / "checkpoints").glob(".last.pt.*.tmp")), "the kill did not land inside a checkpoint write"
     assert checkpointed_epoch(run_dir) == 2  # the previous checkpoint is intact
     assert records.read_record(run_dir) is None  # killed: no record at all, certainly not a finished one
@@ -257,10 +258,10 @@ def sweeps(slurm, tmp_path_factory):
     base = tmp_path_factory.mktemp("slurm")
     env = dict(os.environ, **slurm.env)
     started = {name: start_sweep(name, overrides, base, env) for name, overrides in SWEEPS.items()}
-    run_dir = identity.run_dir_for(tiny(RESUMED, started["interrupted"].results, epochs=RESUMED_EPOCHS))
+    run_dir = RunDir.for_config(tiny(RESUMED, started["interrupted"].results, epochs=RESUMED_EPOCHS)).path
     interrupter = threading.Thread(target=preempt_mid_training, args=(started["interrupted"], run_dir), daemon=True)
     interrupter.start()
-    two_dir = identity.run_dir_for(tiny(SWEEPS["two_tasks"], started["two_tasks"].results))
+    two_dir = RunDir.for_config(tiny(SWEEPS["two_tasks"], started["two_tasks"].results)).path
     two_interrupter = threading.Thread(target=preempt_mid_training, args=(started["two_tasks"], two_dir), daemon=True)
     two_interrupter.start()
     duplicate = threading.Thread(
@@ -400,7 +401,7 @@ def reference_two(tmp_path_factory):
     results = tmp_path_factory.mktemp("reference_two")
     done = run_sweep([*SWEEPS["two_tasks"], "hydra/launcher=local"], results, results / "sweep")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    run_dir = identity.run_dir_for(tiny(SWEEPS["two_tasks"], results))
+    run_dir = RunDir.for_config(tiny(SWEEPS["two_tasks"], results)).path
     return records.read_record(run_dir), epoch_rows(run_dir)
 
 
@@ -441,3 +442,7 @@ def test_slurm_job_asking_for_more_gpus_than_processes_fails_at_submission(tmp_p
         "node, one GPU each: 2 would sit idle; set trainer.devices=4 (or ask for 2 GPUs)"
     )
     assert not (tmp_path / "sweep" / ".submitit").exists()  # nothing submitted
+
+
+def read_summary(sweep_dir: Path) -> dict:
+    return json.loads((Path(sweep_dir) / "summary.json").read_text())

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -317,29 +316,10 @@ def test_command_line_errors_are_one_line(tmp_path):
     )
 
 
-@pytest.mark.slow
-def test_real_digits_grid_through_hydra_multirun_then_tables(tmp_path):
-    """A 2 x 2 x 2 grid (losses x regularizers x seeds) of short digits runs via sweep=digits_ablation."""
-    results = tmp_path / "results"
-    regularizers = "none,antico_pair"
-    grid = [
-        sys.executable,
-        "run.py",
-        "-m",
-        "sweep=digits_ablation",
-        "loss=multi_similarity,proxy_anchor",
-        f"regularizer={regularizers}",
-        "seed=0,1",
-        "trainer.epochs=2",
-        "sampler.batches_per_epoch=4",
-        "eval.raw_baseline=false",
-        "eval.val_nmi=false",
-        "trainer.progress=false",
-        f"paths.results={results}",
-    ]
-    env = {**os.environ, "HARNESS_RESULTS": str(results), "OMP_NUM_THREADS": "1"}  # tiny MLP: one thread is faster
-    proc = subprocess.run(grid, capture_output=True, text=True, cwd=REPO, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+def test_real_digits_grid_through_hydra_multirun_then_tables(digits_ablation, tmp_path):
+    """make run's grid (2 losses x 2 regularizers x 3 seeds of digits, sweep=digits_ablation, run once per suite),
+    tabled from the command line."""
+    results = digits_ablation
     out = tmp_path / "tables"
     proc = subprocess.run(
         [
@@ -350,7 +330,7 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(tmp_path):
             "--sweep",
             "digits_ablation",
             "--seeds",
-            "2",
+            "3",
             "--out",
             str(out),
         ],
@@ -363,12 +343,12 @@ def test_real_digits_grid_through_hydra_multirun_then_tables(tmp_path):
     body = [line for line in lines if line.startswith(("| multi_similarity", "| proxy_anchor"))]
     assert len(body) == 4 + 2  # the table's 4 rows and the Δ view's 2
     assert all(re.search(r"\d+\.\d ± \d+\.\d", line) for line in body[:4])
-    assert "8 runs (8 finished, 0 failed, 0 pruned, 0 running), 4 groups, 2 seeds expected" in proc.stdout
+    assert "12 runs (12 finished, 0 failed, 0 pruned, 0 running), 4 groups, 3 seeds expected" in proc.stdout
     runs = pd.read_parquet(out / "runs.parquet")
-    assert len(runs) == 8 and set(runs["regularizer"]) == {"none", "antico_pair"}
-    assert runs.groupby(["loss", "regularizer"])["seed"].nunique().eq(2).all()
+    assert len(runs) == 12 and set(runs["regularizer"]) == {"none", "antico_pair"}
+    assert runs.groupby(["loss", "regularizer"])["seed"].nunique().eq(3).all()
     csv = pd.read_csv(out / "table.csv")
-    assert len(csv) == 4 and (csv["n"] == 2).all()
+    assert len(csv) == 4 and (csv["n"] == 3).all()
     assert (out / "table.md").read_text() in proc.stdout and (out / "delta.md").read_text() in proc.stdout
     for name, body_rows in (("table.tex", 4), ("delta.tex", 2)):
         tex = (out / name).read_text()

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from harness.errors import ConfigError
 from harness.redact import redact
 from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 from harness.tracking import Trackers, build_trackers, run_key, run_tags
 from harness.tracking.trackers import read_marks
 from harness.tracking.wandb_file import offline_runs, read_run
@@ -220,7 +221,7 @@ def test_a_missing_client_is_one_line_naming_pip_install(name, module, pip, monk
 
 
 def instantiate_unwrapped(node):
-    from harness.training.build import instantiate as harness_instantiate
+    from harness.config import instantiate as harness_instantiate
 
     return harness_instantiate(node)
 
@@ -250,7 +251,6 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_with_each_step_once(tmp_pat
     from test_slurm import KILL_WHILE_SAVING, checkpointed_epoch
 
     import harness
-    from harness.rundir import identity
 
     for name in ("WANDB_MODE", "MLFLOW_TRACKING_URI", "MLFLOW_ALLOW_FILE_STORE"):
         monkeypatch.delenv(name, raising=False)
@@ -272,7 +272,7 @@ def test_a_killed_and_resumed_run_is_one_tracker_run_with_each_step_once(tmp_pat
     )
     assert child.returncode == -9, child.stderr[-2000:]
     cfg = tiny([logger], results, epochs=4)
-    run_dir = identity.run_dir_for(cfg)
+    run_dir = RunDir.for_config(cfg).path
     assert checkpointed_epoch(run_dir) == 2 and read_marks(run_dir)["tensorboard"] == 3
 
     record = harness.run(cfg)

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 
 from harness.bench.common import describe_machine, machine
+from harness.cli import ArgumentParser
 from harness.io import atomic_write_json, atomic_write_text
 
 BENCHMARKS = (
@@ -30,7 +31,7 @@ BENCHMARKS = (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__)
+    p = ArgumentParser(prog="python -m harness.bench", description=__doc__)
     p.add_argument(
         "--only",
         action="append",

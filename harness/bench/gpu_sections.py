@@ -81,20 +81,12 @@ class Workspace:
 
 def run_steps(parts, batches) -> None:
     """The harness's training step over ``batches``, as a run executes it, then wait for the device."""
-    from harness.training.step import train_one_epoch
+    from harness.training.fit import Plan
+    from harness.training.step import Step, train_one_epoch
 
-    train_one_epoch(
-        parts.model,
-        parts.loss,
-        parts.regularizers,
-        parts.optimizer,
-        batches,
-        epoch=1,
-        device=parts.device,
-        amp=parts.amp,
-        scaler=parts.scaler,
-        parallel=parts.parallel,
-    )
+    if not hasattr(parts, "_step"):
+        parts._step = Step.of(parts, Plan.from_config(parts.cfg))
+    train_one_epoch(parts._step, batches, 1)
     synchronize(parts.device)
 
 

@@ -40,7 +40,8 @@ from PIL import Image
 from harness.bench.common import MIN_ROUNDS, describe_machine, figure, interleave, machine, synchronize
 from harness.runtime import torch_threads
 from harness.training.build import build, build_loader
-from harness.training.step import train_one_epoch
+from harness.training.fit import Plan
+from harness.training.step import Step, train_one_epoch
 
 GPU_DEFAULTS = [
     "backbone=resnet50",
@@ -117,6 +118,7 @@ class Pipeline:
         self.cfg, self.data, self.device, self.amp = parts.cfg, parts.data, parts.device, parts.amp
         self.model, self.loss, self.regularizers = parts.model, parts.loss, parts.regularizers
         self.optimizer, self.sampler, self.loader = parts.optimizer, parts.sampler, parts.loader
+        self.train_step = Step.of(parts, Plan.from_config(parts.cfg))
         x, y = next(iter(self.loader))
         self.batch = [(x.to(self.device), y.to(self.device))] * steps
         workers = int(self.cfg.trainer.num_workers)
@@ -145,16 +147,7 @@ class Pipeline:
         self.load(self.floor_loader)
 
     def step(self, loader=None) -> None:
-        train_one_epoch(
-            self.model,
-            self.loss,
-            self.regularizers,
-            self.optimizer,
-            loader or self.batch,
-            epoch=1,
-            device=self.device,
-            amp=self.amp,
-        )
+        train_one_epoch(self.train_step, loader or self.batch, 1)
         synchronize(self.device)
 
     def epoch(self) -> None:

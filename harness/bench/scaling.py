@@ -55,7 +55,8 @@ def rank_loop(rank: int, n: int, port: int, overrides: list, steps: int, command
     from harness.bench.training_loop import compose_config
     from harness.distributed import close_world, init_world, launch_from_env
     from harness.training.build import build
-    from harness.training.step import train_one_epoch
+    from harness.training.fit import Plan
+    from harness.training.step import Step, train_one_epoch
 
     if not torch.cuda.is_available():
         torch.set_num_threads(1)  # one core per process, at every N (torchrun's OMP_NUM_THREADS=1)
@@ -63,23 +64,13 @@ def rank_loop(rank: int, n: int, port: int, overrides: list, steps: int, command
     try:
         cfg = compose_config([*overrides, f"sampler.batches_per_epoch={steps}", f"trainer.devices={n}"])
         parts = build(cfg, world=world)
+        step = Step.of(parts, Plan.from_config(parts.cfg))
         if rank == 0:
             replies.put({"batch": int(cfg.sampler.batch_size), "threads": torch.get_num_threads(),
                          "device": str(parts.device)})  # fmt: skip
         while commands.get() == "epoch":
             parts.sampler.set_epoch(1)
-            train_one_epoch(
-                parts.model,
-                parts.loss,
-                parts.regularizers,
-                parts.optimizer,
-                parts.loader,
-                epoch=1,
-                device=parts.device,
-                amp=parts.amp,
-                scaler=parts.scaler,
-                parallel=parts.parallel,
-            )
+            train_one_epoch(step, parts.loader, 1)
             synchronize(parts.device)
             if rank == 0:
                 replies.put("done")

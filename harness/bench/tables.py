@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.bench.common import figure, interleave
+from harness.rundir import identity
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -75,7 +76,9 @@ def write_records(template_dir: Path, root: Path, n: int, seed: int = 0) -> int:
         dataset, loss, reg, lr = groups[i % len(groups)]
         s = i // len(groups)
         run_hash = f"{(i % len(groups)) * 2654435761 % 2**32:08x}"
-        name = f"{loss}__{reg}__mlp__{run_hash}__seed{s}"
+        name = identity.dir_name(
+            {"loss": loss, "regularizer": reg, "backbone": "mlp", "config_hash": run_hash, "seed": s}
+        )
         run_dir = root / "runs" / dataset / name
         record = dict(
             template,

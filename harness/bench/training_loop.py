@@ -24,7 +24,8 @@ import harness
 from harness.bench.common import MIN_ROUNDS, clock_for, figure, interleave, synchronize
 from harness.runtime import pick_device, torch_threads
 from harness.training.build import build, build_optimizer
-from harness.training.step import train_one_epoch
+from harness.training.fit import Plan
+from harness.training.step import Step, train_one_epoch
 
 CONF = Path(harness.__file__).resolve().parents[1] / "conf"
 DEVICE = pick_device("auto")
@@ -44,20 +45,12 @@ class Training:
         self.data, self.cfg, self.model, self.loss = parts.data, parts.cfg, parts.model, parts.loss
         self.regularizers, self.optimizer = parts.regularizers, parts.optimizer
         self.sampler, self.loader = parts.sampler, parts.loader
+        self.step = Step.of(parts, Plan.from_config(parts.cfg))
 
     def harness_epoch(self, epoch: int = 1) -> None:
         """One epoch of ``train_one_epoch`` (epoch 1 again by default: the same batches every call)."""
         self.sampler.set_epoch(epoch)
-        train_one_epoch(
-            self.model,
-            self.loss,
-            self.regularizers,
-            self.optimizer,
-            self.loader,
-            epoch=epoch,
-            device=DEVICE,
-            step0=(epoch - 1) * len(self.sampler),
-        )
+        train_one_epoch(self.step, self.loader, epoch, (epoch - 1) * len(self.sampler))
         synchronize(DEVICE)
 
     def batches(self, epoch: int) -> list:

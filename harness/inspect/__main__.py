@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from harness.cli import ArgumentParser, entry_point
 from harness.inspect import PICTURES, make_pictures
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m harness.inspect",
         description="Pictures of a finished run, written into RUN_DIR/pictures/ (PNG).",
     )
@@ -27,12 +27,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    from harness.errors import HarnessError
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    try:
+    with entry_point():
         paths = make_pictures(
             args.run_dir,
             out=args.out,
@@ -44,9 +42,6 @@ def main(argv=None) -> int:
             n_random=args.random,
             max_points=args.max_points,
         )
-    except HarnessError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     for path in paths:
         print(path)
     return 0

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from harness.distributed import World
 from harness.errors import ConfigError
 from harness.evaluation.evaluator import Embedded
-from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 
 
 @dataclass
@@ -67,7 +67,7 @@ def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Ins
     run = load_run(run_dir, device=device)
     out = Inspection(
         run_dir,
-        records.read_record(run_dir) or {},
+        RunDir.at(run_dir).record() or {},
         cfg,
         parts.data.test,
         parts.evaluator,
@@ -87,7 +87,7 @@ def inspection_of(run_dir, parts, trained: Embedded, untrained: Embedded | None)
     evaluator = replace(parts.evaluator, world=World())  # rank 0 alone draws: embeds without its peers
     out = Inspection(
         run_dir,
-        records.read_record(run_dir) or {},
+        RunDir.at(run_dir).record() or {},
         parts.cfg,
         parts.data.test,
         evaluator,

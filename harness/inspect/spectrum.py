@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from harness.evaluation.diagnostics import coding_rate_of, normalize_rows
 from harness.inspect.style import new_figure, save
 from harness.rundir import identity
+from harness.rundir.run_dir import RunDir
 
 
 def singular_values(z) -> np.ndarray:
@@ -25,7 +25,7 @@ def singular_values(z) -> np.ndarray:
 def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
     """Finished runs beside ``run_dir`` whose config differs only in the regularizer (same seed too)."""
     run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg = RunDir.at(run_dir).config()
 
     def without_regularizer(c):
         return {k: v for k, v in identity.semantic_config(c).items() if k != "regularizer"}, c.get("seed")
@@ -35,7 +35,7 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
     for other in sorted(run_dir.parent.iterdir()):
         if other == run_dir or not (other / "config.yaml").exists() or not (other / "checkpoints" / "best.pt").exists():
             continue
-        other_cfg = OmegaConf.load(other / "config.yaml")
+        other_cfg = RunDir.at(other).config()
         if identity.group_choice(other_cfg, "regularizer") == identity.group_choice(cfg, "regularizer"):
             continue
         if without_regularizer(other_cfg) == mine:

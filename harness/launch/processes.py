@@ -16,6 +16,8 @@ import contextlib
 import logging
 
 import torch.distributed as dist
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import configure_log
 from omegaconf import DictConfig, OmegaConf
 
 from harness import threads
@@ -23,7 +25,8 @@ from harness.config import world_size_of
 from harness.distributed import World, close_world, init_world, launch_from_env
 from harness.distributed.spawn import run_processes
 from harness.errors import ConfigError
-from harness.rundir import identity, records
+from harness.rundir import identity
+from harness.rundir.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +43,9 @@ def check_no_hook(cfg: DictConfig, on_evaluate) -> None:
         )
 
 
-def run_local(cfg: DictConfig, on_evaluate=None) -> dict:
-    """Start this run's processes on this machine and wait for them (the agent holds no process group)."""
+def run_local(cfg: DictConfig, on_evaluate=None, target=None) -> dict:
+    """Start this run's processes on this machine, each calling ``target(cfg)`` (harness.training.task.run), and
+    wait for them (the agent holds no process group)."""
     check_no_hook(cfg, on_evaluate)
     n = world_size_of(cfg)
     if int(cfg.trainer.nodes) > 1:
@@ -49,37 +53,31 @@ def run_local(cfg: DictConfig, on_evaluate=None) -> dict:
             f"trainer.nodes={cfg.trainer.nodes} needs a launcher that starts the processes on every "
             f"node: hydra/launcher=slurm, or torchrun on each node; run.py alone starts one node's"
         )
-    run_dir = identity.run_dir_for(cfg)
-    previous = records.read_record(run_dir)
-    if previous and previous.get("status") == "finished" and not cfg.trainer.rerun:
-        log.info("already finished, skipped: %s", run_dir)
+    identity.forget_data()
+    rd = RunDir.for_config(cfg)
+    previous = rd.finished(bool(cfg.trainer.rerun))
+    if previous is not None:
+        log.info("already finished, skipped: %s", rd.path)
         return previous
-    log.info("starting %d processes for %s", n, run_dir)
-    run_processes(rank_main, (cfg, hydra_config()), n, grace_s=float(cfg.trainer.dist_timeout_s) + 60)
-    return records.read_record(run_dir)
+    log.info("starting %d processes for %s", n, rd.path)
+    run_processes(rank_main, (target, cfg, hydra_config()), n, grace_s=float(cfg.trainer.dist_timeout_s) + 60)
+    return rd.record()
 
 
 def hydra_config():
     """This Hydra job's own config (overrides, logging), for the ranks to see the same job; None outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
     return HydraConfig.get() if HydraConfig.initialized() else None
 
 
-def rank_main(cfg: DictConfig, hydra_cfg) -> None:
+def rank_main(target, cfg: DictConfig, hydra_cfg) -> None:
     """One rank started by ``run_local``: the agent's Hydra job (for the record's overrides and the console log
-    format), then the run."""
-    from harness.training.task import run
-
+    format), then ``target(cfg)``: the run."""
     if hydra_cfg is not None:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.core.utils import configure_log
-
         HydraConfig.instance().set_config(OmegaConf.create({"hydra": hydra_cfg}))
         configure_log(hydra_cfg.job_logging, hydra_cfg.verbose)
     else:
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] %(message)s")
-    run(cfg)
+    target(cfg)
 
 
 @contextlib.contextmanager

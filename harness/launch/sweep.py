@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -36,11 +35,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from harness.cli import fail
+from harness.config import validate_config
 from harness.distributed.world import launch_from_env
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, atomic_write_text
 from harness.redact import redact, redact_text
-from harness.rundir import identity, records
+from harness.rundir import identity
+from harness.rundir.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +115,9 @@ def plan_jobs(
             config.hydra.job.id = config.hydra.job.num = initial_job_idx + i
         job = Job(idx=initial_job_idx + i, overrides=list(overrides), config=config)
         if skip_finished:
-            job.run_dir, rerun = run_dir_of(config)
-            record = records.read_record(job.run_dir) if job.run_dir is not None else None
-            if record and record.get("status") == "finished" and not rerun:
-                job.finished = record
+            rd, rerun = run_dir_of(config)
+            if rd is not None:
+                job.run_dir, job.finished = rd.path, rd.finished(rerun)
         jobs.append(job)
     skipped = sum(j.finished is not None for j in jobs)
     if skipped:
@@ -125,7 +126,7 @@ def plan_jobs(
 
 
 def run_dir_of(config: DictConfig) -> tuple:
-    """The run directory ``harness.run`` will use for this job (and its ``trainer.rerun``), computed as the job
+    """The :class:`RunDir` ``harness.run`` will use for this job (and its ``trainer.rerun``), computed as the job
     will: on the config without its ``hydra`` node, while HydraConfig holds the job's config. None when it
     cannot be known here (the data is not visible, or the job's config is bad): the job is then submitted."""
     hydra_config = HydraConfig.instance()
@@ -139,7 +140,8 @@ def run_dir_of(config: DictConfig) -> tuple:
         if not identity.data_available(cfg):  # e.g. a login node that does not see the compute nodes' data
             return None, rerun
         try:
-            return identity.run_dir_for(cfg), rerun
+            validate_config(cfg)
+            return RunDir.for_config(cfg), rerun
         except HarnessError:  # bad data or config: the job itself fails with that line
             return None, rerun
     finally:
@@ -252,7 +254,7 @@ def summary_row(job: Job, ret: JobReturn) -> dict:
         "log": job.log,
         "job_id": job.job_id,
     }
-    record = job.finished or (records.read_record(job.run_dir) if job.run_dir else None)
+    record = job.finished or (RunDir.at(job.run_dir).record() if job.run_dir else None)
     if job.finished:
         row["status"] = "skipped"
     elif job.queued:
@@ -311,14 +313,11 @@ def close_sweep(
     if failed and OmegaConf.select(master_config, "hydra.sweeper._target_") == GRID_SWEEPER:
         first = failed[0]
         error = " ".join(str(first["error"]).split())[:300]
-        print(
-            redact_text(
-                f"error: {len(failed)} of {len(rows)} jobs failed (first: #{first['job']} "
-                f"{first['overrides']}: {error}); every job's error and log: {path}"
-            ),
-            file=sys.stderr,
+        fail(
+            f"{len(failed)} of {len(rows)} jobs failed (first: #{first['job']} {first['overrides']}: {error}); "
+            f"every job's error and log: {path}",
+            code=1,
         )
-        raise SystemExit(1)
     return returns
 
 
@@ -329,7 +328,3 @@ def redact_sweep_config(sweep_dir: Path) -> None:
     if path.exists():
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
         atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(redact(data))))
-
-
-def read_summary(sweep_dir: Path) -> dict:
-    return json.loads((Path(sweep_dir) / SUMMARY).read_text())

@@ -137,3 +137,9 @@ def accelerate(
         model.features = torch.compile(model.features)
         model.embed = torch.compile(model.embed)
     return model
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's conv weights are stored NHWC (trainer.channels_last): its 4-D inputs should be too."""
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last)

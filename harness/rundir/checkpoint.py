@@ -10,6 +10,7 @@ so far), and every RNG state (python, numpy, torch CPU and CUDA). It is written 
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 
@@ -23,7 +24,16 @@ BEST = "best.pt"
 
 
 def atomic_save(obj, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save, atomically. Serialised in memory first and written by Python: a full disk is then an OSError
+    (ENOSPC, one line naming the fix) instead of torch's "unexpected pos" RuntimeError from inside its writer."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, lambda tmp: write_file(tmp, buffer.getbuffer()))
+
+
+def write_file(path, data) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def load(path: Path, map_location="cpu") -> dict:

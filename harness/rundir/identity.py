@@ -1,24 +1,26 @@
-"""A run's identity: what changes its numbers, its hash, its human name and its directory.
+"""A run's identity: what changes its numbers, its digest, its human name and its directory.
 
 A run directory is a deterministic function of the run's config, its data and its seed (never the clock):
 
     results/runs/<dataset>/<loss>__<regularizers>__<backbone>__<hash8>__seed<N>/
 
-The hash covers the resolved config except the keys below, which do not change a run's numbers (paths,
-progress bars, the torch thread count, published numbers, the ``rerun`` switch, experiment trackers and
-pictures), plus the data itself: a fingerprint of the files under the dataset's root (relative paths and
-sizes) or of the in-memory arrays (harness/rundir/fingerprint.py), and of the content of a local ``backbone.weights``
-file. So the same command on
-another image tree is another run, and the same tree at another path (another cluster) is the same run.
-``trainer.num_workers`` is part of the identity: loader processes draw the augmentations from their own
-random streams, so another count gives other batches on image datasets. ``trainer.num_threads`` is not: the
-losses and every retrieval metric are identical across thread counts, float64 diagnostics differ at most in
-their last bits, and the count a run had is in its record's ``device`` (both audited in tests/test_identity.py).
+The digest (``sha1``, version :data:`VERSION`) covers the resolved config except
 
-``<run dir>/identity.json`` keeps the full digest; a directory whose stored identity differs from the run's
-(a copied directory, a hash collision) is refused with one line, never resumed or reported as finished.
-A data-parallel run (``trainer.devices`` x ``trainer.nodes`` = N > 1 processes) computes the 1-process objective
-with its sums in another order, so it is a run of its own by N alone (4 devices x 1 node = 2 x 2).
+* the keys of :data:`NON_SEMANTIC_KEYS`, which do not change a run's numbers (paths, progress bars, the thread
+  count, published numbers, the ``rerun`` switch, trackers, pictures);
+* a key of :data:`NEUTRAL_DEFAULTS` while it holds its default: a knob added to the harness leaves every finished
+  run's identity as it was (a run that sets it to another value is another run);
+* the values the data decides (:data:`DATA_FACTS`: ``num_classes``, ``in_features``, ... are ``???`` in the files
+  and filled in by ``build``): the data fingerprint covers them, and so the digest computed before ``build`` (which
+  the planner needs, and which names the directory) equals the one computed from the saved, completed config;
+
+plus the data itself, a fingerprint of its content (harness.rundir.fingerprint), and the number of processes of a
+data-parallel run (the 1-process objective with its float sums in another order: 4 devices x 1 node = 2 x 2).
+
+``<run dir>/identity.json`` keeps the version, the full digest, the data fingerprint, the name's keys and the
+semantic config (to say what differs when a directory holds another run). A directory written by an earlier
+identity version is not silently retrained under another name: ``python -m harness.rundir migrate RESULTS``
+renames it once (harness.rundir.migrate), and until then a run beside it is refused in one line naming that command.
 """
 
 from __future__ import annotations
@@ -30,9 +32,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import world_size_of
+from harness.config import instantiate
+from harness.redact import redact
+from harness.rundir import fingerprint
 
-# dataset.root: the path is not the data; the data's fingerprint enters instead (see data_fingerprint)
+VERSION = 2
+FILE = "identity.json"
+
+# dataset.root: the path is not the data; the data's fingerprint enters instead
 NON_SEMANTIC_KEYS = (
     "paths",
     "dataset.root",
@@ -49,135 +56,161 @@ NON_SEMANTIC_KEYS = (
     "logger",
     "eval.pictures",
     "eval.picture_map",
-)  # trackers and pictures: not the numbers
-IDENTITY_FILE = "identity.json"
+)
+# Knobs added after identity version 2, with the default that leaves a run as it was: absent or at this value, the
+# key is not hashed. Add every new config key here, with its default.
+NEUTRAL_DEFAULTS: dict = {
+    "trainer.float32_matmul_precision": "auto",  # TF32 on CUDA (issue 26); CPU runs compute as before
+}
+# Values the data decides (build fills them in): hashed as "???" wherever they stand, but for head.embed_dim, which is
+# the user's choice (embedding_size / embed_dim elsewhere are copies of it); build refuses a set value that disagrees.
+DATA_FACTS = ("num_classes", "embedding_size", "embed_dim", "in_features", "in_chans")
+USER_SET_FACTS = ("head.embed_dim",)
 
 
-def semantic_config(cfg: DictConfig) -> dict:
-    """The resolved config without the keys that do not change a run's numbers (and without the seed)."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    for dotted in NON_SEMANTIC_KEYS + ("seed",):
-        *parents, key = dotted.split(".")
-        node = container
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(key, None)
+def container_of(cfg) -> dict:
+    """A config (DictConfig, or the plain data of a saved config.yaml) as resolved plain data."""
+    if OmegaConf.is_config(cfg):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return json.loads(json.dumps(cfg, default=str))
+
+
+def world_size(container: dict) -> int:
+    trainer = container.get("trainer") or {}
+    return int(trainer.get("devices", 1) or 1) * int(trainer.get("nodes", 1) or 1)
+
+
+def semantic_config(cfg) -> dict:
+    """The resolved config without what does not change a run's numbers, the seed, neutral defaults and data facts."""
+    container = redact(container_of(cfg))
+    for dotted in (*NON_SEMANTIC_KEYS, "seed"):
+        pop(container, dotted)
+    for dotted, default in NEUTRAL_DEFAULTS.items():
+        if lookup(container, dotted, default) == default:
+            pop(container, dotted)
+    mask_facts(container, "")
     return container
 
 
-def config_hash(cfg: DictConfig, length: int = 8) -> str:
-    return digest(cfg)[:length]
+def mask_facts(node, where: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key in DATA_FACTS and here not in USER_SET_FACTS and not isinstance(value, (dict, list)):
+                node[key] = "???"
+            else:
+                mask_facts(value, here)
+    elif isinstance(node, list):
+        for value in node:
+            mask_facts(value, where)
 
 
-def digest(cfg: DictConfig) -> str:
-    """sha1 of the semantic config and the data fingerprint: the run's full identity."""
-    semantic = semantic_config(cfg)
-    if world_size_of(cfg) > 1:  # the same method, but float sums in another order: a run of its own (4x1 = 2x2)
-        semantic["world_size"] = world_size_of(cfg)
-    blob = json.dumps({"config": semantic, "data": data_fingerprint(cfg)}, sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()
+def lookup(container: dict, dotted: str, default=None):
+    node = container
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
 
 
-def data_fingerprint(cfg: DictConfig) -> str:
+def pop(container: dict, dotted: str) -> None:
+    *parents, key = dotted.split(".")
+    node = container
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(key, None)
+
+
+def digest(cfg, data: str) -> str:
+    """The run's full identity: sha1 of the version, the semantic config, the data fingerprint (and N processes)."""
+    blob = {"identity": VERSION, "config": semantic_config(cfg), "data": data}
+    n = world_size(container_of(cfg))
+    if n > 1:
+        blob["world_size"] = n
+    return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- the data
+def data_fingerprint(cfg) -> str:
     """The fingerprint of the run's data (and of a local weights file), cached per dataset config."""
-    dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") is not None else {}
-    weights = OmegaConf.select(cfg, "backbone.weights", default=None)
+    container = container_of(cfg)
+    dataset = container.get("dataset") or {}
+    weights = lookup(container, "backbone.weights")
     return _fingerprint(json.dumps(dataset, sort_keys=True, default=str), str(weights) if weights else "")
 
 
 @functools.lru_cache(maxsize=32)
 def _fingerprint(dataset_json: str, weights: str) -> str:
-    from harness.rundir.fingerprint import data_fingerprint as of_data
-    from harness.rundir.fingerprint import file_digest
-
     dataset = json.loads(dataset_json)
 
     def build():
-        from harness.training.build import instantiate
-
         return instantiate(OmegaConf.create(dataset), _convert_="all")
 
-    out = of_data(dataset, build) if dataset else "none"
-    return f"{out}+{file_digest(weights)}" if weights else out
+    out = fingerprint.data_fingerprint(dataset, build) if dataset else "none"
+    return f"{out}+{fingerprint.file_digest(weights)}" if weights else out
 
 
 def forget_data() -> None:
     """Fingerprints are cached for the scope of one run (or one sweep's planning); start a new scope."""
-    from harness.rundir.fingerprint import tree_fingerprint
-
     _fingerprint.cache_clear()
-    tree_fingerprint.cache_clear()
+    fingerprint.tree_fingerprint.cache_clear()
 
 
 def data_available(cfg: DictConfig) -> bool:
     """Whether every dataset root of ``cfg`` exists here (a login node may not see the compute nodes' data)."""
-    from harness.rundir.fingerprint import find_roots
-
-    dataset = OmegaConf.to_container(cfg.dataset, resolve=True) if cfg.get("dataset") is not None else {}
-    return all(Path(root).exists() for _, root in find_roots(dataset))
+    dataset = container_of(cfg).get("dataset") or {}
+    return all(Path(root).exists() for _, root in fingerprint.find_roots(dataset))
 
 
-def check_identity(run_dir: Path, cfg: DictConfig) -> None:
-    """Refuse a run directory that holds another identity's run; record this one's when there is none."""
-    from harness.errors import ConfigError
-    from harness.io import atomic_write_json
-
-    path = Path(run_dir) / IDENTITY_FILE
-    mine = {"digest": digest(cfg), "data": data_fingerprint(cfg)}
-    try:
-        stored = json.loads(path.read_text())
-    except FileNotFoundError:
-        atomic_write_json(path, mine)
-        return
-    except (OSError, ValueError):
-        stored = {}
-    if not isinstance(stored, dict) or stored.get("digest") != mine["digest"]:
-        other = stored.get("data") if isinstance(stored, dict) else None
-        why = "its data differ" if other and other != mine["data"] else "its config or data differ"
-        theirs = str(stored.get("digest") if isinstance(stored, dict) else stored)[:12]
-        raise ConfigError(
-            f"{run_dir} holds another run ({why}: identity {theirs} "
-            f"!= {mine['digest'][:12]}); it is left untouched: remove it, or set paths.results elsewhere"
-        )
-
-
-def group_choice(cfg: DictConfig, group: str) -> str:
+# ----------------------------------------------------------------------------------------------- the name
+def group_choice(cfg, group: str) -> str:
     """Human name of a config group's choice (the ``name`` key of its file, else its target's class)."""
-    node = cfg.get(group)
+    node = (container_of(cfg) if OmegaConf.is_config(cfg) else cfg).get(group)
     if group == "regularizer":
         return "+".join(sorted(node.keys())) if node else "none"
-    if node is None:
+    if not isinstance(node, dict):
         return "none"
-    if "name" in node and node.name:
-        return str(node.name)
+    if node.get("name"):
+        return str(node["name"])
     if node.get("model_name"):  # timm.create_model
-        return str(node.model_name)
+        return str(node["model_name"])
     target = str(node.get("_target_", "")).rsplit(".", 1)[-1]
     return target.removeprefix("load_").lower()
 
 
-def run_dir_for(cfg: DictConfig) -> Path:
-    name = "__".join(
-        [
-            group_choice(cfg, "loss"),
-            group_choice(cfg, "regularizer"),
-            group_choice(cfg, "backbone"),
-            config_hash(cfg),
-            f"seed{cfg.seed}",
-        ]
-    )
-    return Path(cfg.paths.results) / "runs" / group_choice(cfg, "dataset") / name
-
-
-def identity_keys(cfg: DictConfig) -> dict:
-    """The record's identity keys: what the tables group runs by."""
+def keys_of(cfg, full_digest: str, data: str) -> dict:
+    """The identity keys every record carries and the tables group by; ``config_hash`` is the directory's hash."""
+    container = container_of(cfg)
     return {
-        "dataset": group_choice(cfg, "dataset"),
-        "backbone": group_choice(cfg, "backbone"),
-        "loss": group_choice(cfg, "loss"),
-        "regularizer": group_choice(cfg, "regularizer"),
-        "seed": int(cfg.seed),
-        "config_hash": config_hash(cfg),
-        "data_fingerprint": data_fingerprint(cfg),
+        "dataset": group_choice(container, "dataset"),
+        "backbone": group_choice(container, "backbone"),
+        "loss": group_choice(container, "loss"),
+        "regularizer": group_choice(container, "regularizer"),
+        "seed": int(container["seed"]),
+        "config_hash": full_digest[:8],
+        "data_fingerprint": data,
     }
+
+
+def dir_name(keys: dict) -> str:
+    return "__".join([keys["loss"], keys["regularizer"], keys["backbone"], keys["config_hash"], f"seed{keys['seed']}"])
+
+
+def parse_dir_name(path: Path) -> dict:
+    """The keys a directory's name holds (``<dataset>/<loss>__<regs>__<backbone>__<hash>__seed<N>``), for a directory
+    whose identity.json is missing or from before version 2: the one parser of the name, beside its writer."""
+    path = Path(path)
+    parts = path.name.split("__")
+    keys = {"dataset": path.parent.name}
+    if len(parts) == 5 and parts[4].startswith("seed") and parts[4][4:].isdigit():
+        keys.update(
+            loss=parts[0], regularizer=parts[1], backbone=parts[2], config_hash=parts[3], seed=int(parts[4][4:])
+        )
+    return keys
+
+
+def same_prefix(keys: dict) -> str:
+    """The directory name with any hash: runs of one method and seed under other configs or identity versions."""
+    return f"{keys['loss']}__{keys['regularizer']}__{keys['backbone']}__*__seed{keys['seed']}"

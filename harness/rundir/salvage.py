@@ -8,17 +8,12 @@ deleted, the evidence stays), and starts that run again (a record) or from the s
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
+from harness.rundir.records import Corrupt, parse_record
+
 log = logging.getLogger(__name__)
-
-STATUSES = ("finished", "failed", "pruned")
-
-
-class Corrupt(Exception):
-    """A file that exists but cannot be used; the message says why."""
 
 
 def set_aside(path: Path, reason: str, then: str) -> Path:
@@ -32,33 +27,6 @@ def set_aside(path: Path, reason: str, then: str) -> Path:
     path.rename(target)
     log.warning("%s is unusable (%s): moved aside to %s; %s", path, reason, target.name, then)
     return target
-
-
-def parse_record(path: Path) -> dict | None:
-    """The record at ``path`` (None when there is none); :class:`Corrupt` when it is not a usable record."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise Corrupt(f"cannot be read: {err.strerror or err}") from None
-    try:
-        record = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise Corrupt("not text (binary content)") from None
-    except json.JSONDecodeError as err:
-        raise Corrupt(f"not JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(record, dict):
-        raise Corrupt(f"a JSON {type(record).__name__}, not a record object")
-    status = record.get("status")
-    if status not in STATUSES:
-        raise Corrupt(f"no status among {', '.join(STATUSES)} (a stub)")
-    if status == "finished":
-        metric = record.get("selection/metric")
-        if not isinstance(metric, str) or not isinstance(record.get(metric), (int, float)):
-            raise Corrupt("says finished but holds no value of its selection metric (a stub)")
-    return record
 
 
 def read_record_or_set_aside(path: Path) -> dict | None:

@@ -4,18 +4,17 @@ directory's search.yaml (for storage=env, from the environment variable it names
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
 import optuna
 
-from harness.errors import ConfigError, HarnessError
-from harness.redact import redact_text
+from harness.cli import ArgumentParser, entry_point
+from harness.errors import ConfigError
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.search", description=__doc__)
+    parser = ArgumentParser(prog="python -m harness.search", description=__doc__)
     parser.add_argument("study_dir", help="the study directory, e.g. results/search/tune_eps")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -24,7 +23,7 @@ def main(argv=None) -> int:
     from harness.search.report import write_reports
     from harness.search.study import open_storage
 
-    try:
+    with entry_point():
         search = read_search(args.study_dir)
         storage = open_storage(search)
         try:
@@ -35,9 +34,6 @@ def main(argv=None) -> int:
                 f"command first (python run.py -m sweep=<search>)"
             ) from None
         write_reports(study, search)
-    except HarnessError as err:
-        print(f"error: {redact_text(str(err))}", file=sys.stderr)
-        return 2
     return 0
 
 

@@ -23,7 +23,7 @@ from optuna.distributions import distribution_to_json, json_to_distribution
 from harness.config import selection_of
 from harness.errors import ConfigError, HarnessError
 from harness.io import atomic_write_text
-from harness.rundir import records
+from harness.redact import redact
 from harness.search.report import write_reports
 from harness.search.space import format_override, param_name, parse_search_space, split_overrides
 from harness.search.study import SEARCH_FILE, Search, check_search, create_study, storage_label, tally
@@ -152,7 +152,7 @@ def describe(search: Search) -> dict:
     """The study directory's search.yaml: enough to reopen the study and report on it; never a URL."""
     data = {k: getattr(search, k) for k in Search.__dataclass_fields__ if k != "space"}
     data["space"] = {key: json.loads(distribution_to_json(dist)) for key, dist in search.space.items()}
-    return records.redact(data)
+    return redact(data)
 
 
 def read_search(study_dir: Path) -> Search:

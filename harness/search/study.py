@@ -249,7 +249,6 @@ class Tally:
     done: list  # COMPLETE, PRUNED and counted FAIL trials
     running: list
     waiting: list  # retries of trials whose worker died, waiting for a worker
-    ignored: list  # retried attempts and surplus trials: not counted
 
     @property
     def claimed(self) -> int:
@@ -268,12 +267,10 @@ def counted(trials) -> list:
 
 def tally(trials) -> Tally:
     live = counted(trials)
-    live_numbers = {t.number for t in live}
     return Tally(
         done=[t for t in live if t.state.is_finished()],
         running=[t for t in live if t.state == TrialState.RUNNING],
         waiting=[t for t in live if t.state == TrialState.WAITING],
-        ignored=[t for t in trials if t.number not in live_numbers],
     )
 
 

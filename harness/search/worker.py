@@ -38,7 +38,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 
 from harness.errors import RunPruned
 from harness.redact import redact_text
-from harness.rundir import identity
+from harness.rundir.run_dir import RunDir
 from harness.search.space import format_override, suggest
 from harness.search.study import Search, is_surplus, load_study, retry_root, tally
 
@@ -121,7 +121,7 @@ def run_trial(
     values = {key: suggest(trial, key, dist) for key, dist in search.space.items()}
     overrides = list(search.fixed) + [format_override(key, value) for key, value in values.items()]
     cfg = compose_trial(config_loader, master_config, overrides, search.study_name, retry_root(frozen))
-    trial.set_user_attr("run_dir", str(identity.run_dir_for(cfg)))
+    trial.set_user_attr("run_dir", str(RunDir.for_config(cfg).path))
     log.info("trial %d: %s", trial.number, " ".join(overrides[len(search.fixed) :]))
     try:
         record = run(cfg, on_evaluate=partial(report_epoch, trial, search.objective))

@@ -7,11 +7,12 @@ import logging
 import os
 
 import harness.tables
+from harness.cli import ArgumentParser, entry_point
 from harness.tables.make import make_tables
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m harness.tables",
         description=harness.tables.__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,11 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    from harness.cli import exit_on_user_error
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with exit_on_user_error():
+    with entry_point():
         result = make_tables(
             args.roots,
             out=args.out,

@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.rundir import records
+from harness.rundir.records import Corrupt
+from harness.rundir.run_dir import RunDir
 from harness.tables.layout import EPOCHS, RECORD, atomic_write
-from harness.tables.problems import Problem, Unreadable, check_record, is_number, kind
+from harness.tables.problems import Problem
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = ".tables_index.parquet"
-INDEX_VERSION = "v2"  # raise it when what a row holds changes: every record is then read again
-EPOCH_NUMBERS = ("train/", "val/")  # epoch-log values the curves plot
+INDEX_VERSION = "v3"  # raise it when what a row holds changes: every record is then read again
 SKIP_DIRS = {"checkpoints", "multirun", "tables", "bench"}
 
 
@@ -44,62 +46,12 @@ def record_stamp(run_dir: str) -> str | None:
     return f"{INDEX_VERSION}:{st.st_mtime_ns}:{st.st_size}"
 
 
-def read_json(path: Path):
-    """A JSON file's content; :class:`Unreadable` with the reason when it has none (records are written
-    atomically: a bad one is damage or a foreign file, not a race)."""
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise Unreadable(f"unreadable {path.name}: {err.strerror or err}") from None
-    if not data.strip():
-        raise Unreadable(f"empty {path.name} ({len(data)} bytes)")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise Unreadable(f"{path.name} is not UTF-8 text (a binary file?)") from None
-    except (ValueError, RecursionError) as err:
-        raise Unreadable(f"unreadable {path.name} (truncated, or not JSON): {err}") from None
-
-
 def read_run(run_dir: Path) -> dict:
     """A record as a flat row: lists and dicts become JSON text (one type per column, parquet-safe)."""
-    record = read_json(run_dir / RECORD)
-    reason = check_record(record)
-    if reason:
-        raise Unreadable(reason)
+    record = records.parse_record(run_dir / RECORD)
+    if record is None:
+        raise FileNotFoundError(run_dir / RECORD)
     return {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in record.items()}
-
-
-def read_epoch_log(run_dir: Path) -> list:
-    """The rows of a run's epoch log (none when it has none); a last line cut short (the run is writing it)
-    is left out, any other bad line raises :class:`Unreadable`."""
-    path = Path(run_dir) / EPOCHS
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        return []
-    except OSError as err:
-        raise Unreadable(f"unreadable {EPOCHS}: {err.strerror or err}") from None
-    except UnicodeDecodeError:
-        raise Unreadable(f"{EPOCHS} is not UTF-8 text (a binary file?)") from None
-    lines = text.splitlines()
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except (ValueError, RecursionError) as err:
-            if number == len(lines) and not text.endswith("\n"):
-                break
-            raise Unreadable(f"{EPOCHS} line {number} is not JSON: {err}") from None
-        if not isinstance(row, dict):
-            raise Unreadable(f"{EPOCHS} line {number} holds {kind(row)}, not an object")
-        for key, value in row.items():
-            if (key == "epoch" or key.startswith(EPOCH_NUMBERS)) and value is not None and not is_number(value):
-                raise Unreadable(f"{EPOCHS} line {number}: {key} is {kind(value)}, not a number")
-        rows.append(row)
-    return rows
 
 
 def read_unfinished(run_dir: Path, problems: list) -> dict:
@@ -109,29 +61,22 @@ def read_unfinished(run_dir: Path, problems: list) -> dict:
     last_epoch, updated = None, None
     if epochs.exists():
         try:
-            rows = read_epoch_log(run_dir)
+            rows = records.read_epochs(run_dir)
             last_epoch = rows[-1].get("epoch") if rows else None
-        except Unreadable as err:
+        except Corrupt as err:
             problems.append(Problem(str(epochs), str(err), "the run is listed without its last epoch"))
         updated = time.time() - epochs.stat().st_mtime
     words = overrides.read_bytes().decode("utf-8", errors="replace").split() if overrides.exists() else []
+    rd = RunDir.at(run_dir)
+    keys = {k: v for k, v in rd.keys.items() if k not in ("config_hash", "data_fingerprint")}
     return {
-        **names_from_dir(run_dir),
+        "name": rd.name,
+        **keys,
         "status": "running",
         "last_epoch": last_epoch,
         "updated_s_ago": updated,
         "overrides": json.dumps(words),
     }
-
-
-def names_from_dir(run_dir: Path) -> dict:
-    """dataset / loss / regularizer / backbone / seed from the directory name
-    ``runs/<dataset>/<loss>__<regs>__<backbone>__<hash>__seed<N>``."""
-    parts = run_dir.name.split("__")
-    row = {"name": run_dir.name, "dataset": run_dir.parent.name}
-    if len(parts) == 5 and parts[4].startswith("seed") and parts[4][4:].isdigit():
-        row.update(loss=parts[0], regularizer=parts[1], backbone=parts[2], seed=int(parts[4][4:]))
-    return row
 
 
 @dataclass
@@ -165,7 +110,7 @@ def scan(root, cache: bool = True) -> Loaded:
             fresh.append({**read_run(Path(path)), "path": path, "_stamp": stamp})
         except FileNotFoundError:  # removed since it was seen: a rerun is starting
             unfinished.append(path)
-        except Unreadable as err:  # never cached: it is read again (and listed) until it is fixed or removed
+        except Corrupt as err:  # never cached: it is read again (and listed) until it is fixed or removed
             problems.append(Problem(str(Path(path) / RECORD), str(err), "in no table"))
     frame = pd.concat([kept, pd.DataFrame(fresh)], ignore_index=True) if fresh else kept
     if cache and (fresh or (index is not None and len(kept) != len(index))):

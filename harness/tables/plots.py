@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from harness.rundir.records import Corrupt, read_epochs
 from harness.tables.layout import EPOCHS
-from harness.tables.load import read_epoch_log
-from harness.tables.problems import Problem, Unreadable
+from harness.tables.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,8 @@ def epoch_frame(run_paths, problems: list) -> pd.DataFrame:
     rows = []
     for i, run_dir in enumerate(run_paths):
         try:
-            rows += [dict(row, run=i) for row in read_epoch_log(Path(run_dir)) if row.get("epoch", 0) >= 1]
-        except Unreadable as err:
+            rows += [dict(row, run=i) for row in read_epochs(Path(run_dir)) if row.get("epoch", 0) >= 1]
+        except Corrupt as err:
             problems.append(Problem(str(Path(run_dir) / EPOCHS), str(err), "left out of the training curves"))
     return pd.DataFrame(rows)
 

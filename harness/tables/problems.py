@@ -3,7 +3,6 @@ pruned and running runs (with their error file or directory)."""
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,86 +10,12 @@ import pandas as pd
 
 from harness.tables.render import markdown_grid
 
-STATUSES = ("finished", "failed", "pruned")
-TEXT_KEYS = (
-    "name",
-    "dataset",
-    "backbone",
-    "loss",
-    "regularizer",
-    "config_hash",
-    "selection/metric",
-    "error",
-    "error_file",
-    "run_dir",
-)
-NUMBER_KEYS = ("epochs", "selected_epoch", "pruned_epoch", "wall_time_s", "train_time_s", "attempts")
-METRIC_PREFIXES = ("test/", "val/", "raw/", "init/", "diag/", "test_best/")
-FLAG_KEYS = ("test_best/optimistic",)
-REQUIRED_WHEN_FINISHED = ("seed", "config_hash")
-
-
-class Unreadable(Exception):
-    """A file the tables cannot use; the message is the reason, one line."""
-
 
 @dataclass(frozen=True)
 class Problem:
     path: str  # the file: a record.json or an epochs.jsonl
     reason: str
     effect: str  # what the tables did with it
-
-
-def kind(value) -> str:
-    """A JSON value's type as a reader would name it."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, numbers.Number):
-        return "a number"
-    return {str: "text", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
-
-
-def is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def expected(key: str):
-    """(test, what it should be) for a record key the tables read, or None for a key they pass through."""
-    if key in FLAG_KEYS:
-        return (lambda v: isinstance(v, bool)), "true/false"
-    if key == "seed":
-        return (lambda v: isinstance(v, int) and not isinstance(v, bool)), "an integer"
-    if key in TEXT_KEYS or key == "status":
-        return (lambda v: isinstance(v, str)), "text"
-    if key == "overrides":
-        return (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)), "a list of text"
-    if key in NUMBER_KEYS or key.startswith(METRIC_PREFIXES):
-        return is_number, "a number"
-    return None
-
-
-def check_record(record) -> str | None:
-    """Why a parsed record.json cannot enter the tables (one line), or None when it can."""
-    if not isinstance(record, dict):
-        return f"record.json holds {kind(record)}, not an object"
-    status = record.get("status")
-    if status is None:
-        return "record.json has no status (a stub: the harness writes a record whole, status last)"
-    for key, value in record.items():
-        rule = expected(key)
-        if rule is not None and value is not None and not rule[0](value):
-            return f"{key} is {kind(value)} ({str(value)[:40]!r}), not {rule[1]}"
-    if status not in STATUSES:
-        return f"status {status!r} is none of {', '.join(STATUSES)}"
-    if status == "finished":
-        for key in REQUIRED_WHEN_FINISHED:
-            if record.get(key) is None:
-                return f"finished, but no {key}"
-        if not any(is_number(v) for k, v in record.items() if k.startswith("test/") and k != "test/num_queries"):
-            return "finished, but no test metrics (no test/recall@1, test/map@r, ...)"
-    return None
 
 
 def missing_metrics(finished: pd.DataFrame, keys: list, metrics: list) -> list:

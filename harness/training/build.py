@@ -18,19 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from harness.config import complete_config
+from harness.config import complete_config, instantiate
 from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch, data_device
 from harness.distributed import ShardedBatchSampler, World
 from harness.distributed.parallel import DataParallel
-from harness.errors import ConfigError, HarnessError
+from harness.errors import ConfigError
 from harness.evaluation.evaluator import Evaluator
 from harness.models import EmbeddingModel
-from harness.models.backbones import accelerate
+from harness.models.backbones import accelerate, is_channels_last
 from harness.runtime import (
     note_settings,
     pick_amp,
@@ -57,7 +55,7 @@ class Parts:
     evaluator: Evaluator
     device: torch.device
     amp: str  # off | bf16 | fp16
-    scaler: object | None  # the fp16 gradient scaler
+    scaler: torch.amp.GradScaler  # fp16's gradient scaler (disabled otherwise: a pass-through)
     world: World = field(default_factory=World)  # the processes of this run (one by default)
     parallel: DataParallel | None = None  # the training step's model across them
     augment: nn.Module | None = None  # dataset.augment: augment(x, seed=, epoch=, step=, rank=) on the device
@@ -121,7 +119,7 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
         amp=amp,
         world=world,
     )
-    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")  # a pass-through unless fp16
     return Parts(
         cfg,
         data,
@@ -159,19 +157,6 @@ def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:
             f"{data.input_shape}; set dataset.augment=null"
         )
     return data, instantiate(augment_node, _convert_="all")
-
-
-def instantiate(node, *args, **kwargs):
-    """hydra.utils.instantiate, re-raising our own one-line errors instead of Hydra's wrapped traceback."""
-    try:
-        return hydra_instantiate(node, *args, **kwargs)
-    except InstantiationException as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, HarnessError):
-            cause = cause.__cause__
-        if cause is not None:
-            raise cause from None
-        raise
 
 
 def build_model(cfg: DictConfig) -> EmbeddingModel:
@@ -240,9 +225,3 @@ def build_loader(dataset, sampler, workers: int, seed: int, device: torch.device
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=seed_worker if workers > 0 else None,
     )
-
-
-def is_channels_last(model: nn.Module) -> bool:
-    """Whether the model's conv weights are stored NHWC (trainer.channels_last): its 4-D inputs should be too."""
-    weights = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last)

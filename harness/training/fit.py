@@ -1,6 +1,6 @@
 """The loop: train, validate, keep the best epoch, checkpoint; then test the selected epoch.
 
-    fit(parts, plan, run_dir, on_evaluate, on_epoch) -> Fitted: the record's results (and the test embeddings)
+    fit(parts, plan, attempt, on_evaluate) -> Fitted: the record's results (and the test embeddings)
 
 reads top to bottom. The state that survives a restart is a :class:`LoopState`, saved with the weights,
 optimizer, scheduler, scaler and RNG states in ``checkpoints/last.pt`` every ``checkpoint_every`` epochs;
@@ -35,10 +35,10 @@ from harness.config import Selection, selection_of
 from harness.distributed import all_gather_object, barrier, broadcast_object
 from harness.evaluation.evaluator import Embedded
 from harness.rundir import checkpoint as ckpt
-from harness.rundir import records
+from harness.rundir.attempt import Attempt
 from harness.rundir.salvage import load_checkpoint_or_set_aside
 from harness.training.build import Parts
-from harness.training.step import train_one_epoch
+from harness.training.step import Step, train_one_epoch
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +105,13 @@ class Fitted:
     init_test: Embedded | None = None
 
 
-def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None) -> Fitted:
-    """Train ``parts`` by ``plan``, writing ``run_dir``'s epochs and checkpoints; return the record's results.
-    ``on_evaluate(epoch, val_metrics)`` may raise :class:`~harness.errors.RunPruned`; ``on_epoch(row)`` sees
-    every row written to epochs.jsonl."""
+def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
+    """Train ``parts`` by ``plan`` in ``attempt`` (its epoch log and checkpoints); return the record's results.
+    ``on_evaluate(epoch, val_metrics)`` may raise :class:`~harness.errors.RunPruned`."""
     model, evaluator, data, world = parts.model, parts.evaluator, parts.data, parts.world
-    last = run_dir / "checkpoints" / ckpt.LAST
-
-    def write_row(row: dict) -> None:
-        if world.is_main:
-            records.append_epoch(run_dir, row)
-            if on_epoch is not None:
-                on_epoch(row)
+    last, best = attempt.checkpoints / ckpt.LAST, attempt.checkpoints / ckpt.BEST
+    step = Step.of(parts, plan)
+    write_row = attempt.write_epoch
 
     # rank 0 checks last.pt (a damaged one is moved aside: start again); the others then read the same file
     saved = load_checkpoint_or_set_aside(last, ckpt.load) if world.is_main else None
@@ -124,13 +119,11 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
     init_test = None
     if resumes:
         state = resume(parts, saved if saved is not None else ckpt.load(last))
-        if world.is_main:
-            records.truncate_epochs(run_dir, state.epoch)
+        attempt.truncate_epochs(state.epoch)
         log.info("resumed from epoch %d: %s", state.epoch, last)
     else:
         state = LoopState()
-        if world.is_main:
-            records.truncate_epochs(run_dir, -1)
+        attempt.truncate_epochs(-1)
         init_test = evaluator.embed(model, data.test)
         state.init = {
             **prefixed("init/val", evaluator.evaluate(model, data.val)),
@@ -147,26 +140,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
         parts.parallel.refresh()  # DDP over the parameters that train this epoch
         row = {"epoch": epoch}
         with progress_bar(plan.progress and world.is_main, steps_per_epoch, f"epoch {epoch}/{plan.epochs}") as bar:
-            row.update(
-                train_one_epoch(
-                    model,
-                    parts.loss,
-                    parts.regularizers,
-                    parts.optimizer,
-                    parts.loader,
-                    epoch=epoch,
-                    device=parts.device,
-                    amp=parts.amp,
-                    scaler=parts.scaler,
-                    grad_clip=plan.grad_clip,
-                    grad_clip_mode=plan.grad_clip_mode,
-                    step0=(epoch - 1) * steps_per_epoch,
-                    progress=bar,
-                    parallel=parts.parallel,
-                    augment=parts.augment,
-                    seed=int(parts.cfg.seed),
-                )
-            )
+            row.update(train_one_epoch(step, parts.loader, epoch, (epoch - 1) * steps_per_epoch, bar))
         parts.parallel.check_in_sync(epoch)
         row.update({f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(parts.optimizer.param_groups)})
         if parts.scheduler is not None:
@@ -181,10 +155,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
             if plan.selection.better(value, state.best_value):  # the same value on every rank (rank 0's)
                 state.best_epoch, state.best_value, state.best_val = epoch, value, val
                 if world.is_main:
-                    ckpt.atomic_save(
-                        {"modules": ckpt.module_states(parts.modules), "epoch": epoch},
-                        run_dir / "checkpoints" / ckpt.BEST,
-                    )
+                    ckpt.atomic_save({"modules": ckpt.module_states(parts.modules), "epoch": epoch}, best)
             if plan.test_every_epoch:  # the papers' optimistic view, recorded beside the selection, never used by it
                 test = prefixed("test", evaluator.validate(model, data.test))
                 row.update(test)
@@ -219,7 +190,7 @@ def fit(parts: Parts, plan: Plan, run_dir: Path, on_evaluate=None, on_epoch=None
 
     # ---- the selected epoch, on the test split
     barrier(world)  # rank 0 has written best.pt
-    ckpt.load_module_states(parts.modules, ckpt.load(run_dir / "checkpoints" / ckpt.BEST)["modules"])
+    ckpt.load_module_states(parts.modules, ckpt.load(best)["modules"])
     test, val = evaluator.embed(model, data.test), evaluator.embed(model, data.val)
     result = {
         "selected_epoch": state.best_epoch,
@@ -261,7 +232,7 @@ def save_last(parts: Parts, state: LoopState, elapsed: float, cpu_elapsed: float
             "modules": ckpt.module_states(parts.modules),
             "optimizer": parts.optimizer.state_dict(),
             "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
-            "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+            "scaler": parts.scaler.state_dict(),
             "state": json.dumps(asdict(state) | {"elapsed": elapsed, "cpu_elapsed": cpu_elapsed}),
             "rng": rngs[0],
             **({"rng_ranks": rngs} if parts.world.distributed else {}),
@@ -286,7 +257,7 @@ def resume(parts: Parts, saved: dict) -> LoopState:
     parts.optimizer.load_state_dict(saved["optimizer"])
     if parts.scheduler is not None and saved.get("scheduler"):
         parts.scheduler.load_state_dict(saved["scheduler"])
-    if parts.scaler is not None and saved.get("scaler"):
+    if saved.get("scaler"):
         parts.scaler.load_state_dict(saved["scaler"])
     ranks = saved.get("rng_ranks") or []
     world = parts.world

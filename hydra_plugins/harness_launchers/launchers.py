@@ -13,7 +13,6 @@ resumes from the run's last.pt (model, optimizer, scheduler, scaler, sampler pos
 
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from harness.cli import fail
 from harness.errors import ConfigError
 from harness.launch import code_snapshot
 from harness.launch import sweep as launching
@@ -137,12 +137,10 @@ class SubmititLauncher(BaseSubmititLauncher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self._EXECUTOR == "slurm" and shutil.which("sbatch") is None:
-            print(
-                "error: hydra/launcher=slurm needs SLURM's sbatch on this machine: run on the cluster's login node, "
-                "or use hydra/launcher=local or submitit_local here",
-                file=sys.stderr,
+            fail(
+                "hydra/launcher=slurm needs SLURM's sbatch on this machine: run on the cluster's login node, "
+                "or use hydra/launcher=local or submitit_local here"
             )
-            raise SystemExit(2)
         sweep_dir, jobs = launching.prepare(
             self.hydra_context, self.config, job_overrides, initial_job_idx, self.skip_finished
         )  # also redacts Hydra's multirun.yaml
@@ -201,8 +199,7 @@ class SubmititLauncher(BaseSubmititLauncher):
                 for shape, group in groups.items()
             ]
         except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
+            fail(str(err))
 
     def make_executor(self, sweep_dir: Path, info: dict, resources: dict | None = None):
         """A submitit executor from this launcher's settings (as hydra-submitit-launcher builds it), with the
@@ -239,13 +236,11 @@ def refuse_secrets(job_overrides: Sequence[Sequence[str]]) -> None:
     for override in (o for overrides in job_overrides for o in overrides):
         if holds_secret(override):
             key = override.split("=", 1)[0]
-            print(
-                f"error: the override {redact_text(override)!r} holds a secret, which submitit would write into "
+            fail(
+                f"the override {redact_text(override)!r} holds a secret, which submitit would write into "
                 f"its job files; give it from the environment instead: {key}='${{oc.env:VAR}}' with VAR "
-                f"exported in this shell (the jobs inherit it)",
-                file=sys.stderr,
+                f"exported in this shell (the jobs inherit it)"
             )
-            raise SystemExit(2)
 
 
 class SlurmLauncher(SubmititLauncher):

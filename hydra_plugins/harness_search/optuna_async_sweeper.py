@@ -7,11 +7,13 @@ Imports stay light: Hydra imports every plugin module at start-up, for every com
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
+
+from harness.cli import fail
+from harness.errors import HarnessError
 
 
 class OptunaAsyncSweeper(Sweeper):
@@ -31,13 +33,9 @@ class OptunaAsyncSweeper(Sweeper):
         self.config = config
 
     def sweep(self, arguments: list[str]) -> Any:
-        from harness.errors import HarnessError
-        from harness.search.driver import run_search
+        from harness.search.driver import run_search  # lazy: Hydra imports every sweeper plugin at start-up
 
         try:
             return run_search(self.spec, arguments, hydra_context=self.hydra_context, config=self.config)
         except HarnessError as err:  # a user error: one line, exit code 2, nothing launched
-            from harness.redact import redact_text
-
-            print(f"error: {redact_text(str(err))}", file=sys.stderr)
-            raise SystemExit(2) from None
+            fail(str(err))

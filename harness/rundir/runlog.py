@@ -1,4 +1,4 @@
-"""What a run tells the person who started it: its log file, and the result at a glance."""
+"""The run's log file, ``run.log``: every log line of the attempt, and Python warnings as one line each."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-SUMMARY_METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi")
 # Third-party warnings that carry no action for the user, by message: never shown. (faiss's k-means sample-count
 # warning is not a Python warning; harness.evaluation.clustering keeps faiss from printing it.)
 QUIET_WARNINGS = (
@@ -64,20 +63,3 @@ class RunLogHandler(logging.FileHandler):
     def handleError(self, record: logging.LogRecord) -> None:
         self.close()
         logging.getLogger().removeHandler(self)
-
-
-def format_summary(record: dict) -> str:
-    """The result at a glance: trained test metrics beside the untrained network and raw inputs."""
-    keys = [k for k in SUMMARY_METRICS if f"test/{k}" in record]
-    rows = [("raw inputs", "raw/test"), ("untrained net", "init/test"), ("trained (selected)", "test")]
-    selection = record["selection/metric"]
-    lines = [
-        f"{record['dataset']} | loss={record['loss']} | regularizer={record['regularizer']} | seed={record['seed']} | "
-        f"selected epoch {record['selected_epoch']} by {selection}={record.get(selection, float('nan')):.4f}",
-        f"{'test split':<20}" + "".join(f"{k:>12}" for k in keys),
-    ]
-    for label, prefix in rows:
-        if f"{prefix}/{keys[0]}" in record:
-            lines.append(f"{label:<20}" + "".join(f"{record[f'{prefix}/{k}']:>12.4f}" for k in keys))
-    lines.append(f"record: {record['run_dir']}/record.json")
-    return "\n".join(lines)
