@@ -11,8 +11,9 @@ queue (one host-device synchronisation). Counted, on any device (a CPU run shows
 
 Each event is charged to its owner: the innermost Python frame that is not torch's own call machinery
 (``harness.regularizers.metrix_pairs:pick_mixtures``, ``pytorch_metric_learning.reducers...``, ``torch.optim...``).
-Ops of the backward pass are charged to the forward code that built them (anomaly mode keeps each graph node's
-forward stack). ``HostReads.unexpected(ALLOWLIST)`` is what nobody has declared: the harness's own count.
+Ops of the backward pass are charged to their graph node (``backward:IndexBackward0``), or with
+``trace_backward=True`` to the forward code that built them (anomaly mode keeps each node's forward stack).
+``HostReads.harness_own(ALLOWLIST)`` is what the harness's code did that nobody declared: its own count.
 
     with count_host_reads() as reads:
         train_one_epoch(...)
@@ -25,7 +26,7 @@ import re
 import sys
 import traceback
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,11 @@ ALLOWLIST = (
     Allowed("pytorch_metric_learning", "masked_select", "PML's losses select pairs by masks"),
     Allowed("torch.optim", "_local_scalar_dense", "the optimizer's step counter: a CPU tensor (capturable=False)"),
     Allowed("torch.distributions", "_local_scalar_dense", "torch's own Beta sampler"),
+    Allowed(
+        "harness.training.step:epoch_means",
+        "tolist",
+        "the epoch's one read: every term's mean and whether every step was finite, at the epoch's end",
+    ),
     Allowed(
         "harness.regularizers.metrix:Metrix.draw",
         "_local_scalar_dense",
@@ -129,10 +135,10 @@ _TRACE_LINE = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
 
 
 def _owner_from_forward_trace(node) -> str:
-    """The forward code that built the backward node being run (anomaly mode records its stack)."""
+    """The forward code that built the backward node being run (anomaly mode records its stack), else the node."""
     trace = getattr(node, "metadata", {}).get("traceback_") if node is not None else None
     if not trace:
-        return "backward:?"
+        return f"backward:{node.name()}" if node is not None else "backward:?"
     text = "".join(trace) if isinstance(trace, list) else str(trace)
     for filename, function in reversed(_TRACE_LINE.findall(text)):
         owner = _owner_of(filename, function)
@@ -244,9 +250,12 @@ def _to_cpu(args, kwargs) -> bool:
 
 
 @contextmanager
-def count_host_reads():
-    """Count host reads and data-dependent ops of everything run inside (anomaly mode on, to charge the backward
-    pass's ops to the forward code that built them: slow, for tests and checks only)."""
+def count_host_reads(trace_backward: bool = False):
+    """Count host reads and data-dependent ops of everything run inside. A backward op is charged to
+    ``backward:<its graph node>`` (its forward op was already charged to its owner: a boolean selection's backward is
+    the selection's), or with ``trace_backward`` to the forward code that built it (anomaly mode: several times
+    slower)."""
     reads = HostReads()
-    with torch.autograd.set_detect_anomaly(True, check_nan=False), _Methods(reads), _Dispatch(reads):
+    anomaly = torch.autograd.set_detect_anomaly(True, check_nan=False) if trace_backward else nullcontext()
+    with anomaly, _Methods(reads), _Dispatch(reads):
         yield reads
