@@ -17,8 +17,8 @@ Each section is guarded (a failing one is reported with its error; the others st
    the same metrics;
 6. AntiCo / NIR / Metrix: extra ms per step over the base loss alone on the ResNet-50 step.
 
-``--device cpu --tiny`` runs every section on tiny sizes on the CPU: the plumbing, tested in tests/test_gpu_check.py
-(no GPU number comes out of it). The sections' code: harness/bench/gpu_sections.py.
+``--device cpu --tiny`` runs every section on tiny sizes on the CPU, on one thread: the plumbing, tested in
+tests/test_gpu_check.py (no GPU number comes out of it). The sections' code: harness/bench/gpu_sections.py.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import os
 import sys
 import time
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -35,6 +36,7 @@ import torch
 from harness.bench import gpu_sections
 from harness.bench.common import describe_machine, machine
 from harness.io import atomic_write_json, atomic_write_text
+from harness.threads import ThreadPlan, applied
 
 SECTIONS = ("throughput", "pipeline", "host_syncs", "resume", "faiss", "regularizers")
 
@@ -62,7 +64,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results = {}
-    with gpu_sections.Workspace(device, sizes) as ws:
+    one_thread = ThreadPlan(1, "gpu_check --device cpu: one thread") if device.type == "cpu" else None
+    with gpu_sections.Workspace(device, sizes) as ws, applied(one_thread) if one_thread else nullcontext():
         for name in args.only:
             print(f"[gpu-check] {name} ...", flush=True)
             t0 = time.perf_counter()

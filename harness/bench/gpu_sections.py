@@ -21,8 +21,8 @@ from harness.runtime import autocast_for
 
 FULL = dict(backbone="resnet50", size=224, resize=256, batch=90, m=3, embed=512, steps=20, sync_steps=5,
             tree=(40, 12), sop=(60502, 11316), sop_dim=512, resume=("resnet18", 64, 32, 4), tiny=False)  # fmt: skip
-TINY = dict(backbone="resnet18", size=32, resize=36, batch=8, m=2, embed=16, steps=2, sync_steps=2,
-            tree=(8, 6), sop=(1500, 300), sop_dim=32, resume=("resnet18", 32, 8, 2), tiny=True)  # fmt: skip
+TINY = dict(backbone="small_cnn", size=16, resize=18, batch=8, m=2, embed=8, steps=2, sync_steps=2,
+            tree=(8, 6), sop=(1500, 300), sop_dim=32, resume=("small_cnn", 16, 8, 2), tiny=True)  # fmt: skip
 FAMILIES = ("antico_pair", "nir", "metrix_feature")  # one of each (the tiny run); the full check times every file
 SYNC_EVENTS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
@@ -125,7 +125,8 @@ def throughput(ws: Workspace) -> dict:
     f = figure("training step vs bare loop", "harness step", "bare PyTorch loop", t["harness"], t["bare"], load=t.load)
     images = ws.sizes["batch"] * ws.sizes["steps"]
     ips = {k: images / stats(v)["median"] for k, v in t.items()}
-    name = f"{parts.cfg.backbone.get('model_name')} {parts.amp}, {ws.sizes['size']} px, batch {ws.sizes['batch']}"
+    model = parts.cfg.backbone.get("model_name") or ws.sizes["backbone"]
+    name = f"{model} {parts.amp}, {ws.sizes['size']} px, batch {ws.sizes['batch']}"
     return {
         "figures": [f],
         "images_per_s": ips,
@@ -142,7 +143,10 @@ def throughput(ws: Workspace) -> dict:
 def pipeline(ws: Workspace) -> dict:
     from harness.bench import pipeline as bench_pipeline
 
-    r = bench_pipeline.run(quick=ws.sizes["tiny"], root=str(ws.tree), overrides=[f"trainer.device={ws.device.type}"])
+    tiny = [f"backbone={ws.sizes['backbone']}", f"head.embed_dim={ws.sizes['embed']}"] if ws.sizes["tiny"] else []
+    r = bench_pipeline.run(
+        quick=ws.sizes["tiny"], root=str(ws.tree), overrides=[f"trainer.device={ws.device.type}", *tiny]
+    )
     return {
         "figures": r["figures"],
         "table": [["figure", "ratio: median (min-max)", "load"], *[fig_row(f) for f in r["figures"]]],
@@ -213,11 +217,13 @@ def resume(ws: Workspace) -> dict:
     from harness.rundir import records
 
     backbone, size, batch, steps = ws.sizes["resume"]
+    epochs = 2 if ws.sizes["tiny"] else 3
     base = ws.overrides(
-        "trainer.epochs=3",
+        f"trainer.epochs={epochs}",
         f"sampler.batches_per_epoch={steps}",
         "trainer.cudnn_benchmark=true",
         "eval.pictures=false",
+        *(["eval.nmi=false", "eval.utilization=false"] if ws.sizes["tiny"] else []),
         backbone=backbone,
         size=size,
         batch=batch,
@@ -250,7 +256,7 @@ def resume(ws: Workspace) -> dict:
             ["epoch rows equal", f"{sum(rows_equal[:-1])} of {len(rows_a)}"],
             ["resumed run's attempts", resumed.get("attempts")],
         ],
-        "notes": [f"{backbone} at {size} px, batch {batch}, 3 epochs of {steps} steps, cudnn.benchmark on"],
+        "notes": [f"{backbone} at {size} px, batch {batch}, {epochs} epochs of {steps} steps, cudnn.benchmark on"],
     }
 
 
@@ -297,15 +303,20 @@ def regularizers(ws: Workspace) -> dict:
 
     names = list(FAMILIES) if ws.sizes["tiny"] else regularizer_files()
     table = [["regularizer", "loss", "extra ms / step", "ratio: median (min-max)", "load"]]
-    steps, figures = ws.sizes["steps"], []
+    steps, figures, bases = ws.sizes["steps"], [], {}
+    small = (
+        ["regularizer.nir.blocks=2", "regularizer.nir.depth=2", "regularizer.nir.width=16"] if ws.sizes["tiny"] else []
+    )
     for name in names:
         for loss in ("multi_similarity", FALLBACK_LOSS):
             try:
-                with_reg = ws.build(f"regularizer=[{name}]", f"loss={loss}")
+                with_reg = ws.build(f"regularizer=[{name}]", f"loss={loss}", *(small if name == "nir" else []))
             except ConfigError:
                 continue
             break
-        base = ws.build("regularizer=none", f"loss={loss}")
+        if loss not in bases:  # one base per loss, shared by the regularizers that use it
+            bases[loss] = ws.build("regularizer=none", f"loss={loss}")
+        base = bases[loss]
         batches = ws.synthetic(base, steps)
         t = interleave({"with": lambda: run_steps(with_reg, batches), "base": lambda: run_steps(base, batches)},  # noqa: B023
                        MIN_ROUNDS)  # fmt: skip
