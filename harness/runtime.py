@@ -96,6 +96,8 @@ def check_gpu_knobs(cfg) -> None:
     prefetch = t.get("prefetch_factor", 2)
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
         raise ConfigError(f"trainer.prefetch_factor={prefetch} must be an integer >= 1 (batches per worker), e.g. 2")
+    if t.get("decode_on_device", False) not in (True, False):
+        raise ConfigError(f"trainer.decode_on_device={t.decode_on_device!r} must be true or false")
     on_device = cfg.dataset.get("on_device", "auto") if cfg.get("dataset") is not None else "auto"
     if on_device not in ("auto", True, False):
         raise ConfigError(f"dataset.on_device={on_device!r} must be auto (on a GPU), true or false")

@@ -78,3 +78,25 @@ def test_compile_covers_the_backbone_and_the_embedding_head():
     for half in ("features", "embed"):  # the two calls of the training step and of Metrix
         assert hasattr(getattr(parts.model, half), "_torchdynamo_orig_callable"), half
     assert runtime_settings(parts.device)["runtime/compile"] == "backbone+head"
+
+
+def test_decode_on_device_reads_bytes_and_decodes_each_batch_where_the_run_trains(tmp_path):
+    """trainer.decode_on_device on the CPU (the same code path as nvJPEG on a GPU: torchvision.io.decode_jpeg with a
+    device): batches of the training transform's size and range; the CPU path unchanged; another identity."""
+    from harness.bench.pipeline import write_cub_tree
+    from harness.data.device_decode import DeviceDecodingLoader
+
+    tree = write_cub_tree(tmp_path / "cub", classes=6, per_class=4, size=(60, 45))
+    images = ["dataset=cub200", f"dataset.root={tree}", "dataset.val_fraction=0.34", "backbone=small_cnn",
+              "dataset.transform.size=16", "dataset.transform.resize=18", "sampler.m=2", "sampler.batch_size=4",
+              "sampler.batches_per_epoch=2", "head.embed_dim=8", "trainer.device=cpu"]  # fmt: skip
+    on, off = build(tiny([*images, "trainer.decode_on_device=true"])), build(tiny(images))
+    assert isinstance(on.loader, DeviceDecodingLoader) and not isinstance(off.loader, DeviceDecodingLoader)
+    (x, y), (xo, yo) = next(iter(on.loader)), next(iter(off.loader))
+    assert x.shape == xo.shape == (4, 3, 16, 16) and x.dtype == xo.dtype == torch.float32 and torch.equal(y, yo)
+    assert torch.isfinite(x).all() and abs(float(x.mean()) - float(xo.mean())) < 1.0  # both normalised alike
+    assert runtime_settings(on.device)["runtime/data_on_device"] is False  # the last build noted its own settings
+    assert (
+        RunDir.for_config(tiny([*images, "trainer.decode_on_device=true"])).digest
+        != RunDir.for_config(tiny(images)).digest
+    )

@@ -1,4 +1,7 @@
-"""Run the benchmarks: ``python -m harness.bench [--only NAME] [--quick] [--full] [--out DIR]``."""
+"""Run the benchmarks: ``python -m harness.bench [--only NAME] [--quick] [--full] [--threads N] [--out DIR]``.
+
+``python -m harness.bench --docs DIR`` puts DIR's results into the docs (docs/results/snapshot/bench/ and the
+benchmarks page); ``--docs-check`` says whether the page still matches its snapshot."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import importlib.util
 import inspect
 import json
 import os
+import re
+import shutil
 import sys
 import time
 import traceback
@@ -62,7 +67,37 @@ def run_one(module, quick: bool, full: bool) -> dict:
     return module.run(**kwargs)
 
 
+DOCS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "results" / "benchmarks.md"
+DOCS_SNAPSHOT = DOCS_PAGE.parent / "snapshot" / "bench"
+BLOCK = re.compile(r"(<!-- bench -->\n)(.*?)(<!-- /bench -->)", re.S)
+
+
+def docs(results: Path | None, check: bool = False) -> int:
+    """``--docs [DIR]``: copy DIR's JSON results (default: none, keep the snapshot) into docs/results/snapshot/bench/
+    and rewrite the page's block between ``<!-- bench -->`` and ``<!-- /bench -->`` from them; ``--docs-check``:
+    exit 1 when the page differs from its snapshot (no number on the page is typed by hand)."""
+    if results is not None and not check:
+        DOCS_SNAPSHOT.mkdir(parents=True, exist_ok=True)
+        for old in DOCS_SNAPSHOT.glob("*.json"):
+            old.unlink()
+        for source in sorted(results.glob("*.json")):
+            shutil.copy2(source, DOCS_SNAPSHOT / source.name)
+    page = DOCS_PAGE.read_text()
+    rendered = BLOCK.sub(lambda m: m.group(1) + summarize(DOCS_SNAPSHOT, level=2) + m.group(3), page)
+    if check:
+        if rendered != page:
+            print(f"error: {DOCS_PAGE} differs from its snapshot; run python -m harness.bench --docs", file=sys.stderr)
+            return 1
+        return 0
+    atomic_write_text(DOCS_PAGE, rendered)
+    return 0
+
+
 def main(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] in (["--docs"], ["--docs-check"]):
+        return docs(Path(argv[1]) if len(argv) > 1 else None, check=argv[0] == "--docs-check")
     args = parse_args(argv)
     names = args.only or list(BENCHMARKS)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -170,12 +205,14 @@ FIGURE_HEADER = [
 ]
 
 
-def summarize(out: Path) -> str:
+def summarize(out: Path, level: int = 1) -> str:
+    """The Markdown summary of the JSON results in ``out``; ``level``: the heading level of its title (the docs page
+    embeds it one level down)."""
     results = [json.loads(p.read_text()) for p in sorted(out.glob("*.json")) if not p.name.startswith("_")]
     order = {n: i for i, n in enumerate(BENCHMARKS)}
     results.sort(key=lambda r: order.get(r.get("benchmark"), len(order)))
     lines = [
-        "# Benchmarks",
+        f"{'#' * level} Benchmarks",
         "",
         "Every figure is a ratio against the named alternative, measured in the same run: one warm-up round, then "
         "at least 5 timed rounds with the order rotating; the median of the per-round ratios and their min-max. "
@@ -196,7 +233,7 @@ def summarize(out: Path) -> str:
         ]
     for r in results:
         lines += [
-            f"## {r['benchmark']}{' (quick)' if r.get('quick') else ''}",
+            f"{'#' * (level + 1)} {r['benchmark']}{' (quick)' if r.get('quick') else ''}",
             "",
             f"{describe_machine(r)}; {r['finished_at']}; {r['wall_s']:.0f} s; load average "
             f"{r['machine']['load_average'][0]:.1f} -> {r['load_average_after'][0]:.1f}",

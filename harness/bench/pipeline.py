@@ -16,7 +16,8 @@ persistent workers, the model with ``accelerate``, AMP as ``trainer.amp`` resolv
 
 The figures are loader time over step time per batch (above 1 the loader is the bottleneck: add
 ``trainer.num_workers``, lower the resolution, or use ``dataset.fast_decode``) and loader time over its floor
-(what the harness's augmentation, sampler and collation add). Without a dataset root it writes a CUB-layout tree
+(what the harness's augmentation, sampler and collation add); on a GPU also the loader with
+``trainer.decode_on_device`` (nvJPEG) against the default. Without a dataset root it writes a CUB-layout tree
 of JPEGs at CUB's typical size (500 x 375) into a temporary folder. On the CPU the full-epoch candidate is left
 out (the step alone dominates it and it would double the benchmark's time).
 
@@ -146,6 +147,13 @@ class Pipeline:
     def load_floor(self) -> None:
         self.load(self.floor_loader)
 
+    def load_decoded_on_device(self) -> None:
+        """The loader with trainer.decode_on_device: workers read bytes, the device decodes and augments."""
+        if not hasattr(self, "device_loader"):
+            workers = int(self.cfg.trainer.num_workers)
+            self.device_loader = build_loader(self.data.train, self.sampler, workers, 0, self.device, decode_on=True)
+        self.load(self.device_loader)
+
     def step(self, loader=None) -> None:
         train_one_epoch(self.train_step, loader or self.batch, 1)
         synchronize(self.device)
@@ -170,6 +178,7 @@ def run(quick: bool = False, full: bool = False, overrides=(), root: str | None 
         candidates = {"loader": p.load, "floor": p.load_floor, "step": p.step, "full_decode": p.load_full_decode}
         if gpu:
             candidates["epoch"] = p.epoch
+            candidates["device_decode"] = p.load_decoded_on_device
         with torch_threads(None if gpu else 1):  # as the other CPU figures: one thread (two crawl on a busy machine)
             t = interleave(candidates, MIN_ROUNDS)
     bs = int(p.cfg.sampler.batch_size)
@@ -204,8 +213,20 @@ def run(quick: bool = False, full: bool = False, overrides=(), root: str | None 
         load=t.load,
     )
     epoch = f", full epoch {per_s['epoch']:.0f}" if "epoch" in per_s else ""
+    device_decode = []
+    if "device_decode" in t:  # GPU only: nvJPEG in the main process against PIL in the workers
+        device_decode.append(
+            figure(
+                f"JPEG decoding on the GPU (trainer.decode_on_device), {size} px",
+                "loader, decode + augment on the GPU",
+                "loader, PIL in the workers (the default)",
+                t["device_decode"],
+                t["loader"],
+                load=t.load,
+            )
+        )
     return {
-        "figures": [fig, floor, draft],
+        "figures": [fig, floor, draft, *device_decode],
         "params": {
             "steps_per_round": steps,
             "batch_size": bs,

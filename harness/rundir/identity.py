@@ -61,6 +61,7 @@ NON_SEMANTIC_KEYS = (
 # key is not hashed. Add every new config key here, with its default.
 NEUTRAL_DEFAULTS: dict = {
     "trainer.float32_matmul_precision": "auto",  # TF32 on CUDA (issue 26); CPU runs compute as before
+    "trainer.decode_on_device": False,  # JPEGs decoded on the GPU: another decoder, crops from another generator
 }
 # Values the data decides (build fills them in): hashed as "???" wherever they stand, but for head.embed_dim, which is
 # the user's choice (embedding_size / embed_dim elsewhere are copies of it); build refuses a set value that disagrees.

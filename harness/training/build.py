@@ -23,6 +23,7 @@ from torch import nn
 
 from harness.config import complete_config, instantiate
 from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch, data_device
+from harness.data.device_decode import DeviceDecodingLoader, EncodedImages, collate_encoded
 from harness.distributed import ShardedBatchSampler, World
 from harness.distributed.parallel import DataParallel
 from harness.errors import ConfigError
@@ -100,12 +101,16 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     workers = int(cfg.trainer.num_workers)
     on_device = data_device(getattr(data, "on_device", "auto"), device)
     prefetch = cfg.trainer.get("prefetch_factor", 2)
-    loader = build_loader(data.train, sampler, workers, seed, device, prefetch_factor=prefetch, on_device=on_device)
+    decode = bool(cfg.trainer.get("decode_on_device", False))
+    loader = build_loader(
+        data.train, sampler, workers, seed, device, prefetch_factor=prefetch, on_device=on_device, decode_on=decode
+    )
     note_settings(
         data_on_device=on_device is not None and isinstance(loader, InMemoryLoader),
         channels_last=is_channels_last(model),
         compile="backbone+head" if cfg.trainer.get("compile", False) else "off",
         prefetch_factor=int(prefetch) if workers > 0 else None,
+        decode_on_device=decode,
     )
     evaluator = Evaluator(
         k=tuple(cfg.eval.k),
@@ -208,20 +213,24 @@ def build_optimizer(node: DictConfig, model, base_loss, regularizers, lr_mult) -
     return instantiate(node, _partial_=True)([g for g in groups if g["params"]])
 
 
-def build_loader(dataset, sampler, workers: int, seed: int, device: torch.device, prefetch_factor=2, on_device=None):
+def build_loader(
+    dataset, sampler, workers: int, seed: int, device: torch.device, prefetch_factor=2, on_device=None, decode_on=False
+):
     """In memory: the split gathered batch by batch (on ``on_device`` when given: dataset.on_device); else a
     DataLoader with ``workers`` processes reading ``prefetch_factor`` batches ahead, into pinned memory on CUDA
-    (the step then copies them with ``non_blocking``)."""
+    (the step then copies them with ``non_blocking``). ``decode_on`` (trainer.decode_on_device): the workers read
+    the files' bytes and each batch is decoded and augmented on ``device`` (harness.data.device_decode)."""
     if workers == 0 and isinstance(dataset, ArrayDataset):  # in memory: no DataLoader machinery per step
         return InMemoryLoader(dataset, sampler, device=on_device)
-    return torch.utils.data.DataLoader(
-        dataset,
+    loader = torch.utils.data.DataLoader(
+        EncodedImages(dataset) if decode_on else dataset,
         batch_sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_batch,
+        collate_fn=collate_encoded if decode_on else collate_batch,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
         prefetch_factor=int(prefetch_factor) if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=seed_worker if workers > 0 else None,
     )
+    return DeviceDecodingLoader(loader, dataset.transform, device) if decode_on else loader
