@@ -109,11 +109,11 @@ def note_settings(**settings) -> None:
     _RUN_SETTINGS.update(settings)
 
 
-def runtime_settings(device: torch.device) -> dict:
+def runtime_settings(device: torch.device | None) -> dict:
     """``runtime/*`` of the record: the settings the run applied, and the process-wide ones as they are now."""
     out = {f"runtime/{k}": v for k, v in _RUN_SETTINGS.items()}
     out["runtime/float32_matmul_precision"] = torch.get_float32_matmul_precision()
-    if device.type == "cuda":
+    if device is not None and device.type == "cuda":
         out["runtime/cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
         out["runtime/cudnn_tf32"] = bool(torch.backends.cudnn.allow_tf32)
     return out

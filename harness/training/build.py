@@ -70,6 +70,7 @@ class Parts:
 def build(cfg: DictConfig, device: torch.device | None = None, world: World | None = None) -> Parts:
     """Seed, then build every part of the run (the seed is set first, so the same config builds the same init:
     on every process of a data-parallel ``world`` too)."""
+    note_settings()  # nothing applied yet: a build that fails records no earlier run's settings
     seed = int(cfg.seed)
     seed_everything(seed)
     world = world or World()
