@@ -12,19 +12,26 @@ SWITCH_FAISS := if $(PIP) show -q $(OTHER_FAISS) 2>/dev/null; then $(PIP) uninst
 STAMP      := $(VENV)/.installed-$(FAISS)
 STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
-.PHONY: run test lint install install-test tune tables reproduce bench gpu-check clean-results slurm-packages slurm-up slurm-down postgres-packages
+.PHONY: run test lint docs linkcheck install install-test tune tables reproduce bench gpu-check clean-results slurm-packages slurm-up slurm-down postgres-packages
 
 # `make run`: the harness picks the threads itself (harness/threads.py: one for the digits MLP, else the job's CPUs)
 run: $(STAMP)            ## the main job: the digits ablation (sweeps/digits_ablation.yaml), then its table (about a minute on CPU)
 	$(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
 	$(BIN)/python -m harness.tables --sweep digits_ablation --seeds 3 && exit $$grid
 
-test: $(STAMP_TEST) slurm-packages postgres-packages lint   ## lint, then the whole test suite (installs what it needs)
+test: $(STAMP_TEST) slurm-packages postgres-packages lint docs   ## lint, the docs build, then the whole test suite (installs what it needs)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP_TEST)      ## ruff: lint and format check (the configuration is in pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The docs site (docs/README.md): strict, every warning and broken internal reference is an error. No network.
+docs: $(STAMP_TEST)      ## the documentation site -> docs/_build/html (Sphinx + MyST + furo; the config reference from conf/)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+
+linkcheck: $(STAMP_TEST) ## the docs' external links (needs the network; not part of make test)
+	$(BIN)/python -m sphinx -q -b linkcheck docs docs/_build/linkcheck
 
 tune: $(STAMP)           ## Optuna search over AntiCo's eps and weight on digits (sweeps/tune_eps.yaml; TUNE_ARGS=...)
 	$(BIN)/python run.py -m sweep=tune_eps hydra/launcher=submitit_local $(TUNE_ARGS)

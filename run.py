@@ -5,6 +5,7 @@ from omegaconf import DictConfig
 
 import harness
 from harness.cli import entry_point
+from harness.overrides import check_command_line
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -15,4 +16,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    check_command_line()  # a mistyped key, group option or broken file: one line naming the fix, before Hydra
     main()

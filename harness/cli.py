@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from harness.errors import HarnessError
+from harness.io import DISK_ERRORS, disk_line
 from harness.redact import redact_text
 
 USER_ERROR, CRASH, INTERRUPTED = 2, 1, 130
@@ -41,8 +42,10 @@ def fail(message: str, code: int = USER_ERROR) -> NoReturn:
 
 
 @contextmanager
-def entry_point():
-    """The one way an entry point fails (see the module docstring)."""
+def entry_point(disk_fix: str | None = None, where: str | None = None):
+    """The one way an entry point fails (see the module docstring). ``disk_fix``: a command that writes outside a
+    run directory (tables, pictures) says a read-only or full disk in one line (exit 2) ending with this fix;
+    ``where``: the folder it writes, named when the error does not name a file."""
     try:
         yield
     except HarnessError as err:
@@ -56,6 +59,8 @@ def entry_point():
     except Exception as err:
         if in_multirun():
             raise
+        if disk_fix is not None and isinstance(err, OSError) and err.errno in DISK_ERRORS:
+            fail(disk_line(err, disk_fix, where), USER_ERROR)
         where = getattr(err, "error_file", None) or traceback_file(err)
         fail(f"{type(err).__name__}: {str(err)[:300]} (traceback: {where})", CRASH)
 

@@ -19,16 +19,24 @@ from harness.runtime import check_gpu_knobs
 SELECTION_METRICS = ("map@r", "r_precision", "nmi")
 SELECTION_MODES = ("max", "min")
 GRAD_CLIP_MODES = ("norm", "value")
+EVAL_METRICS = ("ip", "l2")  # exact faiss search: inner product (cosine on normalised embeddings) | L2
+SEED_MAX = 2**32 - 1  # numpy's seed range (np.random.seed), which seeds every run
 
 
 DEVICES = "auto, cpu, cuda or cuda:N"
 AMP_SPECS = ("auto", "bf16", "fp16", "off", True, False)
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Cheap checks before anything is built: each value's type and range, each rule once, in one line."""
+def validate_config(cfg: DictConfig, here: bool = True) -> None:
+    """Cheap checks before anything is built, and so before the run directory exists: each value's type and range,
+    each rule once, in one line; everything the build would refuse that the config alone decides.
+
+    ``here``: also what this machine must offer (a GPU for an explicit ``trainer.device=cuda``); False where a run
+    is only planned (a search driver on a login node). ``trainer.device=auto`` is never resolved here: it is
+    decided where the run trains. Settles one value: ``trainer.amp`` on an explicit ``trainer.device=cpu`` is off
+    (said in one line), so that run is the amp-off run, in the amp-off run directory."""
     t = cfg.trainer
-    integer(cfg.seed, "seed", 0, example=0)
+    integer(cfg.seed, "seed", 0, example=0, maximum=SEED_MAX)
     integer(t.epochs, "trainer.epochs", 1, example=30)
     integer(t.eval_every, "trainer.eval_every", 1, example=1)
     integer(t.checkpoint_every, "trainer.checkpoint_every", 1, example=1)
@@ -47,9 +55,16 @@ def validate_config(cfg: DictConfig) -> None:
         number(cfg.optimizer.weight_decay, "optimizer.weight_decay", positive=False, example=1e-4)
     check_k(cfg.eval.k, "eval.k")
     integer(cfg.eval.batch_size, "eval.batch_size", 1, example=512)
+    if cfg.eval.get("metric", "ip") not in EVAL_METRICS:
+        raise ConfigError(f"eval.metric={cfg.eval.metric!r} is unknown; use {' or '.join(EVAL_METRICS)} (ip is cosine)")
+    batch = integer(cfg.sampler.batch_size, "sampler.batch_size", 1, example=60)
     if cfg.sampler.get("m") is not None:  # the m-per-class sampler (the random one has no m)
-        integer(cfg.sampler.m, "sampler.m", 1, example=4)
-    integer(cfg.sampler.batch_size, "sampler.batch_size", 1, example=60)
+        m = integer(cfg.sampler.m, "sampler.m", 1, example=4)
+        if batch % m:
+            raise ConfigError(
+                f"sampler.m={m} does not divide sampler.batch_size={batch}; "
+                f"use a multiple of m, e.g. sampler.batch_size={batch // m * m or m}"
+            )
     if cfg.sampler.get("batches_per_epoch") is not None:
         integer(cfg.sampler.batches_per_epoch, "sampler.batches_per_epoch", 1, example=100, nullable=True)
     check_embed_dim(cfg.head.embed_dim)
@@ -62,15 +77,24 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.pictures={cfg.eval.pictures} must be auto (image datasets), true or false")
     if cfg.eval.get("picture_map", "umap") not in ("umap", "pca"):
         raise ConfigError(f"eval.picture_map={cfg.eval.picture_map} must be umap or pca")
+    from harness import validation  # the rules beyond one value's type and range; they build on this module
+
+    validation.check_weights(cfg)
+    validation.check_parts(cfg)
+    validation.check_not_nan(cfg)  # after the checks above, whose lines name an example value
+    validation.settle_amp(cfg)
+    if here:
+        validation.check_device_here(cfg)
 
 
-def integer(value, key: str, minimum: int | None = None, example=1, nullable: bool = False) -> int:
+def integer(value, key: str, minimum: int | None = None, example=1, nullable: bool = False, maximum=None) -> int:
     """``value`` as an int (an integral float too), else one line naming ``key`` and a valid example."""
     ok = isinstance(value, int) and not isinstance(value, bool)
     if isinstance(value, float) and value.is_integer():
         value, ok = int(value), True
-    if not ok or (minimum is not None and value < minimum):
+    if not ok or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bound = f" >= {minimum}" if minimum is not None else ""
+        bound += f" and <= {maximum}" if maximum is not None else ""
         null = " (or null)" if nullable else ""
         raise ConfigError(f"{key}={value!r} must be an integer{bound}{null}, e.g. {key}={example}")
     return int(value)
@@ -110,9 +134,8 @@ def world_size_of(cfg: DictConfig) -> int:
 
 def check_processes(cfg: DictConfig) -> int:
     """A data-parallel run splits each batch into equal shares (so every process draws the same random numbers)."""
-    devices, nodes = int(cfg.trainer.get("devices", 1) or 0), int(cfg.trainer.get("nodes", 1) or 0)
-    if devices < 1 or nodes < 1:
-        raise ConfigError(f"trainer.devices={devices} and trainer.nodes={nodes} must be >= 1")
+    devices = integer(cfg.trainer.get("devices", 1), "trainer.devices", 1, example=1)
+    nodes = integer(cfg.trainer.get("nodes", 1), "trainer.nodes", 1, example=1)
     n, batch = devices * nodes, int(cfg.sampler.get("batch_size") or 0)
     if n > 1 and batch % n:
         m = int(cfg.sampler.get("m", 1) or 1)
@@ -164,9 +187,29 @@ def check_embed_dim(embed_dim) -> int:
     return integer(embed_dim, "head.embed_dim", 1, example=128)
 
 
+def check_measurable(cfg: DictConfig, data) -> None:
+    """The epoch is selected by a metric the validation split can measure: Recall@K needs K items to retrieve among
+    (a Recall@K the test split cannot measure is left out of the results, with one line, never reported as 1.0)."""
+    metric = str(cfg.selection.metric)
+    val, test = getattr(data, "val", None), getattr(data, "test", None)  # (the digest's facts carry neither)
+    splits = {"validation": val, "test": test if cfg.eval.get("test_every_epoch") else None}
+    for name, split in splits.items():  # test too where it is scored by the same metric every epoch
+        if metric.startswith("recall@") and split is not None and int(metric[7:]) > retrievable(split):
+            raise ConfigError(
+                f"selection.metric={metric} cannot be measured: a {name} query retrieves among "
+                f"{retrievable(split)} items; select by a smaller K (e.g. selection.metric=recall@1) or by map@r"
+            )
+
+
+def retrievable(evalset) -> int:
+    """How many items a query of an evaluation split retrieves among: the gallery, or the other queries."""
+    return len(evalset.gallery) if evalset.gallery is not None else len(evalset.query) - 1
+
+
 def complete_config(cfg: DictConfig, data) -> DictConfig:
     """Fill the ``???`` values that come from the data (number of classes, input size) in a copy of cfg; a value
     set by hand where the data decides must agree with it (harness.rundir.identity.DATA_FACTS)."""
+    check_measurable(cfg, data)
     facts = {
         "num_classes": data.num_classes,
         "embedding_size": int(cfg.head.embed_dim),

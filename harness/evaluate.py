@@ -41,13 +41,7 @@ def parse_k(text: str) -> list:
 
 def load_pair(emb_path: str, lab_path: str, what: str = "query"):
     """Embeddings (float32, n x d, finite) and labels (n) from two .npy files, or one DataError line."""
-    try:
-        emb, lab = np.load(emb_path, allow_pickle=False), np.load(lab_path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise DataError(
-            f"cannot read {emb_path} / {lab_path} as .npy arrays "
-            f"({' '.join(str(err).split())[:200]}); save them with numpy.save"
-        ) from None
+    emb, lab = load_array(emb_path), load_array(lab_path)
     if emb.ndim != 2 or lab.ndim != 1 or len(emb) != len(lab):
         raise DataError(f"expected an n x d embedding array and n labels ({what}), got {emb.shape} and {lab.shape}")
     if emb.size == 0:
@@ -63,6 +57,24 @@ def load_pair(emb_path: str, lab_path: str, what: str = "query"):
             f"fix the model or drop those rows"
         )
     return emb, as_labels(lab, lab_path, what)
+
+
+def load_array(path: str) -> np.ndarray:
+    """One array from a .npy file, or one DataError line (an .npz archive: its arrays named)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(
+            f"cannot read {path} as a .npy array ({' '.join(str(err).split())[:200]}); save it with numpy.save"
+        ) from None
+    if isinstance(array, np.lib.npyio.NpzFile):
+        with array:
+            names = ", ".join(array.files[:8]) or "none"
+        raise DataError(
+            f"{path} is an .npz archive (arrays: {names}); give one .npy file per array, e.g. "
+            f"numpy.save('embeddings.npy', numpy.load('{path}')['<name>'])"
+        )
+    return array
 
 
 def as_labels(lab: np.ndarray, path: str, what: str) -> np.ndarray:
@@ -95,6 +107,29 @@ def check_inputs(q, ql, g=None, gl=None) -> None:
             "evaluate on several classes",
             file=sys.stderr,
         )
+    from harness.evaluation.retrieval import all_tied  # faiss loads with the metrics: bad arguments answer first
+
+    if all_tied(q, g):
+        print(
+            f"warning: all {len(q) + (0 if g is None else len(g))} embeddings are the same vector (all zero?): every "
+            f"distance ties, so the order of the items, not the model, decides each ranking",
+            file=sys.stderr,
+        )
+
+
+def measurable(k_list: list, q, g=None) -> list:
+    """The Ks a query can be scored at; one warning line names the ones left out (never a trivial 1.0)."""
+    from harness.evaluation.retrieval import unmeasurable_k  # faiss loads with the metrics (see above)
+
+    left_out = unmeasurable_k(k_list, len(q), None if g is None else len(g))
+    if left_out:
+        among = f"the {len(g)} gallery items" if g is not None else f"the {len(q) - 1} other queries"
+        print(
+            f"warning: recall@{','.join(map(str, left_out))} left out: a query retrieves among {among}; "
+            f"give a smaller --k",
+            file=sys.stderr,
+        )
+    return [k for k in k_list if k not in left_out]
 
 
 def main(argv=None) -> int:
@@ -111,6 +146,7 @@ def evaluate(args) -> int:
     q, ql = load_pair(args.embeddings, args.labels)
     g, gl = load_pair(*args.gallery, what="gallery") if args.gallery else (None, None)
     check_inputs(q, ql, g, gl)
+    k_list = measurable(k_list, q, g)
     if not args.no_normalize:
         q = normalize_rows(q, np.float32)
         g = normalize_rows(g, np.float32) if g is not None else None

@@ -5,10 +5,14 @@ and ``fsync``-ed, renamed over the destination, and the folder is ``fsync``-ed s
 crash. The file gets the permissions the user's umask gives (``mkstemp`` alone would leave 0600,
 unreadable to collaborators sharing a results tree). A process killed mid-write leaves only a temporary
 file, which :func:`remove_orphans` deletes the next time the run directory is opened.
+
+A disk that refuses a write (read-only, full, over quota, forbidden: :data:`DISK_ERRORS`) is one line for the
+user, naming the file and the fix (:func:`disk_line`), in every command that writes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -18,6 +22,15 @@ from pathlib import Path
 from harness.redact import redact_text
 
 TMP_SUFFIX = ".tmp"
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def disk_line(err: OSError, fix: str, where: str | None = None) -> str:
+    """One line for a disk that refused a write: what, where (the file, else ``where``), and ``fix``."""
+    where = err.filename or where or "the output folder"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the disk of {where}; free space there, or {fix}"
+    return f"cannot write {where} ({err.strerror}); {fix}"
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:

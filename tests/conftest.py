@@ -102,6 +102,14 @@ def _no_stray_results(monkeypatch, tmp_path):
     monkeypatch.setenv("HARNESS_RESULTS", str(tmp_path / "results-env"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _hash_cache(tmp_path_factory):
+    # the data's file hashes are cached in the session's temporary folder, never in the user's ~/.cache
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_HASH_CACHE", str(tmp_path_factory.mktemp("hash-cache") / "hashes.sqlite3"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def slurm():
     """One one-node SLURM cluster on localhost for the whole session (tests/slurm_cluster.py), stopped after it."""

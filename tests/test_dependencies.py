@@ -17,14 +17,18 @@ PRIVATE = {
     "optuna": "optuna.storages._heartbeat.BaseHeartbeat (harness/search/study.py), FrozenTrial._trial_id",
     "hydra-core": "hydra.core.utils.run_job, JobReturn._return_value, HydraConfig.instance().cfg, BasicSweeper path",
     "hydra-submitit-launcher": "BaseSubmititLauncher and its queue config dataclasses (subclassed)",
-    "submitit": "AutoExecutor.map_array, JobEnvironment, helpers.DelayedSubmission (checkpoint / requeue)",
+    "submitit": "AutoExecutor.map_array, JobEnvironment, helpers.DelayedSubmission (checkpoint / requeue), "
+    "core.subprocess (the launchers drop sacct's stderr while they wait)",
+    # 0.x, and it removed its Python reader of the offline run file in a minor release (0.20)
+    "wandb": "its private offline run-file format and wandb.proto.wandb_internal_pb2 (harness/tracking/wandb_file.py)",
 }
 
 
 def requirements() -> dict:
     from setuptools.config.setupcfg import read_configuration
 
-    reqs = read_configuration(str(REPO / "setup.cfg"))["options"]["install_requires"]
+    options = read_configuration(str(REPO / "setup.cfg"))["options"]
+    reqs = [*options["install_requires"], *options["extras_require"]["trackers"]]
     return {Requirement(r).name.lower(): Requirement(r) for r in reqs}
 
 
@@ -108,3 +112,10 @@ def test_submitit_launcher_internals_are_what_the_harness_subclasses():
     }
     assert callable(submitit.AutoExecutor.map_array) and callable(submitit.helpers.DelayedSubmission)
     assert hasattr(submitit, "JobEnvironment")
+
+
+def test_submitit_polls_sacct_through_its_core_module_s_subprocess():
+    """The launchers quiet sacct's stderr by wrapping ``submitit.core.core.subprocess`` while they wait."""
+    from submitit.core import core
+
+    assert "subprocess.check_output(command, shell=False)" in inspect.getsource(core.InfoWatcher.update)

@@ -10,6 +10,7 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
+from conftest import exit_code
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -69,11 +70,7 @@ def test_evaluate_never_shows_a_traceback(tmp_path_factory, case):
         argv += ["--gallery", str(tmp / "g.npy"), str(tmp / "gl.npy")]
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = evaluate_main(argv)
-        except SystemExit as exit_:  # argparse: its message is the one line
-            code, message = 2, str(exit_.code)
-            assert message.startswith("error: ") and "\n" not in message
+        code = exit_code(evaluate_main, argv)  # it exits through harness.cli.fail: one line on stderr
     if code == 0:
         assert out.getvalue().lstrip().startswith("{")
         lines = [line for line in err.getvalue().splitlines() if line.strip()]
@@ -113,6 +110,11 @@ KEYS = [
     "head.pooling",
     "eval.metric",
     "trainer.rerun",
+    "trainer.devices",
+    "trainer.nodes",
+    "dataset.val_fraction",
+    "loss.weight",
+    "trainer.channels_last",
 ]
 WORDS = [
     "abc",
@@ -192,6 +194,54 @@ def test_config_validation_answers_any_override_in_one_line(base_cfg, drawn):
         validate_config(cfg)
     except HarnessError as err:
         assert "\n" not in str(err) and str(err)
+
+
+def mistyped(key: str):
+    """``key`` with one character dropped, doubled or swapped with the next: a typo."""
+
+    def typos(i: int) -> list:
+        return [
+            key[:i] + key[i + 1 :],
+            key[:i] + key[i] * 2 + key[i + 1 :],
+            key[:i] + key[i + 1 : i + 2] + key[i] + key[i + 2 :],
+        ]
+
+    return st.integers(0, len(key) - 1).flatmap(lambda i: st.sampled_from(typos(i)))
+
+
+@st.composite
+def command_lines(draw):
+    """Overrides as a user types them: real keys and group options, typos of them, with +, ++ or ~."""
+    from conftest import group_options
+
+    lines = []
+    for _ in range(draw(st.integers(1, 4))):
+        if draw(st.booleans()):
+            group = draw(st.sampled_from(["loss", "regularizer", "dataset", "sweep", "sampler", "optimizer"]))
+            option = draw(st.sampled_from(group_options(group)).flatmap(lambda o: st.one_of(st.just(o), mistyped(o))))
+            lines.append(f"{group}={option}")
+        else:
+            key = draw(st.sampled_from(KEYS).flatmap(lambda k: st.one_of(st.just(k), mistyped(k))))
+            prefix = draw(st.sampled_from(["", "", "+", "++", "~"]))
+            lines.append(f"{prefix}{key}" if prefix == "~" else f"{prefix}{key}={draw(value_text(small=True))}")
+    return lines
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(command_lines())
+def test_the_key_check_passes_or_answers_in_one_line_and_never_refuses_a_real_key(drawn):
+    from harness.errors import ConfigError
+    from harness.overrides import check_overrides
+
+    try:
+        check_overrides(drawn)
+    except ConfigError as err:
+        message = str(err)
+        assert message and "\n" not in message
+        refused = message.split(":", 1)[0]
+        if refused in drawn and not message.startswith("cannot parse"):  # the line it names is one of them
+            key = refused.lstrip("+~").split("=", 1)[0]
+            assert key not in KEYS or "is not a key" not in message, message
 
 
 FAST_RUN = [

@@ -1,33 +1,43 @@
-"""A run's identity covers the data itself (harness/rundir/fingerprint.py): another tree at the same path is
-another run; the same tree elsewhere is the same run."""
+"""A run's identity covers the data by content (harness/rundir/fingerprint.py): every file the dataset reads,
+wherever it lives, by its name and a blake2b of its bytes. Other pixels under the same names and sizes, a CSV
+relabelled in place, an image outside the root: another run; the same tree staged elsewhere: the same run."""
 
+import os
 import shutil
+import sqlite3
 
 import pytest
 
-from harness.rundir.fingerprint import data_fingerprint, tree_fingerprint
+from harness.errors import DataError
+from harness.rundir import hashes
+from harness.rundir.fingerprint import MANIFEST, data_fingerprint, write_manifest
 from harness.rundir.run_dir import RunDir
 
 
-def make_tree(root, sizes=(10, 20, 30)):
+@pytest.fixture(autouse=True)
+def _hash_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(hashes.CACHE_ENV, str(tmp_path / "cache" / "hashes.sqlite3"))
+
+
+def make_tree(root, fill=b"x", sizes=(10, 20, 30)):
     for c, size in zip("abc", sizes):
         (root / c).mkdir(parents=True, exist_ok=True)
-        (root / c / "0.jpg").write_bytes(b"x" * size)
+        (root / c / "0.jpg").write_bytes(fill * size)
     return root
 
 
-def fingerprint(root):
-    tree_fingerprint.cache_clear()
-    return data_fingerprint({"_target_": "x", "root": str(root), "transform": {"size": 32}})
+def fingerprint(root, **kwargs):
+    return data_fingerprint({"_target_": "x", "root": str(root), "transform": {"size": 32}}, **kwargs)
 
 
-def test_the_fingerprint_follows_the_files_not_the_path(tmp_path):
+def test_the_fingerprint_is_the_content_not_the_names_sizes_or_path(tmp_path):
     a = fingerprint(make_tree(tmp_path / "a"))
-    assert a == fingerprint(shutil.copytree(tmp_path / "a", tmp_path / "elsewhere"))  # same data, other path
+    assert fingerprint(make_tree(tmp_path / "b", fill=b"y")) != a  # same names and sizes, other pixels
+    assert a == fingerprint(shutil.copytree(tmp_path / "a", tmp_path / "staged"))  # new inodes, times, path
     (tmp_path / "a" / ".DS_Store").write_bytes(b"junk")
     assert fingerprint(tmp_path / "a") == a  # dot-files are not data
-    (tmp_path / "a" / "c" / "0.jpg").write_bytes(b"y" * 31)
-    assert fingerprint(tmp_path / "a") != a  # a file rewritten with another size
+    (tmp_path / "a" / "c" / "0.jpg").write_bytes(b"z" * 30)  # rewritten in place, same size
+    assert fingerprint(tmp_path / "a") != a
     (tmp_path / "a" / "c" / "0.jpg").write_bytes(b"x" * 30)
     assert fingerprint(tmp_path / "a") == a
     (tmp_path / "a" / "c" / "0.jpg").rename(tmp_path / "a" / "b" / "1.jpg")
@@ -43,6 +53,90 @@ def test_in_memory_data_is_fingerprinted_by_its_arrays():
     node = {"_target_": "harness.data.digits.load_digits"}
     assert data_fingerprint(node, build([3, 4])) == data_fingerprint(node, build([3, 4]))
     assert data_fingerprint(node, build([3, 4])) != data_fingerprint(node, build([2, 4]))
+
+
+def test_the_cache_serves_unchanged_files_and_never_a_touched_one(tmp_path, monkeypatch):
+    """The cache is keyed on (path, size, mtime_ns, ctime_ns, inode): a planted wrong hash under the same keys
+    is what it serves (so it is used), a rewrite of the same size changes ctime and is hashed again; an
+    unusable cache location (a read-only home) costs nothing but speed."""
+    monkeypatch.setattr(hashes, "RACY_S", 0.0)  # the files were written a moment ago
+    root = make_tree(tmp_path / "a")
+    first = fingerprint(root)
+    db = tmp_path / "cache" / "hashes.sqlite3"
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 3
+        con.execute("UPDATE files SET digest = 'planted'")
+    assert fingerprint(root) != first  # served from the cache
+    (root / "a" / "0.jpg").write_bytes(b"x" * 10)  # same bytes, same size: only ctime moves
+    (root / "b" / "0.jpg").write_bytes(b"x" * 20)
+    (root / "c" / "0.jpg").write_bytes(b"x" * 30)
+    assert fingerprint(root) == first  # every touched file hashed again
+    monkeypatch.setenv(hashes.CACHE_ENV, str(tmp_path / "a" / "a" / "0.jpg" / "no-dir" / "h.sqlite3"))
+    assert fingerprint(root) == first
+    monkeypatch.setenv(hashes.CACHE_ENV, "off")
+    assert fingerprint(root) == first
+
+
+def test_a_csv_relabelled_in_place_and_files_outside_the_root_enter_the_identity(tmp_path):
+    """dataset=csv: the table and every image its rows name, inside the root or by absolute path elsewhere, and
+    ``dataset.csv=/abs/table.csv`` outside the root; the paths themselves stay out (a staged copy is the same)."""
+    from conftest import compose_cfg
+    from test_datasets import make_oml
+
+    from harness.rundir import identity
+
+    root, df = make_oml(tmp_path / "data", per_class=2)
+
+    base = compose_cfg(["dataset=csv", f"dataset.root={root}"], tmp_path / "r")
+
+    def run_dir(**dataset):
+        cfg = base.copy()
+        cfg.dataset.update(dataset)
+        identity.forget_data()
+        return RunDir.for_config(cfg).path
+
+    first = run_dir()
+    table = (root / "df.csv").read_text()
+    relabelled = table.replace("\n1,images/1/0.jpg", "\n2,images/1/0.jpg")
+    assert len(relabelled) == len(table) and relabelled != table
+    (root / "df.csv").write_text(relabelled)
+    assert run_dir() != first
+    (root / "df.csv").write_text(table)
+    assert run_dir() == first
+
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(root / "images", outside / "images")
+    df.assign(path=[str(outside / p) for p in df.path]).to_csv(outside / "table.csv", index=False)
+    absolute = run_dir(csv=str(outside / "table.csv"))
+    assert absolute != first
+    image = outside / "images" / "10" / "0.jpg"
+    image.write_bytes(image.read_bytes()[:-1] + bytes([image.read_bytes()[-1] ^ 1]))  # one bit of one pixel file
+    assert run_dir(csv=str(outside / "table.csv")) != absolute
+    staged = shutil.copytree(root, tmp_path / "node-local")  # the root staged with cp -r: the same run
+    assert run_dir(root=str(staged)) == first
+    shutil.copy(outside / "table.csv", tmp_path / "table-staged.csv")  # an absolute table staged elsewhere
+    assert run_dir(csv=str(tmp_path / "table-staged.csv")) == run_dir(csv=str(outside / "table.csv"))
+
+
+def test_a_manifest_spares_a_planner_the_hashing_and_a_run_checks_it(tmp_path):
+    from harness.rundir.fingerprint import main
+
+    root = make_tree(tmp_path / "a")
+    content = fingerprint(root)
+    assert main([str(root)]) == 0 and (root / MANIFEST).exists()
+    assert fingerprint(root) == content == fingerprint(root, trust_manifest=True)  # the manifest is not data
+    lie = (root / MANIFEST).read_text().replace('"blake2b": "', '"blake2b": "0', 1)
+    (root / MANIFEST).write_text(lie)
+    assert fingerprint(root, trust_manifest=True) != content  # a planner takes the manifest's word
+    with pytest.raises(DataError, match=f"does not match the dataset's checksum manifest .{MANIFEST}.") as err:
+        fingerprint(root)  # a run never does: it hashes the bytes and names the file that disagrees
+    assert "python -m harness.rundir.fingerprint" in str(err.value) and "\n" not in str(err.value)
+    write_manifest(root)
+    st = os.stat(root / "b" / "0.jpg")
+    (root / "b" / "0.jpg").write_bytes(b"q" * 20)  # a stale manifest: the file changed since
+    os.utime(root / "b" / "0.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    fresh = shutil.copytree(root, tmp_path / "fresh", ignore=shutil.ignore_patterns(MANIFEST))
+    assert fingerprint(root, trust_manifest=True) == fingerprint(fresh) != content  # its changed file is hashed
 
 
 # ----------------------------------------------------------------------------------------------- runs

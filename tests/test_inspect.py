@@ -171,3 +171,60 @@ def test_a_bad_pictures_setting_is_one_line_naming_the_fix(tmp_path):
 
     with pytest.raises(ConfigError, match="eval.pictures=sometimes must be auto"):
         harness.run(tiny(["eval.pictures=sometimes"], tmp_path / "results"))
+
+
+# ------------------------------------------------------------------------------------------------ two runs
+def test_two_runs_side_by_side_and_a_run_beside_its_baseline(runs, tmp_path, capsys):
+    from harness.inspect.__main__ import main
+
+    names = ["compare_retrieval_grid.png", "compare_embedding_map.png", "compare_spectrum.png"]
+    assert main([str(runs["none"]), str(runs["antico"]), "--map", "pca", "--out", str(tmp_path / "ab")]) == 0
+    assert sorted(p.name for p in (tmp_path / "ab").iterdir()) == sorted(names)
+    with Image.open(tmp_path / "ab" / "compare_retrieval_grid.png") as img:  # 5 queries x 2 runs: rows of both
+        assert img.size[1] > img.size[0] * 0.9
+    # --baseline finds the run beside it with regularizer=none (same config and seed) and writes into run B
+    assert main([str(runs["antico"]), "--baseline", "--map", "pca", "--only", "spectrum"]) == 0
+    assert (runs["antico"] / "pictures" / f"compare_{runs['none'].name}" / "compare_spectrum.png").is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # no run of seed 1 differs only in the regularizer
+        main([str(runs["seed1"]), "--baseline"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "no finished baseline" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argument, fix",
+    [
+        (["--k", "0"], "--k 0 must be an integer >= 1"),
+        (["--worst", "-1"], "--worst -1 must be an integer >= 0"),
+        (["--max-points", "0"], "--max-points 0 must be an integer >= 2"),
+        (["--only", "umap"], "is not a picture"),
+    ],
+)
+def test_bad_inspect_arguments_are_one_line_naming_the_fix(argument, fix, tmp_path, capsys):
+    from harness.inspect.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), *argument])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert fix in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_of_a_sweep_draws_the_cheap_pictures_and_its_comparison_with_the_baseline(runs, monkeypatch):
+    """In a multirun the UMAP map is left to python -m harness.inspect; a regularized run that finishes after its
+    baseline draws the two side by side into its own directory (the antico sibling is no baseline: skipped)."""
+    import harness
+    from harness.tracking import naming
+
+    monkeypatch.setattr(naming.SweepContext, "current", classmethod(lambda cls: cls("2026-01-01_00-00-00")))
+    results = runs["none"].parents[2]
+    overrides = ["regularizer=metrix_embedding", "eval.pictures=true", "eval.picture_map=umap"]
+    run_dir = Path(harness.run(tiny(overrides, results, epochs=3))["run_dir"])
+    pictures = run_dir / "pictures"
+    assert sorted(p.name for p in pictures.iterdir()) == sorted(
+        ["retrieval_grid.png", "spectrum.png", f"compare_{runs['none'].name}"]
+    )
+    compared = pictures / f"compare_{runs['none'].name}"
+    assert sorted(p.name for p in compared.iterdir()) == ["compare_retrieval_grid.png", "compare_spectrum.png"]

@@ -134,8 +134,9 @@ def test_load_run_embeds_new_data_like_the_evaluation(results):
     record = harness.run(tiny([], results, epochs=2))
     loaded = harness.load_run(record["run_dir"])
     test = load_digits([0, 1, 2, 3, 4], [5, 6, 7, 8, 9], val_classes=[3, 4]).test.query
-    emb = loaded.embed(test.inputs)
+    emb = loaded.embed(test.inputs.numpy() * 16)  # raw inputs: scikit-learn's 0-16 intensities, scaled by the loader
     assert emb.shape == (len(test), 64)
+    assert np.array_equal(loaded.embed_dataset(test), emb)  # a split of the dataset is already preprocessed
     assert np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
     assert retrieval_metrics(emb, test.labels)["map@r"] == pytest.approx(record["test/map@r"], abs=1e-6)
 

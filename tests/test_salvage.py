@@ -55,3 +55,29 @@ def test_a_binary_or_stub_record_is_moved_aside_and_the_run_trained_again(result
     assert any(
         f"{path} is unusable" in r.getMessage() and "the run starts again" in r.getMessage() for r in caplog.records
     )
+
+
+@pytest.mark.parametrize("rerun", [False, True])
+def test_a_truncated_best_checkpoint_is_moved_aside_and_the_selected_epoch_trained_again(tmp_path, caplog, rerun):
+    """last.pt holds the last epoch, not the selected one: a damaged best.pt is rebuilt by training again to the
+    selected epoch, checked against the epoch log, and the record equals the uninterrupted run's."""
+    from pathlib import Path
+
+    whole = harness.run(tiny(FAST, tmp_path, epochs=3))
+    run_dir = Path(whole["run_dir"])
+    (run_dir / "record.json").unlink()  # killed after its last checkpoint, before its record
+    best = run_dir / "checkpoints" / "best.pt"
+    best.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
+    with caplog.at_level(logging.INFO, logger="harness"):
+        again = harness.run(tiny([*FAST, f"trainer.rerun={rerun}"], tmp_path, epochs=3))
+    assert again["status"] == "finished" and again["run_dir"] == whole["run_dir"]
+    for key in [k for k in whole if k.startswith(("val/", "test/", "init/"))] + ["selected_epoch"]:
+        assert again[key] == whole[key], key
+    epoch = whole["selected_epoch"]
+    assert (best.parent / "best.pt.corrupt").exists() and not (best.parent / "retrain").exists()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        f"{best} is unusable" in m and "moved aside to best.pt.corrupt" in m and f"training again to epoch {epoch}" in m
+        for m in messages
+    )
+    assert any(f"epoch {epoch} trained again: val/map@r" in m and "as in the epoch log" in m for m in messages)

@@ -20,6 +20,8 @@ from harness.redact import redact
 from harness.rundir import records
 from harness.rundir.run_dir import RunDir
 from harness.tracking import Trackers, build_trackers, run_key, run_tags
+from harness.tracking.mlflow_logger import KEY_TAG
+from harness.tracking.naming import SweepContext, varying_keys
 from harness.tracking.trackers import read_marks
 from harness.tracking.wandb_file import offline_runs, read_run
 
@@ -75,8 +77,8 @@ def mlflow_run(run_dir: Path):
 
     client = MlflowClient(tracking_uri=(run_dir.parents[2] / "mlruns").resolve().as_uri())
     experiment = client.get_experiment_by_name("dml-harness")
-    runs = client.search_runs([experiment.experiment_id])
-    return client, runs
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{KEY_TAG}` != ''")
+    return client, runs  # the runs, not the parent runs that stand for their sweeps
 
 
 def series(rows, key) -> list:
@@ -118,7 +120,9 @@ def test_each_tracker_receives_the_rows_record_config_and_pictures(name, run_cop
         assert data.metrics["test/map_at_r"] == pytest.approx(record["test/map@r"])
         assert data.params["loss._target_"] == config["loss"]["_target_"]
         assert data.tags["sweep"] == "digits_ablation" and data.tags["git_commit"] == "0123abc"
-        assert info.status == "FINISHED" and info.run_name == run_copy.name
+        assert info.status == "FINISHED" and info.run_name == tags["name"] == "digits · multi_similarity · seed 0"
+        [parent] = client.search_runs([info.experiment_id], filter_string="tags.`harness.group` = 'digits_ablation'")
+        assert data.tags["mlflow.parentRunId"] == parent.info.run_id and parent.info.run_name == "digits_ablation"
         assert [a.path for a in client.list_artifacts(info.run_id, "pictures")] == ["pictures/retrieval_grid.png"]
     elif name == "wandb":
         files = offline_runs(run_copy)
@@ -226,16 +230,29 @@ def instantiate_unwrapped(node):
     return harness_instantiate(node)
 
 
-def test_tags_name_the_sweep_study_trial_seed_and_commit():
-    config = {"seed": 3, "search": {"study": "tune_eps", "trial": 7}}
-    assert run_tags(config, ["sweep=tune_eps", "loss=triplet"], "abc") == {
+def test_tags_name_the_sweep_study_trial_seed_commit_and_the_swept_values():
+    config = {"seed": 3, "search": {"study": "tune_eps", "trial": 7}, "dataset": {"name": "cub200"}}
+    config |= {"loss": {"name": "proxy_anchor"}, "regularizer": {"antico_pair": {}}}
+    overrides = ["sweep=tune_eps", "regularizer=antico_pair", "regularizer.antico_pair.weight=0.3", "seed=3"]
+    overrides += ["paths.results=/tmp/r", "+db.password=hunter2"]
+    tags = run_tags(config, overrides, "abc", SweepContext())  # a single run: every value its command chose
+    assert tags == {
         "sweep": "tune_eps",
         "study": "tune_eps",
         "trial": "7",
         "seed": "3",
         "git_commit": "abc",
+        "swept": "regularizer.antico_pair.weight=0.3 db.password=***",
+        "name": "cub200 · proxy_anchor + antico_pair w=0.3 · db.password=*** · seed 3",
     }
-    assert run_tags({"seed": 0}, [], None) == {"seed": "0"}
+    bare = {"seed": 0, "dataset": {"name": "digits"}, "loss": {"name": "triplet"}, "regularizer": None}
+    assert run_tags(bare, [], None, SweepContext()) == {"seed": "0", "name": "digits · triplet · seed 0"}
+    # an inline grid (python run.py -m loss=a,b) is one group too: its multirun; its name says what varies
+    overrides = ["loss=triplet", "arm=baseline", "trainer.epochs=2", "loss.weight=0.5"]
+    context = SweepContext("2026-01-02_03-04-05", frozenset(varying_keys([overrides, ["loss.weight=1"]])))
+    grid = run_tags(bare, overrides, None, context)
+    assert grid["sweep"] == "grid 2026-01-02_03-04-05" and grid["arm"] == "baseline"
+    assert grid["name"] == "digits · triplet w=0.5 · arm=baseline trainer.epochs=2 · seed 0"
 
 
 def test_the_tracker_run_id_follows_the_run_directory(tmp_path):

@@ -17,19 +17,24 @@ train, and the validation classes that select the epoch are carved from the trai
 ``val_fraction`` or explicit ``val_classes``), as for every dataset. Test retrieval is leave-one-out
 among the validation rows when every row is both query and gallery (OML's "1 vs rest", SOP / CUB /
 Cars) or when the flags are absent; with disjoint query and gallery rows (In-Shop), queries are searched
-in the gallery. Train and validation must not share a label.
+in the gallery. Train and validation must not share a label, nor an image: a table that lists one image twice
+(by the same path, relative or absolute) is refused, in one split (a duplicate row) or across the two (a test
+image seen in training). A box must lie inside its image (read from each boxed image's header). Errors name a
+class by its CSV label.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from harness.data.base import DMLData
-from harness.data.images import build_dml_data, resolve_root
+from harness.data.images import READ_ERRORS, build_dml_data, resolve_root
 from harness.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -75,8 +80,10 @@ def load_csv(
             f"{where}: {len(missing)} of {len(paths)} image files are missing (first: {missing[0]}); "
             f"relative paths are read from dataset.root={base}"
         )
+    check_repeats(df, paths, where)
     labels = df["label"].to_numpy(np.int64)
     boxes = read_boxes(df, where)
+    check_boxes_inside(paths, boxes, where)
     train = (df["split"] == "train").to_numpy()
     shared = sorted(set(labels[train].tolist()) & set(labels[~train].tolist()))
     if shared:
@@ -112,6 +119,23 @@ def load_csv(
         gallery=(pick(paths, gallery), labels[gallery], pick(boxes, gallery)),
         **common,
     )
+
+
+def files_read(root, csv: str = "df.csv", **_) -> list:
+    """(key, path) of every file :func:`load_csv` reads, for the run's identity (harness/rundir/fingerprint.py):
+    the table (``dataset.csv``) and each image as its row names it, inside the root or anywhere else."""
+    base = resolve_root(root)
+    table = Path(str(csv)).expanduser()
+    table = table if table.is_absolute() else base / table
+    out = [("dataset.csv", table)]
+    try:
+        listed = pd.read_csv(table, usecols=["path"], dtype=str)["path"].dropna()
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError):  # load_csv says what is wrong
+        return out
+    return out + [(f"dataset.csv:{p}", Path(p) if Path(p).is_absolute() else base / p) for p in listed]
+
+
+load_csv.files_read = files_read
 
 
 def read_table(table: Path) -> pd.DataFrame:
@@ -236,6 +260,45 @@ def read_boxes(df: pd.DataFrame, where: str) -> list:
             f"need 0 <= x_1 < x_2 and 0 <= y_1 < y_2 (left, right, top, bottom)"
         )
     return [(float(x1[i]), float(y1[i]), float(x2[i]), float(y2[i])) if full[i] else None for i in range(len(df))]
+
+
+def check_repeats(df: pd.DataFrame, paths: list, where: str) -> None:
+    """Each image once: a repeated row weighs an image twice; the same image in both splits leaks the test split."""
+    same = pd.Series([os.path.normpath(p) for p in paths])
+    repeated = np.flatnonzero(same.duplicated().to_numpy())
+    if not len(repeated):
+        return
+    splits = df["split"].to_numpy()
+    leaks = [i for i in repeated if (splits[same == same[i]] != splits[i]).any()]
+    i = (leaks or repeated)[0]
+    first = int(np.flatnonzero((same == same[i]).to_numpy())[0])
+    if leaks:
+        raise DataError(
+            f"{where}: rows {first + 2} and {i + 2} list the same image {paths[i]} in the train and validation splits "
+            f"({len(leaks)} such rows): a test image seen in training; give each image one split"
+        )
+    raise DataError(
+        f"{where}: row {i + 2} repeats the image of row {first + 2} ({paths[i]}; {len(repeated)} repeated rows); "
+        f"drop the duplicates"
+    )
+
+
+def check_boxes_inside(paths: list, boxes: list, where: str) -> None:
+    """A box reaches no further than its image (a crop beyond it would be padded with black, silently)."""
+    for i, box in enumerate(boxes):
+        if box is None:
+            continue
+        try:
+            with Image.open(paths[i]) as img:  # the header only: the size, no pixels decoded
+                width, height = img.size
+        except READ_ERRORS:
+            continue  # an unreadable image: on_corrupt decides when it is read
+        left, top, right, bottom = box
+        if right > width or bottom > height:
+            raise DataError(
+                f"{where}: row {i + 2} has the box x_1={left:g}, x_2={right:g}, y_1={top:g}, y_2={bottom:g} beyond "
+                f"its image {paths[i]} ({width} x {height} pixels); boxes are in pixels of the full image: fix the row"
+            )
 
 
 def class_names(df: pd.DataFrame) -> dict:

@@ -26,7 +26,7 @@ def load_digits(
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
-    x = torch.tensor(bunch.data, dtype=torch.float32) / 16.0
+    x = scale_raw(bunch.data)
     y = np.asarray(bunch.target, dtype=np.int64)
 
     train_c, val_c = carve_validation(expand_classes(train_classes), val_classes, val_fraction, seed)
@@ -53,5 +53,23 @@ def load_digits(
         val=EvalSet(subset(val_c)) if val_c else None,
         test=EvalSet(subset(test_c)),
         vector_inputs=True,
+        eval_transform=scale_raw,
         on_device=on_device,
     )
+
+
+def scale_raw(x) -> torch.Tensor:
+    """scikit-learn's raw intensities (0-16, one row of 64 per image, or a batch of rows) as the network sees
+    them: scaled to [0, 1]."""
+    return torch.as_tensor(np.asarray(x), dtype=torch.float32) / 16.0
+
+
+scale_raw.batched = True  # a reloaded run applies it to a whole array of raw rows at once
+
+
+def eval_preprocess(**_):
+    """What :func:`load_digits` does to a raw input before the network sees it (for ``load_run``)."""
+    return scale_raw
+
+
+load_digits.eval_preprocess = eval_preprocess

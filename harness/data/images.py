@@ -66,6 +66,7 @@ class ImageListDataset(Dataset):
         self.transform = transform
         self.on_corrupt = on_corrupt
         self.draft_size = draft_size
+        self.class_ids = None  # training splits: the dataset's own id of each label 0..C-1 (errors name that)
         self._same_class = None  # built on the first corrupt image only
         self._reported = set()
 
@@ -119,7 +120,32 @@ class ImageListDataset(Dataset):
                 return self.load(j)
             except READ_ERRORS:
                 continue
-        raise DataError(f"every image of class {self.labels[i]} is unreadable (first: {path}); check the dataset files")
+        label = int(self.labels[i])
+        name = self.class_ids[label] if self.class_ids is not None else label
+        raise DataError(f"every image of class {name} is unreadable (first: {path}); check the dataset files")
+
+
+class ImagePreprocess:
+    """What an evaluation split does to one image, for a reloaded run (``load_run(...).embed``): a path is decoded
+    as :class:`ImageListDataset` decodes its files (JPEG draft at ``draft_size``), then ``transform`` applies;
+    a PIL image (or an H x W [x C] uint8 array) is transformed as it is."""
+
+    def __init__(self, transform, draft_size: int | None = None):
+        self.transform, self.draft_size = transform, draft_size
+
+    def __call__(self, x):
+        if isinstance(x, (str, Path)):
+            return ImageListDataset([x], [0], self.transform, draft_size=self.draft_size)[0][0]
+        if isinstance(x, np.ndarray):
+            x = Image.fromarray(x)
+        return self.transform(x)
+
+
+def eval_preprocess(transform: dict | None = None, fast_decode: bool = True, **_) -> ImagePreprocess:
+    """The test split's preprocessing of an image loader (:func:`build_dml_data`'s), from its config values."""
+    transform = dict(transform or {})
+    draft = int(transform.get("resize", 256)) if fast_decode else None
+    return ImagePreprocess(build_eval_transform(**transform), draft)
 
 
 # ----------------------------------------------------------------------------------------------- roots
@@ -205,7 +231,7 @@ def build_dml_data(
     def split(classes, tf, remap=False):
         mask = np.isin(class_ids, classes)
         labels = remap_labels(class_ids[mask])[0] if remap else class_ids[mask]
-        return ImageListDataset(
+        dataset = ImageListDataset(
             paths[mask].tolist(),
             labels,
             tf,
@@ -213,6 +239,9 @@ def build_dml_data(
             draft,
             boxes=box_list[mask].tolist() if boxes is not None else None,
         )
+        if remap:
+            dataset.class_ids = np.unique(class_ids[mask])  # label c trains as c's rank: errors name the class id
+        return dataset
 
     if gallery is not None:
         g_paths, g_ids, *g_boxes = gallery

@@ -40,7 +40,7 @@ import torch
 from PIL import Image
 
 from harness.data.base import ArrayDataset, DMLData, EvalSet, remap_labels
-from harness.data.images import READ_ERRORS, resolve_root
+from harness.data.images import READ_ERRORS, ImagePreprocess, resolve_root
 from harness.data.splits import carve_validation, check_disjoint
 from harness.data.transforms import build_eval_transform
 from harness.errors import ConfigError, DataError
@@ -127,6 +127,14 @@ def load_omniglot(
         eval_transform=eval_tf,
         on_device=on_device,
     )
+
+
+def eval_preprocess(transform: dict | None = None, **_) -> ImagePreprocess:
+    """What :func:`load_omniglot` does to a raw image before the network sees it (for ``load_run``)."""
+    return ImagePreprocess(build_eval_transform(**{**DEFAULT_TRANSFORM, **(transform or {})}))
+
+
+load_omniglot.eval_preprocess = eval_preprocess
 
 
 def alphabet_classes(alphabets, items, class_id: dict, where: str) -> list:

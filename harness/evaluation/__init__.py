@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.evaluation.clustering import nmi, normalized_mutual_info
+from harness.evaluation.clustering import nmi
 from harness.evaluation.retrieval import retrieval_metrics, search_neighbours
 
 
@@ -25,4 +25,4 @@ def evaluate_embeddings(
     return out
 
 
-__all__ = ["evaluate_embeddings", "retrieval_metrics", "search_neighbours", "nmi", "normalized_mutual_info"]
+__all__ = ["evaluate_embeddings", "retrieval_metrics", "search_neighbours", "nmi"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
 
 
 def kmeans_assign(x, k: int, seed: int = 0, niter: int = 20) -> np.ndarray:
@@ -25,25 +26,9 @@ def kmeans_assign(x, k: int, seed: int = 0, niter: int = 20) -> np.ndarray:
     return assign[:, 0]
 
 
-def normalized_mutual_info(labels_true, labels_pred) -> float:
-    """NMI with arithmetic-mean normalisation (scikit-learn's default), from the sparse contingency table
-    (only the non-empty cells: at SOP scale the dense table would have 11,316 x 11,316 cells)."""
-    _, a = np.unique(labels_true, return_inverse=True)
-    _, b = np.unique(labels_pred, return_inverse=True)
-    n = len(a)
-    na, nb = int(a.max()) + 1, int(b.max()) + 1
-    if na == nb == 1 or na == nb == n:
-        return 1.0
-    cells, count = np.unique(a.astype(np.int64) * nb + b, return_counts=True)
-    ca, cb = np.bincount(a, minlength=na) / n, np.bincount(b, minlength=nb) / n  # marginals (all non-zero)
-    pij = count / n
-    mi = float((pij * (np.log(pij) - np.log(ca[cells // nb] * cb[cells % nb]))).sum())
-    ha = -float((ca * np.log(ca)).sum())
-    hb = -float((cb * np.log(cb)).sum())
-    denom = (ha + hb) / 2
-    return float(max(mi, 0.0) / denom) if denom > 0 else 1.0
-
-
 def nmi(x, labels, seed: int = 0, niter: int = 20) -> float:
+    """NMI (arithmetic-mean normalisation) of the labels and seeded faiss k-means with one centroid per class:
+    scikit-learn's ``normalized_mutual_info_score``, which builds a sparse contingency table (SOP scale: 60,502
+    labels of 11,316 classes in 0.04 s; equal to the harness's former own code to 2e-16 there)."""
     k = len(np.unique(labels))
-    return normalized_mutual_info(labels, kmeans_assign(x, k, seed=seed, niter=niter))
+    return float(normalized_mutual_info_score(labels, kmeans_assign(x, k, seed=seed, niter=niter)))

@@ -10,7 +10,8 @@ run on rank 0 alone and their numbers are broadcast, so every rank takes the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,7 +20,10 @@ from harness.distributed import World, gather_array, on_main, shard
 from harness.evaluation import evaluate_embeddings
 from harness.evaluation.diagnostics import collapse_diagnostics, normalize_rows
 from harness.evaluation.embed import embed_dataset
+from harness.evaluation.retrieval import all_tied, unmeasurable_k
 from harness.evaluation.utilization import utilization
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Evaluator:
     device: torch.device = torch.device("cpu")
     amp: str = "off"
     world: World = World()  # the processes of a data-parallel run (one by default)
+    said: set = field(default_factory=set, repr=False)  # the one-line warnings already given (once per run)
 
     def embed(self, model, evalset) -> Embedded:
         q, ql = self.embed_split(model, evalset.query)
@@ -59,8 +64,9 @@ class Evaluator:
         return on_main(compute, self.world)
 
     def score(self, emb: Embedded, with_nmi: bool = True) -> dict:
-        return self.on_main(
-            lambda: evaluate_embeddings(
+        def compute():
+            self.warn_once(emb)
+            return evaluate_embeddings(
                 emb.query,
                 emb.query_labels,
                 emb.gallery,
@@ -70,7 +76,27 @@ class Evaluator:
                 with_nmi=with_nmi and self.nmi,
                 seed=self.seed,
             )
-        )
+
+        return self.on_main(compute)
+
+    def warn_once(self, emb: Embedded) -> None:
+        """One line for a Recall@K the split cannot measure (left out) and for embeddings that all tie."""
+        n_gallery = None if emb.gallery is None else len(emb.gallery)
+        left_out = unmeasurable_k(self.k, len(emb.query), n_gallery)
+        size = len(emb.query) if n_gallery is None else n_gallery
+        if left_out and ("k", size) not in self.said:
+            self.said.add(("k", size))
+            log.warning(
+                "recall@%s left out: a split of %d %s gives a query at most %d items to retrieve; lower eval.k "
+                "to measure it",
+                ",".join(map(str, left_out)),
+                size,
+                "gallery items" if n_gallery is not None else "queries",
+                size - (n_gallery is None),
+            )
+        if "tied" not in self.said and all_tied(emb.query, emb.gallery):
+            self.said.add("tied")
+            log.warning("every embedding is the same vector: all distances tie, so item order decides each ranking")
 
     def evaluate(self, model, evalset) -> dict:
         """Every metric (NMI when ``nmi``)."""

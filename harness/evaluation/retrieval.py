@@ -5,7 +5,8 @@ list and of R (the number of same-class items a query can retrieve, which MAP@R 
 Definitions follow Musgrave et al., "A Metric Learning Reality Check" (ECCV 2020), as implemented by
 pytorch-metric-learning's ``AccuracyCalculator``:
 
-* Recall@K: fraction of queries with at least one same-class item among their K nearest neighbours.
+* Recall@K: fraction of queries with at least one same-class item among their K nearest neighbours. A K beyond
+  the items a query retrieves among (:func:`unmeasurable_k`) is left out, never reported as a trivial 1.0.
 * R-Precision: for a query with R same-class items, the fraction of its R nearest that are same-class.
 * MAP@R: ``1/R * sum_{i<=R} P(i) * rel(i)``, mean average precision truncated at R.
 
@@ -22,11 +23,12 @@ import logging
 
 import numpy as np
 
+from harness.config import EVAL_METRICS
 from harness.evaluation.faiss_build import GPU_INSTALL, import_faiss
 
 faiss = import_faiss()
 
-METRICS = ("ip", "l2")
+METRICS = EVAL_METRICS
 
 
 def _as_f32(x) -> np.ndarray:
@@ -103,6 +105,19 @@ def search_neighbours(query, k: int, gallery=None, metric: str = "ip") -> np.nda
     return idx
 
 
+def unmeasurable_k(k_list, n_query: int, n_gallery: int | None = None) -> list:
+    """The Ks of ``k_list`` beyond the items a query retrieves among (the gallery, or the other queries)."""
+    reachable = n_gallery if n_gallery is not None else n_query - 1
+    return [int(k) for k in k_list if int(k) > reachable]
+
+
+def all_tied(query, gallery=None) -> bool:
+    """Whether every embedding is the same vector (all zero, say): then every distance ties, and the order of the
+    items, not the model, decides each ranking."""
+    x = np.asarray(query) if gallery is None else np.concatenate([np.asarray(query), np.asarray(gallery)])
+    return len(x) > 1 and bool((x == x[:1]).all())
+
+
 def same_class_counts(query_labels, ref_labels, leave_one_out: bool) -> np.ndarray:
     """R of each query: how many reference items share its class (itself excluded when leave-one-out)."""
     query_labels, ref_labels = np.asarray(query_labels), np.asarray(ref_labels)
@@ -125,7 +140,7 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, k_
     ref_labels = query_labels if gallery is None else np.asarray(gallery_labels)
     r = same_class_counts(query_labels, ref_labels, leave_one_out=gallery is None)
     valid = r > 0
-    k = int(max(max(k_list), r.max(initial=1)))
+    k = int(max(max(k_list, default=1), r.max(initial=1)))
     idx = search_neighbours(query, k, gallery, metric)
     k = idx.shape[1]
     match = ref_labels[idx] == query_labels[:, None]
@@ -133,8 +148,10 @@ def retrieval_metrics(query, query_labels, gallery=None, gallery_labels=None, k_
     out = {"num_queries": int(valid.sum())}
     if not valid.any():
         raise ValueError("no query has a same-class item to retrieve; every class needs at least 2 items")
+    left_out = unmeasurable_k(k_list, len(query_labels), None if gallery is None else len(ref_labels))
     for kk in k_list:
-        out[f"recall@{kk}"] = float(match[:, :kk].any(axis=1).mean())
+        if kk not in left_out:
+            out[f"recall@{kk}"] = float(match[:, :kk].any(axis=1).mean())
     rel = match & (np.arange(k)[None, :] < r[:, None])
     out["r_precision"] = float((rel.sum(axis=1) / r).mean())
     out["map@r"] = float(ap_at_r(match, r).mean())

@@ -7,7 +7,10 @@
   differ only in the regularizer; the coding rate in the legend.
 
 The trained network is the selected epoch (``checkpoints/best.pt``), the untrained one the same architecture
-seeded as the run seeded it. Runs with ``eval.pictures=true`` draw them at the end and hand them to the trackers.
+seeded as the run seeded it. Runs with ``eval.pictures=true`` draw them at the end and hand them to the trackers;
+a run of a multirun draws the cheap ones (grid, spectrum: the UMAP map costs minutes on a busy CPU, for every run
+of a sweep) and its comparison with its baseline (``harness.inspect.compare``).
+``python -m harness.inspect RUN_A RUN_B`` (or ``RUN --baseline``) draws two runs side by side.
 """
 
 from __future__ import annotations
@@ -25,14 +28,22 @@ def pictures_wanted(setting, vector_inputs: bool) -> bool:
     return (not vector_inputs) if setting == "auto" else bool(setting)
 
 
-def pictures_at_end(run_dir, parts, fitted, map_method: str = "umap") -> list:
+def pictures_at_end(run_dir, parts, fitted, map_method: str = "umap", in_sweep: bool | None = None) -> list:
     """The pictures of a run that has just finished in this process, from its parts (data, evaluator) and the
-    embeddings ``fit`` made (``fitted``); failing to draw them costs one warning, never the run."""
+    embeddings ``fit`` made (``fitted``); failing to draw them costs one warning, never the run. In a sweep
+    (``in_sweep``, by default: a Hydra multirun) only the cheap pictures, and the comparison with its baseline
+    when the other of the two has finished first. Returns the run's own pictures (for the trackers)."""
     try:
         from harness.inspect.loading import inspection_of
+        from harness.tracking.naming import SweepContext
 
+        in_sweep = SweepContext.current().multirun is not None if in_sweep is None else in_sweep
         inspection = inspection_of(run_dir, parts, fitted.test, fitted.init_test)
-        return make_pictures(run_dir, device=str(parts.device), map_method=map_method, inspection=inspection)
+        only = ("retrieval_grid", "spectrum") if in_sweep else PICTURES
+        own = make_pictures(run_dir, device=str(parts.device), map_method=map_method, inspection=inspection, only=only)
+        if in_sweep:
+            comparisons_at_end(inspection, str(parts.device))
+        return own
     except Exception as err:
         log.warning(
             "pictures not drawn (%s: %s); draw them later with python -m harness.inspect %s",
@@ -41,6 +52,25 @@ def pictures_at_end(run_dir, parts, fitted, map_method: str = "umap") -> list:
             run_dir,
         )
         return []
+
+
+def comparisons_at_end(inspection, device: str) -> list:
+    """A regularized run beside its finished baseline (or a baseline beside its finished regularized runs): the
+    cheap comparison pictures, drawn into this run's own ``pictures/compare_<other run>/`` (one writer per run
+    directory: of two runs, the one that finishes second draws)."""
+    from harness.inspect.compare import CHEAP, compare_runs, finished_siblings
+    from harness.rundir.identity import group_choice
+
+    run_dir = Path(inspection.run_dir)
+    mine = group_choice(inspection.config, "regularizer")
+    written = []
+    for other, theirs in finished_siblings(run_dir):
+        if "none" not in (mine, theirs):
+            continue
+        a, b, of = (run_dir, other, "a") if mine == "none" else (other, run_dir, "b")
+        out = run_dir / "pictures" / f"compare_{other.name}"
+        written += compare_runs(a, b, out, device, only=CHEAP, inspection=inspection, inspection_of=of)
+    return written
 
 
 def make_pictures(

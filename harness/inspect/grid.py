@@ -70,6 +70,16 @@ def draw_cell(ax, image, cmap, colour: str, caption: str, width: float = 4.0) ->
     )
 
 
+def draw_results(fig, grid, row: int, neighbours, gallery, g_labels, q_label, names: dict) -> None:
+    """A query's top-k results in columns 2.. of ``row``: framed green (its class) or red (another)."""
+    for j, g in enumerate(neighbours):
+        ax = fig.add_subplot(grid[row, j + 2])
+        same = g_labels[g] == q_label
+        draw_cell(ax, *thumbnail(gallery, g), SAME if same else OTHER, names[int(g_labels[g])])
+        if row == 0:
+            ax.set_title(f"#{j + 1}", fontsize=9)
+
+
 def run_title(inspection) -> str:
     """dataset, loss, regularizer and seed of the run, and its test MAP@R."""
     rec = inspection.record
@@ -109,12 +119,7 @@ def retrieval_grid(
         )
         if row == 0:
             ax.set_title("query", fontsize=9)
-        for j, g in enumerate(idx[q]):
-            ax = fig.add_subplot(grid[row, j + 2])
-            same = g_labels[g] == q_labels[q]
-            draw_cell(ax, *thumbnail(gallery, g), SAME if same else OTHER, names[int(g_labels[g])])
-            if row == 0:
-                ax.set_title(f"#{j + 1}", fontsize=9)
+        draw_results(fig, grid, row, idx[q], gallery, g_labels, q_labels[q], names)
     fig.suptitle(
         f"Top-{k} test retrievals: {run_title(inspection)}\n{len(worst)} worst queries by AP@R, "
         f"{len(sample)} at random; frame green = same class as the query, red = another class; caption: class",

@@ -15,7 +15,6 @@ import torch
 from omegaconf import OmegaConf
 
 from harness.distributed import World
-from harness.errors import ConfigError
 from harness.evaluation.evaluator import Embedded
 from harness.rundir.run_dir import RunDir
 
@@ -55,33 +54,36 @@ class Inspection:
 
 
 def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Inspection:
-    """Rebuild the run's data and both networks, and embed the test split with each."""
+    """Rebuild the run's data and both networks, and embed the test split with each. The saved config is read
+    through the one guard (harness.rundir.guard), and only the data, the evaluator and the network are built
+    from it: nothing else it names (loss, optimizer, trackers) is instantiated."""
     from harness.models.reload import load_run
-    from harness.training.build import build
+    from harness.runtime import pick_amp
+    from harness.training.build import build_data_and_model, build_evaluator
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml); pass results/runs/<dataset>/<run>")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    parts = build(cfg, torch.device(device))  # seeded as the run was: parts.model is its epoch-0 network
+    rd = RunDir.at(run_dir)
+    cfg = OmegaConf.create(rd.config())  # through the one guard
     run = load_run(run_dir, device=device)
+    dev = torch.device(device)
+    data, _, cfg, model = build_data_and_model(cfg, dev)  # seeded as the run was: its epoch-0 network
     out = Inspection(
         run_dir,
-        RunDir.at(run_dir).record() or {},
+        rd.record() or {},
         cfg,
-        parts.data.test,
-        parts.evaluator,
-        dict(parts.data.class_names or {}),
+        data.test,
+        build_evaluator(cfg, dev, pick_amp(cfg.trainer.amp, dev)),
+        dict(data.class_names or {}),
     )
     out.trained = out.embed(run.model)
-    out.untrained = out.embed(parts.model) if untrained else None
+    out.untrained = out.embed(model) if untrained else None
     return out
 
 
 def inspection_of(run_dir, parts, trained: Embedded, untrained: Embedded | None) -> Inspection:
     """The inspection of the run that has just finished here: its data, evaluator and embeddings as they are.
     Only when the run resumed (``untrained`` None) is the untrained network built and embedded again."""
-    from harness.training.build import build
+    from harness.training.build import build_data_and_model
 
     run_dir = Path(run_dir)
     evaluator = replace(parts.evaluator, world=World())  # rank 0 alone draws: embeds without its peers
@@ -96,5 +98,5 @@ def inspection_of(run_dir, parts, trained: Embedded, untrained: Embedded | None)
         untrained,
     )
     if out.untrained is None:
-        out.untrained = out.embed(build(parts.cfg, parts.device).model)
+        out.untrained = out.embed(build_data_and_model(parts.cfg, parts.device)[3])
     return out

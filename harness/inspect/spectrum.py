@@ -6,15 +6,19 @@ the coding rate R (the collapse diagnostic ``diag/test/coding_rate``, eps = 0.5)
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from harness.errors import ConfigError
 from harness.evaluation.diagnostics import coding_rate_of, normalize_rows
 from harness.inspect.style import new_figure, save
 from harness.rundir import identity
 from harness.rundir.run_dir import RunDir
+
+log = logging.getLogger(__name__)
 
 
 def singular_values(z) -> np.ndarray:
@@ -35,12 +39,29 @@ def regularizer_siblings(run_dir: Path, limit: int = 3) -> list:
     for other in sorted(run_dir.parent.iterdir()):
         if other == run_dir or not (other / "config.yaml").exists() or not (other / "checkpoints" / "best.pt").exists():
             continue
-        other_cfg = RunDir.at(other).config()
+        try:
+            other_cfg = RunDir.at(other).config()
+        except ConfigError as err:  # a sibling the guard refuses is not drawn
+            log.warning("%s", err)
+            continue
         if identity.group_choice(other_cfg, "regularizer") == identity.group_choice(cfg, "regularizer"):
             continue
         if without_regularizer(other_cfg) == mine:
             found.append(other)
     return found[:limit]
+
+
+def plot_spectra(ax, curves) -> None:
+    """[(label, embeddings, line style)] as normalised singular-value curves, the coding rate in the legend."""
+    for label, z, style in curves:
+        s = singular_values(z)
+        rate = coding_rate_of(normalize_rows(z))
+        ax.plot(np.arange(1, len(s) + 1), s / s.sum(), label=f"{label} (R = {rate:.1f})", **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("index i of the singular value")
+    ax.set_ylabel(r"normalised singular value $\sigma_i\,/\,\Sigma_j\,\sigma_j$")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(title="test embeddings (R = coding rate)")
 
 
 def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True) -> Path:
@@ -52,7 +73,11 @@ def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True)
         curves.append(("untrained (epoch 0)", inspection.untrained.query, dict(color="0.55", linestyle="--")))
     curves.append((f"trained, regularizer={own}", inspection.trained.query, dict(color="C0", linewidth=2.2)))
     for i, other in enumerate(regularizer_siblings(inspection.run_dir) if siblings else []):
-        run = load_run(other, device=device)
+        try:
+            run = load_run(other, device=device)
+        except ConfigError as err:  # a sibling with a damaged best.pt is left out of the picture, named
+            log.warning("%s", err)
+            continue
         name = identity.group_choice(run.cfg, "regularizer")
         curves.append(
             (f"trained, regularizer={name}", inspection.embed(run.model).query, dict(color=f"C{i + 1}", linewidth=1.6))
@@ -60,19 +85,7 @@ def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True)
 
     fig = new_figure(5.2, 3.6)
     ax = fig.subplots()
-    for label, z, style in curves:
-        s = singular_values(z)
-        ax.plot(
-            np.arange(1, len(s) + 1),
-            s / s.sum(),
-            label=f"{label} (R = {coding_rate_of(normalize_rows(z)):.1f})",
-            **style,
-        )
-    ax.set_yscale("log")
-    ax.set_xlabel("index i of the singular value")
-    ax.set_ylabel(r"normalised singular value $\sigma_i\,/\,\Sigma_j\,\sigma_j$")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(title="test embeddings (R = coding rate)")
+    plot_spectra(ax, curves)
     n, d = inspection.trained.query.shape
     rec = inspection.record
     ax.set_title(

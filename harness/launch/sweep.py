@@ -28,6 +28,7 @@ import subprocess
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,16 +40,20 @@ from harness.cli import fail
 from harness.config import validate_config
 from harness.distributed.world import launch_from_env
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, atomic_write_text
+from harness.io import DISK_ERRORS, atomic_write_json, atomic_write_text, disk_line
 from harness.redact import redact, redact_text
 from harness.rundir import identity
 from harness.rundir.run_dir import RunDir
+from harness.tracking.naming import SWEPT_ENV, varying_keys
 
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 JOB_FILE = "slurm_job.json"  # in a run directory: the SLURM job submitted to run it
 GRID_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+RESULTS_FIX = (
+    "set paths.results to a folder on a disk you can write and run the sweep again (finished runs are skipped)"
+)
 
 
 @dataclass
@@ -91,8 +96,9 @@ def prepare(
 ) -> tuple:
     """What every launcher does first: create the sweep directory and plan the jobs; (sweep dir, jobs)."""
     sweep_dir = Path(str(master_config.hydra.sweep.dir))
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    redact_sweep_config(sweep_dir)
+    with one_line_on_disk_errors(sweep_dir):
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        redact_sweep_config(sweep_dir)
     jobs = plan_jobs(
         hydra_context, master_config, job_overrides, initial_job_idx, skips_finished(skip_finished, master_config)
     )
@@ -109,10 +115,12 @@ def plan_jobs(
     """Compose each job's config now (a wrong override fails before any submission) and find finished runs."""
     jobs = []
     identity.forget_data()  # fingerprint each dataset once for the whole plan
+    swept = ",".join(varying_keys(job_overrides))  # what the trackers name runs by (harness/tracking/naming.py)
     for i, overrides in enumerate(job_overrides):
         config = hydra_context.config_loader.load_sweep_config(master_config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = config.hydra.job.num = initial_job_idx + i
+            config.hydra.job.env_set[SWEPT_ENV] = swept
         job = Job(idx=initial_job_idx + i, overrides=list(overrides), config=config)
         if skip_finished:
             rd, rerun = run_dir_of(config)
@@ -140,8 +148,9 @@ def run_dir_of(config: DictConfig) -> tuple:
         if not identity.data_available(cfg):  # e.g. a login node that does not see the compute nodes' data
             return None, rerun
         try:
-            validate_config(cfg)
-            return RunDir.for_config(cfg), rerun
+            validate_config(cfg, here=False)  # as harness.run does first (it may settle trainer.amp: the same dir);
+            # here=False: planning on a login node never asks for this machine's GPU
+            return RunDir.for_config(cfg, trust_manifest=True), rerun  # a dataset's manifest spares the hashing
         except HarnessError:  # bad data or config: the job itself fails with that line
             return None, rerun
     finally:
@@ -206,7 +215,8 @@ def run_one(hydra_context, task_function: Callable, config: DictConfig) -> JobRe
         error = ret._return_value
         path = Path(str(config.hydra.runtime.output_dir)) / "error.txt"
         text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        atomic_write_text(path, redact_text(text))
+        with one_line_on_disk_errors(path):  # a full disk failed the job: the next ones would fail alike
+            atomic_write_text(path, redact_text(text))
         log.error("job %s failed (%s: %s); traceback in %s", config.hydra.job.num, type(error).__name__, error, path)
     return ret
 
@@ -308,7 +318,8 @@ def close_sweep(
     exit code 1 (the other jobs ran). Without this, Hydra's grid sweeper re-raises the first failed job's
     exception and prints its traceback. Search workers are not judged here: the search driver counts trials."""
     rows = [summary_row(j, r) for j, r in zip(jobs, returns)]
-    path = write_summary(sweep_dir, rows, extra)
+    with one_line_on_disk_errors(sweep_dir):
+        path = write_summary(sweep_dir, rows, extra)
     failed = [r for r in rows if r["status"] == "failed"]
     if failed and OmegaConf.select(master_config, "hydra.sweeper._target_") == GRID_SWEEPER:
         first = failed[0]
@@ -319,6 +330,33 @@ def close_sweep(
             code=1,
         )
     return returns
+
+
+def check_results_disk(config: DictConfig) -> None:
+    """Before Hydra's sweeper writes the sweep directory (launcher set-up): a results disk that refuses it is one
+    line and exit code 2, not Hydra's traceback."""
+    try:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+    except Exception:  # an interpolation that does not resolve: Hydra's own error says which
+        return
+    with one_line_on_disk_errors(sweep_dir):
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        probe = sweep_dir / ".write_probe"
+        try:
+            probe.write_bytes(bytes(65536))  # room for multirun.yaml and the summary
+        finally:
+            probe.unlink(missing_ok=True)
+
+
+@contextmanager
+def one_line_on_disk_errors(where: Path):
+    """A read-only or full results disk ends the sweep with one line and exit code 2, never a traceback."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in DISK_ERRORS:
+            raise
+        fail(disk_line(err, RESULTS_FIX, str(where)))
 
 
 def redact_sweep_config(sweep_dir: Path) -> None:

@@ -1,13 +1,20 @@
-"""Reload a finished run to embed new data with its own test-time preprocessing.
+"""Reload a finished run to embed new data exactly as the run embedded its own test split.
 
     from harness import load_run
     run = load_run("results/runs/digits/multi_similarity__none__mlp__1a2b3c4d__seed0")
-    emb = run.embed(inputs)           # tensor or numpy batch of raw inputs -> (n, embed_dim) numpy
-    emb = run.embed_dataset(dataset)  # any split of the run's dataset type
+    emb = run.embed(raw)              # raw inputs -> (n, embed_dim) numpy
+    emb = run.embed_dataset(dataset)  # any split of the run's dataset type (already preprocessed by its loader)
 
-The model is rebuilt from the run's saved ``config.yaml`` and the weights of the selected epoch
-(``checkpoints/best.pt``, loaded with ``weights_only=True``). Image inputs given as PIL images or paths
-go through the dataset's evaluation transform (resize, crop, normalisation) exactly as in evaluation.
+Raw inputs are what the dataset's files hold: for vector data an array of rows (digits: scikit-learn's 0-16
+intensities, scaled as the loader scales them), for image data a list of image paths (decoded as the loader
+decodes them: JPEG draft, crop, resize, normalisation), PIL images or H x W x C uint8 arrays. For image data a
+tensor batch (N x C x H x W) is taken as already preprocessed. The loader's preprocessing is its
+``eval_preprocess`` (digits, Omniglot), else the image loaders' (harness.data.images.eval_preprocess).
+
+The model is rebuilt from the run's saved ``config.yaml``, read through the one guard
+(harness.rundir.guard: nothing it names is executed unchecked), and the weights of the selected epoch
+(``checkpoints/best.pt``, loaded with ``weights_only=True``); nothing else is read from disk or the network
+(timm's ``pretrained`` is turned off, ``backbone.weights`` dropped).
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
 from harness.rundir import checkpoint as ckpt
-from harness.rundir.guard import safe_backbone, safe_head, safe_transform_kwargs
+from harness.rundir.guard import TIMM_TARGETS
+from harness.rundir.run_dir import RunDir
 
 
 @dataclass
@@ -29,14 +37,16 @@ class LoadedRun:
     run_dir: Path
     cfg: object
     model: torch.nn.Module
-    transform: object = None
+    preprocess: object = None  # raw input -> what the network sees (see the module docstring)
     device: torch.device = torch.device("cpu")
 
     @torch.no_grad()
     def embed(self, inputs, batch_size: int = 256) -> np.ndarray:
-        """Embed a batch: a tensor/array of preprocessed inputs, or a list of PIL images / image paths."""
+        """Embed raw inputs (see the module docstring) as the run embedded its test split."""
         if isinstance(inputs, (list, tuple)):
-            inputs = torch.stack([self._prepare(x) for x in inputs])
+            inputs = torch.stack([self.prepare(x) for x in inputs])
+        elif getattr(self.preprocess, "batched", False):
+            inputs = self.preprocess(inputs)
         elif isinstance(inputs, np.ndarray):
             inputs = torch.from_numpy(inputs)
         inputs = inputs.float()
@@ -49,62 +59,56 @@ class LoadedRun:
 
         return embed_dataset(self.model, dataset, self.device, batch_size)[0]
 
-    def _prepare(self, x):
-        if isinstance(x, (str, Path)):
-            from PIL import Image
-
-            x = Image.open(x).convert("RGB")
-        if self.transform is not None and not torch.is_tensor(x):
-            return self.transform(x)
+    def prepare(self, x) -> torch.Tensor:
+        if self.preprocess is not None:
+            return torch.as_tensor(self.preprocess(x))
         return torch.as_tensor(np.asarray(x), dtype=torch.float32)
 
 
 def load_run(run_dir, device: str = "cpu") -> LoadedRun:
-    """Rebuild a run's model from its saved config and ``best.pt``. Nothing named in the directory is executed:
-    only the harness's own backbones and timm models are built, from plain values (harness.rundir.guard)."""
+    """Rebuild a run's model from its guarded config and ``best.pt`` (see the module docstring)."""
     from harness.training.build import build_model
 
     run_dir = Path(run_dir)
     best = run_dir / "checkpoints" / ckpt.BEST
     if not best.exists():
         raise ConfigError(f"{best} does not exist; load_run needs a run that has evaluated at least one epoch")
-    cfg = read_config(run_dir / "config.yaml")  # saved complete: no ??? left, no data needed to build
-    safe = OmegaConf.create({"backbone": safe_backbone(cfg.get("backbone")), "head": safe_head(cfg.get("head"))})
-    dataset = cfg.get("dataset")
-    transform = safe_transform_kwargs(dataset.get("transform") if dataset is not None else None)
-    model = build_model(safe)
+    cfg = OmegaConf.create(RunDir.at(run_dir).config())  # guarded; saved complete: no ??? left, no data needed
+    if cfg.get("backbone") is None or cfg.get("head") is None:
+        raise ConfigError(f"{run_dir / 'config.yaml'} has no backbone or head; the run cannot be rebuilt")
+    model = build_model(OmegaConf.create({"backbone": reload_backbone(cfg.backbone), "head": cfg.head}))
     try:
-        state = ckpt.load(best)["modules"]["model"]
-        model.load_state_dict(state)
+        model.load_state_dict(ckpt.load(best)["modules"]["model"])
     except Exception as err:  # noqa: BLE001 - a damaged or foreign checkpoint: one line naming it
         raise ConfigError(
             f"{best} does not hold this run's model ({type(err).__name__}: "
             f"{' '.join(str(err).split())[:160]}); re-run the run with trainer.rerun=true"
         ) from None
     dev = torch.device(device)
-    return LoadedRun(run_dir, cfg, model.to(dev).eval(), eval_transform(transform), dev)
+    return LoadedRun(run_dir, cfg, model.to(dev).eval(), preprocess_of(cfg.get("dataset")), dev)
 
 
-def read_config(path: Path):
-    try:
-        cfg = OmegaConf.load(path)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path} does not exist; give load_run a run directory (results/runs/<dataset>/<run>)"
-        ) from None
-    except Exception as err:  # noqa: BLE001 - YAML errors differ
-        raise ConfigError(
-            f"{path} is not a readable config ({type(err).__name__}); the run cannot be rebuilt"
-        ) from None
-    if not OmegaConf.is_dict(cfg):
-        raise ConfigError(f"{path} is not a config mapping; the run cannot be rebuilt")
-    return cfg
-
-
-def eval_transform(kwargs: dict | None):
-    """The dataset's test-time transform from checked plain values (None for vector datasets)."""
-    if kwargs is None:
+def preprocess_of(dataset):
+    """The test split's preprocessing of a (guarded) dataset node: its loader's ``eval_preprocess``, else the
+    image loaders' where the node has a ``transform``; None when there is none (inputs are used as given)."""
+    if dataset is None:
         return None
-    from harness.data.transforms import build_eval_transform
+    from hydra.utils import get_method
 
-    return build_eval_transform(**kwargs)
+    from harness.data.images import eval_preprocess
+
+    values = {k: v for k, v in OmegaConf.to_container(dataset, resolve=False).items() if not str(k).startswith("_")}
+    hook = getattr(get_method(dataset._target_), "eval_preprocess", None) if dataset.get("_target_") else None
+    if hook is not None:
+        return hook(**values)
+    return eval_preprocess(**values) if values.get("transform") is not None else None
+
+
+def reload_backbone(node) -> DictConfig:
+    """A guarded backbone node as ``load_run`` builds it: nothing read from disk or the network (timm's
+    ``pretrained`` off, ``weights`` dropped: the trained weights come from ``checkpoints/best.pt``)."""
+    data = OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else dict(node)
+    if data.get("_target_") in TIMM_TARGETS:
+        data["pretrained"] = False
+        data.pop("weights", None)
+    return OmegaConf.create(data)

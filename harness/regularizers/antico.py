@@ -1,7 +1,7 @@
 """AntiCo, the coding-rate Anti-Collapse loss: Jiang, Yao, Dai, Shen, Nie, Shen, "Anti-Collapse Loss for
 Deep Metric Learning Based on Coding Rate Metric", IEEE TMM 2024 (arXiv 2407.03106).
 
-It maximises the coding rate of MCR^2 (Yu et al., NeurIPS 2020; see :mod:`coding_rate`) of a set of
+It maximises the coding rate of MCR^2 (Yu et al., NeurIPS 2020; see :mod:`harness.regularizers.coding_rate`) of a set of
 L2-normalised vectors V, so that they keep spanning the embedding space instead of collapsing:
 
     R(V)      = 1/2 logdet(I + gam1 * d / (n * eps) * V^T V)          (eps: the squared distortion eps^2)

@@ -14,8 +14,13 @@ The digest (``sha1``, version :data:`VERSION`) covers the resolved config except
   and filled in by ``build``): the data fingerprint covers them, and so the digest computed before ``build`` (which
   the planner needs, and which names the directory) equals the one computed from the saved, completed config;
 
-plus the data itself, a fingerprint of its content (harness.rundir.fingerprint), and the number of processes of a
-data-parallel run (the 1-process objective with its float sums in another order: 4 devices x 1 node = 2 x 2).
+* the paths of the files whose content enters by the data fingerprint (``dataset.root``, an absolute
+  ``dataset.csv``, a local ``backbone.weights``: ``harness.rundir.fingerprint.content_keys``);
+
+plus the data itself, a fingerprint of the content of every file the dataset reads, wherever it lives, or of its
+in-memory arrays (harness.rundir.fingerprint), and the number of processes of a data-parallel run (the 1-process
+objective with its float sums in another order: 4 devices x 1 node = 2 x 2). So the same command on another image
+tree (or on other pixels under the same names) is another run, and the same tree staged elsewhere is the same run.
 
 ``<run dir>/identity.json`` keeps the version, the full digest, the data fingerprint, the name's keys and the
 semantic config (to say what differs when a directory holds another run). A directory written by an earlier
@@ -84,7 +89,7 @@ def world_size(container: dict) -> int:
 def semantic_config(cfg) -> dict:
     """The resolved config without what does not change a run's numbers, the seed, neutral defaults and data facts."""
     container = redact(container_of(cfg))
-    for dotted in (*NON_SEMANTIC_KEYS, "seed"):
+    for dotted in (*NON_SEMANTIC_KEYS, "seed", *fingerprint.content_keys(container)):  # content enters, not paths
         pop(container, dotted)
     for dotted, default in NEUTRAL_DEFAULTS.items():
         if lookup(container, dotted, default) == default:
@@ -134,29 +139,32 @@ def digest(cfg, data: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- the data
-def data_fingerprint(cfg) -> str:
-    """The fingerprint of the run's data (and of a local weights file), cached per dataset config."""
+def data_fingerprint(cfg, trust_manifest: bool = False) -> str:
+    """The fingerprint of the run's data and of a local weights file, by content (harness.rundir.fingerprint),
+    cached per dataset config within one scope (:func:`forget_data`). ``trust_manifest``: a planner's shortcut, a
+    dataset's checksum manifest instead of its bytes (never inside a run)."""
     container = container_of(cfg)
     dataset = container.get("dataset") or {}
     weights = lookup(container, "backbone.weights")
-    return _fingerprint(json.dumps(dataset, sort_keys=True, default=str), str(weights) if weights else "")
+    dataset_json = json.dumps(dataset, sort_keys=True, default=str)
+    return _fingerprint(dataset_json, str(weights) if weights else "", trust_manifest)
 
 
 @functools.lru_cache(maxsize=32)
-def _fingerprint(dataset_json: str, weights: str) -> str:
+def _fingerprint(dataset_json: str, weights: str, trust_manifest: bool) -> str:
     dataset = json.loads(dataset_json)
 
     def build():
         return instantiate(OmegaConf.create(dataset), _convert_="all")
 
-    out = fingerprint.data_fingerprint(dataset, build) if dataset else "none"
-    return f"{out}+{fingerprint.file_digest(weights)}" if weights else out
+    return fingerprint.data_fingerprint(
+        dataset, build if dataset else None, weights or None, trust_manifest=trust_manifest
+    )
 
 
 def forget_data() -> None:
     """Fingerprints are cached for the scope of one run (or one sweep's planning); start a new scope."""
     _fingerprint.cache_clear()
-    fingerprint.tree_fingerprint.cache_clear()
 
 
 def data_available(cfg: DictConfig) -> bool:

@@ -21,6 +21,7 @@ from harness.errors import ConfigError
 from harness.io import atomic_write_json
 from harness.rundir import identity, records
 from harness.rundir.attempt import Attempt
+from harness.rundir.guard import guarded_config
 from harness.rundir.records import Corrupt
 
 
@@ -33,10 +34,12 @@ class RunDir:
 
     # ------------------------------------------------------------------------------------------- finding it
     @classmethod
-    def for_config(cls, cfg: DictConfig, world: World | None = None) -> RunDir:
-        """The directory of the run ``cfg`` names. The data is fingerprinted by rank 0 and sent to the others."""
+    def for_config(cls, cfg: DictConfig, world: World | None = None, trust_manifest: bool = False) -> RunDir:
+        """The directory of the run ``cfg`` names. The data is fingerprinted by rank 0 and sent to the others.
+        ``trust_manifest``: a planner's shortcut, a dataset's checksum manifest instead of hashing its files (a run
+        never takes it: it hashes the bytes and checks the manifest against them)."""
         world = world or World()
-        data = identity.data_fingerprint(cfg) if world.is_main else None
+        data = identity.data_fingerprint(cfg, trust_manifest) if world.is_main else None
         data = broadcast_object(data, world)
         full = identity.digest(cfg, data)
         keys = identity.keys_of(cfg, full, data)
@@ -65,17 +68,9 @@ class RunDir:
         return records.read_epochs(self.path)
 
     def config(self) -> dict:
-        """The saved config.yaml as plain data (resolved, redacted); nothing in it is instantiated here."""
-        path = self.path / "config.yaml"
-        try:
-            data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path} is not a run directory (no config.yaml)") from None
-        except Exception as err:  # noqa: BLE001 - YAML errors differ
-            raise ConfigError(f"{path} is not a readable config ({type(err).__name__})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} is not a config mapping")
-        return data
+        """The saved config.yaml as plain data (resolved, redacted), checked by the one guard
+        (harness.rundir.guard: nothing a planted file names is ever instantiated); ConfigError in one line."""
+        return OmegaConf.to_container(guarded_config(self.path / "config.yaml"), resolve=False)
 
     def is_finished(self) -> bool:
         record = self.record()

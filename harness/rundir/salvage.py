@@ -1,9 +1,11 @@
 """Never wedged: a damaged file in a run directory is named, moved aside, and the work it held is done again.
 
-A truncated ``checkpoints/last.pt`` (a disk that filled, a copy cut short) or a binary or stub ``record.json``
-would otherwise fail every re-run of the same command. Instead the run logs one line naming the file and
-why it cannot be used, renames it to ``<name>.corrupt`` (``.corrupt.1``, ... if that exists: nothing is
-deleted, the evidence stays), and starts that run again (a record) or from the start (a checkpoint).
+A truncated ``checkpoints/last.pt`` or ``checkpoints/best.pt`` (a disk that filled, a copy cut short) or a
+binary or stub ``record.json`` would otherwise fail every re-run of the same command. Instead the run logs one
+line naming the file and why it cannot be used, renames it to ``<name>.corrupt`` (``.corrupt.1``, ... if that
+exists: nothing is deleted, the evidence stays), and does that work again: the run starts again (a record),
+training starts from the start (``last.pt``), or the selected epoch is trained again (``best.pt``:
+harness/training/reselect.py).
 """
 
 from __future__ import annotations
@@ -38,13 +40,15 @@ def read_record_or_set_aside(path: Path) -> dict | None:
         return None
 
 
-def load_checkpoint_or_set_aside(path: Path, load):
-    """``load(path)``, or None when it is absent or damaged (then moved aside: training starts from the start)."""
+def load_checkpoint_or_set_aside(path: Path, load, then: str = "training starts from the start"):
+    """``load(path)``, or None when it is absent or damaged (then moved aside, one line saying what happens
+    ``then``); ``load`` may raise :class:`Corrupt` for a file that reads but holds the wrong thing."""
     path = Path(path)
     if not path.exists():
         return None
     try:
         return load(path)
     except Exception as err:  # noqa: BLE001 - zip, pickle and torch errors differ by the damage
-        set_aside(path, f"{type(err).__name__}: {' '.join(str(err).split())[:160]}", "training starts from the start")
+        reason = str(err) if isinstance(err, Corrupt) else f"{type(err).__name__}: {' '.join(str(err).split())[:160]}"
+        set_aside(path, reason, then)
         return None

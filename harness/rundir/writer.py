@@ -19,14 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config import selection_of
 from harness.evaluation.faiss_build import faiss_build
-from harness.io import atomic_write_json, atomic_write_text, remove_orphans
+from harness.io import DISK_ERRORS, atomic_write_json, atomic_write_text, remove_orphans  # noqa: F401 (attempt.py)
 from harness.provenance import provenance, task_overrides
 from harness.redact import redact
 from harness.rundir import records
 
 log = logging.getLogger(__name__)
 
-DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 ERROR_FILE = "error.txt"
 CONFIG_FILE = "config.yaml"
 

@@ -14,16 +14,19 @@ import logging
 from functools import partial
 from pathlib import Path
 
+import optuna
 import yaml
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobStatus
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.distributions import distribution_to_json, json_to_distribution
 
 from harness.config import selection_of
 from harness.errors import ConfigError, HarnessError
 from harness.io import atomic_write_text
 from harness.redact import redact
+from harness.rundir import records
+from harness.rundir.guard import guarded_node
 from harness.search.report import write_reports
 from harness.search.space import format_override, param_name, parse_search_space, split_overrides
 from harness.search.study import SEARCH_FILE, Search, check_search, create_study, storage_label, tally
@@ -40,8 +43,10 @@ IN_PROCESS_LAUNCHERS = (
 
 def run_search(spec: dict, arguments: list, hydra_context, config: DictConfig) -> dict:
     search = build_search(spec, arguments, config)
-    check_trial_config(search, hydra_context.config_loader, config)
+    trial_config = check_trial_config(search, hydra_context.config_loader, config)
+    search.identity = study_identity(search, trial_config)
     study = create_study(search)
+    check_same_study(search, study)
     atomic_write_yaml(Path(search.study_dir) / SEARCH_FILE, describe(search))
     log.info(
         "study %s in %s: %d/%d finished; objective %s (%s); searching %s",
@@ -112,7 +117,7 @@ def build_search(spec: dict, arguments: list, config: DictConfig) -> Search:
     fixed_keys = {line.split("=", 1)[0] for line in cli_fixed}
     space = {k: d for k, d in {**space, **cli_space}.items() if k not in fixed_keys}
     selection = selection_of(config)
-    known = set(Search.__dataclass_fields__) - {"space", "fixed", "objective", "direction"}
+    known = set(Search.__dataclass_fields__) - {"space", "fixed", "objective", "direction", "identity"}
     unknown = set(spec) - known - {"params", "_target_", "_recursive_"}
     if unknown:
         raise ConfigError(f"hydra.sweeper has unknown keys {sorted(unknown)}; known: {sorted(known | {'params'})}")
@@ -127,7 +132,7 @@ def build_search(spec: dict, arguments: list, config: DictConfig) -> Search:
     return search
 
 
-def check_trial_config(search: Search, config_loader, config: DictConfig) -> None:
+def check_trial_config(search: Search, config_loader, config: DictConfig) -> DictConfig:
     """Compose one trial's config and validate it before launching anything: a wrong key, group or value fails
     here, in one line, instead of failing every trial of the study."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -140,6 +145,40 @@ def check_trial_config(search: Search, config_loader, config: DictConfig) -> Non
     except Exception as err:
         raise ConfigError(f"a trial's config does not compose: {' '.join(str(err).split())}") from None
     validate_config(cfg)
+    return cfg
+
+
+def study_identity(search: Search, cfg: DictConfig) -> dict:
+    """What a study's trials share: a trial's semantic config (harness.rundir.identity: without paths, trackers,
+    progress bars, the launcher and the sweeper's n_trials / n_workers) and its seed, flattened, without the
+    searched keys; redacted as search.yaml is."""
+    from harness.rundir.identity import semantic_config
+
+    with read_write(cfg), open_dict(cfg):
+        cfg.pop("hydra", None)
+    searched = {key.lstrip("+") for key in search.space} | {"search"}
+    flat = records.flatten({**semantic_config(cfg), "seed": cfg.get("seed")})
+    return redact({k: v for k, v in flat.items() if not any(k == s or k.startswith(f"{s}.") for s in searched)})
+
+
+def check_same_study(search: Search, study) -> None:
+    """Refuse to add trials of another experiment to a study (another fixed semantic setting): one line naming
+    the differences; a study without trials, or whose search.yaml predates identities, takes this one."""
+    path = Path(search.study_dir) / SEARCH_FILE
+    if not path.exists() or not study.get_trials(deepcopy=False):
+        return
+    before = (yaml.safe_load(path.read_text()) or {}).get("identity") or {}
+    if not before or before == search.identity:
+        return
+    keys = sorted(set(before) | set(search.identity), key=str)
+    diff = [k for k in keys if before.get(k, "(unset)") != search.identity.get(k, "(unset)")]
+    shown = "; ".join(f"{k}: {before.get(k, '(unset)')} -> {search.identity.get(k, '(unset)')}" for k in diff[:4])
+    more = f" (and {len(diff) - 4} more)" if len(diff) > 4 else ""
+    raise ConfigError(
+        f"study {search.study_name} in {storage_label(search)} holds trials of another setting ({shown}{more}); "
+        f"a study mixes no two experiments: give the same fixed overrides to extend it, or another "
+        f"hydra.sweeper.study_name for a new study"
+    )
 
 
 def representative(dist):
@@ -165,11 +204,21 @@ def read_search(study_dir: Path) -> Search:
         data = yaml.safe_load(path.read_text())
         data["space"] = {key: json_to_distribution(json.dumps(d)) for key, d in data["space"].items()}
         data["study_dir"] = str(Path(study_dir))
+        for key in ("sampler", "pruner"):  # never instantiated here, but checked like any file from disk
+            data[key] = guarded_node(data.get(key), key, str(path), also=optuna_targets())
         return Search(**data)
     except (yaml.YAMLError, TypeError, KeyError, ValueError, AttributeError) as err:
         raise ConfigError(
             f"{path} is damaged ({type(err).__name__}); run the search command again to rewrite it"
         ) from None
+
+
+def optuna_targets() -> frozenset:
+    """The samplers and pruners a study may name (any of Optuna's own)."""
+    return frozenset(
+        [f"optuna.samplers.{n}" for n in optuna.samplers.__all__]
+        + [f"optuna.pruners.{n}" for n in optuna.pruners.__all__]
+    )
 
 
 def atomic_write_yaml(path: Path, data: dict) -> None:

@@ -5,7 +5,8 @@ Storage (``storage:`` in the sweeper config; the file lives in the study directo
     sqlite   <study_dir>/study.db (Optuna RDBStorage). Safe for any number of workers on ONE host (local,
              submitit_local, one SLURM node). Not over NFS/Lustre from several hosts: SQLite's file locks
              are not reliable there and the database can be corrupted.
-    journal  <study_dir>/study.journal (Optuna JournalFileBackend with its open-lock). Safe for workers on
+    journal  <study_dir>/study.journal (Optuna JournalFileBackend with its open-lock; a torn last line is repaired
+             under that lock: harness/search/journal.py). Safe for workers on
              SEVERAL hosts that share a POSIX file system (NFS, Lustre, GPFS), no server needed. Optuna 5 gives
              the journal no heartbeat; :class:`JournalHeartbeatStorage` adds one (hosts' clocks must agree to
              well within the grace period, as NTP keeps them).
@@ -34,11 +35,12 @@ from hydra.utils import instantiate
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import BaseHeartbeat
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError
 from harness.redact import redact_text
+from harness.search.journal import RepairingOpenLock
 
 STORAGES = ("sqlite", "journal", "env")
 SEARCH_FILE = "search.yaml"  # the study directory's description of the search (no secrets)
@@ -65,6 +67,7 @@ class Search:
     max_retry: int | None = 2
     poll_interval: float = 5.0
     record_keys: list = field(default_factory=lambda: ["test/map@r", "test/recall@1"])
+    identity: dict = field(default_factory=dict)  # what every trial shares (driver.study_identity)
 
 
 def check_search(search: Search) -> None:
@@ -138,7 +141,9 @@ def open_storage(search: Search):
         retry = RetryHeartbeatStaleTrialCallback(max_retry=search.max_retry)
         if search.storage == "journal":
             path = str(Path(search.study_dir) / "study.journal")
-            backend = JournalFileBackend(path, lock_obj=JournalFileOpenLock(path))
+            lock = RepairingOpenLock(path)  # a torn tail is repaired under the lock (harness/search/journal.py)
+            backend = JournalFileBackend(path, lock_obj=lock)
+            lock.check_all()
             return JournalHeartbeatStorage(backend, stale_trial_callback=retry, **beat)
         if search.storage == "env":
             url = os.environ.get(search.storage_env)

@@ -29,7 +29,7 @@ Written into ``--out`` (default ``<root>/tables/<sweep or "all">/``):
                                      finished run without metrics: path and reason, in no table); failed /
                                      pruned / running runs with their error file or directory
     runs.parquet                     the raw DataFrame, one row per run (``pd.read_parquet``)
-    plots/*.png                      metric vs. each swept numeric knob (seed bands); training curves per group
+    plots/*.png                      metric vs. each swept numeric knob (seed bands); curves.png: every group
 
 Published numbers: a config (an experiment preset) may carry ``published: {recall@1: 69.5, source: "...",
 table: 2, arxiv: "..."}`` (percent as printed in the paper, test split); the paper view shows them beside

@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with entry_point():
+    with entry_point(disk_fix="give --out a folder on a disk you can write"):
         result = make_tables(
             args.roots,
             out=args.out,

@@ -11,8 +11,9 @@ The run calls, in this order::
     log_images(paths, step)                            # the run's pictures (PNG paths)
     finish(status)                                     # finished | failed | pruned
 
-Adapters never decide what to log again after a restart and never catch their own errors: :class:`Trackers`
-does both in one place (each step once; a failing tracker costs one warning, never the run).
+Adapters never decide what to log again after a restart and never catch their own errors:
+:class:`~harness.tracking.trackers.Trackers` does both in one place (each step once; a failing tracker costs one
+warning, never the run).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import numbers
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.redact import redact_text
+from harness.tracking.naming import SweepContext, parse_overrides, run_label, swept
 
 # Record keys that are not results: the config, package versions and the commit are in the config / tags.
 NOT_A_RESULT = ("config/", "versions/", "git/")
@@ -91,13 +94,21 @@ def result_step(record: dict) -> int:
     return int(step) if is_number(step) else int(record.get("epochs") or 0)
 
 
-def run_tags(config: dict, overrides, commit: str | None) -> dict:
-    """The tags a tracker groups runs by, as the tables do: sweep name, Optuna study and trial, seed, commit."""
+def run_tags(config: dict, overrides, commit: str | None, context: SweepContext | None = None) -> dict:
+    """The tags a tracker groups and names runs by: ``sweep`` (the sweep file, or ``grid <time>`` for an inline
+    multirun grid), Optuna ``study`` and ``trial``, ``seed``, ``git_commit``, ``arm`` (a paper comparison's method |
+    baseline), ``swept`` (the values the sweep varies, ``k=v ...``; of a single run: every value its command chose)
+    and ``name`` (``cub200 · proxy_anchor + antico_pair w=0.3 · seed 1``); all redacted. ``context``: where the
+    run sits (by default, from Hydra and the launcher)."""
+    context = SweepContext.current() if context is None else context
     tags = {}
-    for item in overrides or ():
-        key, _, value = str(item).partition("=")
-        if key.lstrip("+~") == "sweep" and value:
+    for key, value in parse_overrides(overrides):
+        if key == "sweep" and value:
             tags["sweep"] = value
+        if key == "arm" and value:
+            tags["arm"] = value
+    if "sweep" not in tags and context.multirun:
+        tags["sweep"] = f"grid {context.multirun}"
     search = config.get("search") or {}
     if search.get("study") is not None:
         tags["study"] = str(search["study"])
@@ -107,4 +118,8 @@ def run_tags(config: dict, overrides, commit: str | None) -> dict:
         tags["seed"] = str(config["seed"])
     if commit:
         tags["git_commit"] = str(commit)
+    values = swept(overrides, context.keys)
+    if values:
+        tags["swept"] = redact_text(" ".join(f"{k}={v}" for k, v in values.items()))
+    tags["name"] = run_label(config, overrides, context.keys)
     return tags

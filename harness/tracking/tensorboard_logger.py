@@ -1,9 +1,11 @@
 """TensorBoard: event files in ``<run dir>/tensorboard/``, so ``tensorboard --logdir results/`` shows every run.
 
-Scalars carry the epochs.jsonl keys as tags (``train/<term>``, ``val/*``, ``lr/<group>``, ``time/*``) with the
-epoch as step; the record's results (``test/*``, ``diag/*``, ``raw/*``) are scalars at the selected epoch; the
-config and the tags are text; pictures are images. A resumed run adds an event file to the same directory
-(TensorBoard reads them as one run) and sends only the steps it has not sent before (see ``Trackers``).
+Scalars carry the epochs.jsonl keys as tags (``train/<term>``, ``val/*``, ``lr/<group>``, ``time/*``) with the epoch
+as step; the record's results (``test/*``, ``diag/*``, ``raw/*``) are scalars at the selected epoch; the config and
+the tags are text; pictures are images. At the end the run enters TensorBoard's HParams tab: its knobs (dataset,
+loss, regularizer, backbone, seed, arm, sweep and every value its command swept) and its final metrics (``test/*``,
+``val/*`` at the selected epoch), so the runs of a sweep compare there. A resumed run adds an event file to the same
+directory (TensorBoard reads them as one run) and sends only the steps it has not sent before (see ``Trackers``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.tracking.base import Tracker, metrics_of, record_results, require, result_step
+from harness.tracking.naming import hparams
+
+HPARAM_METRICS = ("test/", "val/")  # the record's results the HParams tab shows beside the knobs
 
 
 class TensorBoardLogger(Tracker):
@@ -27,6 +32,7 @@ class TensorBoardLogger(Tracker):
 
         self.log_dir = Path(run_dir) / self.subdir
         self.writer = SummaryWriter(log_dir=str(self.log_dir), flush_secs=self.flush_secs)
+        self.hparams = hparams(config, tags)
         if resumed_from_epoch is None:
             text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
             self.writer.add_text("config", "    " + text.replace("\n", "\n    "), 0)  # a Markdown code block
@@ -44,7 +50,17 @@ class TensorBoardLogger(Tracker):
         for key, value in record_results(record, leave_out=logged).items():
             self.writer.add_scalar(key, value, step)
         self.writer.add_text("status", str(record.get("status")), step)
+        self.log_hparams(record)
         self.writer.flush()
+
+    def log_hparams(self, record: dict) -> None:
+        """The HParams plugin's three summaries in the run's own event files: its metrics are the scalars of the
+        same tags (the record's results above, or the epoch rows' ``val/*``), read from this run."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        metrics = {k: v for k, v in record_results(record).items() if k.startswith(HPARAM_METRICS)}
+        for summary in hparams_summaries(self.hparams, metrics):
+            self.writer.file_writer.add_summary(summary, result_step(record))
 
     def log_images(self, paths, step):
         import numpy as np

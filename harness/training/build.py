@@ -72,20 +72,14 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     on every process of a data-parallel ``world`` too)."""
     note_settings()  # nothing applied yet: a build that fails records no earlier run's settings
     seed = int(cfg.seed)
-    seed_everything(seed)
     world = world or World()
     device = world.device if world.distributed else device or pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
     precision = pick_matmul_precision(cfg.trainer.get("float32_matmul_precision", "auto"), device)
     torch.set_float32_matmul_precision(precision)  # process-wide, like the torch thread count
-    data, augment = build_data(cfg.dataset)
-    if data.val is None:
-        raise ConfigError(
-            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction"
-        )
-    cfg = complete_config(cfg, data)
+    data, augment, cfg, model = build_data_and_model(cfg, device)
     model = accelerate(
-        build_model(cfg).to(device),
+        model,
         device,
         channels_last=cfg.trainer.get("channels_last", "auto"),
         compile=cfg.trainer.get("compile", False),
@@ -95,7 +89,8 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     regularizers = build_regularizers(cfg.get("regularizer"), loss).to(device)
     optimizer = build_optimizer(cfg.optimizer, model, loss, regularizers, cfg.lr_mult)
     scheduler = instantiate(cfg.scheduler, optimizer=optimizer) if cfg.get("scheduler") else None
-    sampler = instantiate(cfg.sampler, labels=data.train.labels, seed=seed)
+    ids = getattr(data.train, "class_ids", None)  # the same batches by the dataset's own class ids: errors name them
+    sampler = instantiate(cfg.sampler, labels=data.train.labels if ids is None else ids[data.train.labels], seed=seed)
     if world.distributed:  # the 1-process sampler draws the global batch; this process loads its share
         sampler = ShardedBatchSampler(sampler, world.rank, world.world_size)
     parallel = DataParallel(model, [*loss.parameters(), *regularizers.parameters()], world)
@@ -113,18 +108,7 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
         prefetch_factor=int(prefetch) if workers > 0 else None,
         decode_on_device=decode,
     )
-    evaluator = Evaluator(
-        k=tuple(cfg.eval.k),
-        metric=cfg.eval.metric,
-        nmi=cfg.eval.nmi,
-        val_nmi=cfg.eval.val_nmi,
-        seed=seed,
-        batch_size=int(cfg.eval.batch_size),
-        num_workers=workers,
-        device=device,
-        amp=amp,
-        world=world,
-    )
+    evaluator = build_evaluator(cfg, device, amp, world)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")  # a pass-through unless fp16
     return Parts(
         cfg,
@@ -143,6 +127,34 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
         world,
         parallel,
         augment.to(device) if augment is not None else None,
+    )
+
+
+def build_data_and_model(cfg: DictConfig, device: torch.device) -> tuple:
+    """(data, augment, the completed cfg, the epoch-0 network on ``device``), seeded first: the same config
+    builds the same network (a run's every process; ``python -m harness.inspect``'s untrained network)."""
+    seed_everything(int(cfg.seed))
+    data, augment = build_data(cfg.dataset)
+    if data.val is None:
+        raise ConfigError(
+            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction"
+        )
+    cfg = complete_config(cfg, data)
+    return data, augment, cfg, build_model(cfg).to(device)
+
+
+def build_evaluator(cfg: DictConfig, device: torch.device, amp: str = "off", world: World | None = None) -> Evaluator:
+    return Evaluator(
+        k=tuple(cfg.eval.k),
+        metric=cfg.eval.metric,
+        nmi=cfg.eval.nmi,
+        val_nmi=cfg.eval.val_nmi,
+        seed=int(cfg.seed),
+        batch_size=int(cfg.eval.batch_size),
+        num_workers=int(cfg.trainer.num_workers),
+        device=device,
+        amp=amp,
+        world=world or World(),
     )
 
 

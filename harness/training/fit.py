@@ -38,6 +38,7 @@ from harness.rundir import checkpoint as ckpt
 from harness.rundir.attempt import Attempt
 from harness.rundir.salvage import load_checkpoint_or_set_aside
 from harness.training.build import Parts
+from harness.training.reselect import selected_states
 from harness.training.step import Step, train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
 
     # ---- the selected epoch, on the test split
     barrier(world)  # rank 0 has written best.pt
-    ckpt.load_module_states(parts.modules, ckpt.load(best)["modules"])
+    ckpt.load_module_states(parts.modules, selected_states(parts, plan, attempt, state))  # a damaged best.pt: rebuilt
     test, val = evaluator.embed(model, data.test), evaluator.embed(model, data.val)
     result = {
         "selected_epoch": state.best_epoch,

@@ -21,7 +21,7 @@ from harness.inspect import pictures_at_end, pictures_wanted
 from harness.launch import processes
 from harness.rundir import identity
 from harness.rundir.run_dir import RunDir
-from harness.training.build import build
+from harness.training.build import build, build_data
 from harness.training.fit import Plan, fit
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ def run_in(cfg: DictConfig, world: World, on_evaluate=None) -> dict:
     """One run in this process, alone or as one rank of ``world``: rank 0 holds the run directory and writes it;
     the others follow its decisions (skip, resume, fail)."""
     plan = Plan.from_config(cfg)
+    if not identity.data_available(cfg):  # the loader's own line (where to get the data), before any directory
+        build_data(cfg.dataset)
     identity.forget_data()  # the data is fingerprinted afresh for every run (and once within it)
     rd = RunDir.for_config(cfg, world)
     with rd.attempt(cfg, world) as attempt:

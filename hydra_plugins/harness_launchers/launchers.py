@@ -11,6 +11,7 @@ submitit adds), submitit calls ``checkpoint``, requeues the job (``scontrol requ
 resumes from the run's last.pt (model, optimizer, scheduler, scaler, sampler position, every RNG state).
 """
 
+import contextlib
 import logging
 import shutil
 import time
@@ -90,6 +91,7 @@ class LocalLauncher(Launcher):
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+        launching.check_results_disk(config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         setup_globals()
@@ -117,6 +119,10 @@ class SubmititLauncher(BaseSubmititLauncher):
         self.skip_finished = skip_finished
         self.snapshot = snapshot
         self.code: dict | None = None  # the snapshot, made once per command (a search launches several times)
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        launching.check_results_disk(config)
 
     def __call__(self, config: DictConfig, singleton_state: dict) -> JobReturn:
         """One job, on its node (again after each requeue). ``config`` was composed at submission."""
@@ -169,6 +175,8 @@ class SubmititLauncher(BaseSubmititLauncher):
                 self._EXECUTOR,
                 Path(str(submitted[0][1].paths.folder)).parent,
             )
+            with quiet_submitit():
+                wait_for_jobs(submitted)
             for job, sub in submitted:
                 try:
                     returns[job.idx] = sub.results()[0]
@@ -228,6 +236,81 @@ class SubmititLauncher(BaseSubmititLauncher):
             )
             return {}
         return code_snapshot.snapshot_code(sweep_dir / ".code" / time.strftime("%Y%m%d-%H%M%S"))
+
+
+POLL_S = 2.0  # seconds between looks at the jobs' states (submitit rate-limits its own sacct calls further)
+
+
+def wait_for_jobs(submitted: list, poll_s: float = POLL_S) -> None:
+    """Wait until every submitted job is done, printing one line per job and state change (PENDING, RUNNING,
+    COMPLETED, ...) instead of submitit's per-poll output."""
+    states: dict = {}
+    pending = list(submitted)
+    while pending:
+        for job, sub in list(pending):
+            done = sub.done()
+            state = sub.state
+            if state != states.get(job.idx):
+                states[job.idx] = state
+                log.info("job %s (#%d): %s", sub.job_id, job.idx, state)
+            if done:
+                pending.remove((job, sub))
+        if pending:
+            time.sleep(poll_s)
+
+
+class OnceFilter(logging.Filter):
+    """Lets the first record holding ``text`` through and drops the repeats, counting them: submitit warns
+    "Bypassing sacct error" at every poll where SLURM has no accounting (36 lines for one grid)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.seen = text, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        self.seen += 1
+        return self.seen == 1
+
+
+class QuietSacct:
+    """``subprocess`` as submitit's status poll sees it, with ``sacct``'s stderr dropped: on a cluster without
+    accounting every poll printed "Slurm accounting storage is disabled" (the failure itself is still raised,
+    and submitit's warning about it is kept once)."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def check_output(self, command, *args, **kwargs):
+        if list(command)[:1] == ["sacct"]:
+            kwargs.setdefault("stderr", self.real.DEVNULL)
+        return self.real.check_output(command, *args, **kwargs)
+
+
+@contextlib.contextmanager
+def quiet_submitit():
+    """While the launcher waits: submitit's records once, through Hydra's console handler only (submitit adds two
+    handlers of its own: each record printed three times), its sacct warning once with the count of repeats at
+    the end, sacct's own stderr dropped."""
+    from submitit.core import core
+
+    once = OnceFilter("Bypassing sacct error")
+    logger = logging.getLogger("submitit")
+    handlers, logger.handlers = logger.handlers, []
+    logger.addFilter(once)
+    real, core.subprocess = core.subprocess, QuietSacct(core.subprocess)  # private: pinned, tests/test_dependencies
+    try:
+        yield once
+    finally:
+        core.subprocess = real
+        logger.removeFilter(once)
+        logger.handlers = handlers
+        if once.seen > 1:
+            log.info("sacct failed %d times (SLURM without accounting): states may read UNKNOWN", once.seen)
 
 
 def refuse_secrets(job_overrides: Sequence[Sequence[str]]) -> None:
