@@ -128,3 +128,12 @@ def test_in_memory_loader_yields_the_dataloaders_batches():
         assert len(got) == len(expected) == 37
         for (x, y), (xr, yr) in zip(got, expected):
             assert torch.equal(x, xr) and torch.equal(y, yr) and y.dtype == yr.dtype == torch.int64
+
+
+def test_the_benchmarks_page_is_what_its_snapshot_renders():
+    """docs/results/benchmarks.md's figures come from the committed JSON (python -m harness.bench --docs DIR), never
+    typed by hand: the page equals its render."""
+    from harness.bench.__main__ import DOCS_SNAPSHOT, docs
+
+    assert list(DOCS_SNAPSHOT.glob("*.json"))
+    assert docs(None, check=True) == 0

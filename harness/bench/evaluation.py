@@ -2,8 +2,8 @@
 
 Synthetic clustered embeddings (unit vectors around random class centres, noise set so that MAP@R is far
 from 0 and 1) at CUB scale (5,924 x 512, 100 classes) and at SOP density (about 5.3 images per class:
-60,502 x 512 with 11,316 classes at full size; smaller sizes give the scaling). Three things are timed on
-the same embeddings in the same rounds:
+60,502 x 512 with 11,316 classes at full size; 1/16 and 1/8 of it by default, whose two sizes give the
+scaling). Three things are timed on the same embeddings in the same rounds:
 
 * ours: ``harness.evaluation.evaluate_embeddings`` (Recall@1,2,4,8, R-Precision, MAP@R on one faiss
   search, NMI of faiss k-means), and its neighbour part ``retrieval_metrics`` alone;
@@ -213,13 +213,13 @@ def scaling_notes(medians: dict) -> list:
 
 
 def run(quick: bool = False, full: bool = False) -> dict:
-    """CUB scale, then SOP density at 1/8 and 1/4 of its size (1/2 and the full 60,502 with ``full``: each
-    of their rounds takes minutes on 2 cores)."""
+    """CUB scale, then SOP density at 1/16 and 1/8 of its size (1/4, 1/2 and the full 60,502 with ``full``: each
+    of their rounds takes minutes on one core)."""
     if quick:  # a smoke run: one small size
         sizes = [("CUB/4", CUB["n"] // 4, CUB["classes"] // 4, MIN_ROUNDS)]
     else:
         sizes = [("CUB", CUB["n"], CUB["classes"], MIN_ROUNDS)]
-        for f in [0.125, 0.25] + ([0.5, 1.0] if full else []):
+        for f in [0.0625, 0.125] + ([0.25, 0.5, 1.0] if full else []):
             n, classes = int(round(SOP["n"] * f)), int(round(SOP["classes"] * f))
             sizes.append((f"SOP{'' if f == 1.0 else f' x{f:g}'}", n, classes, MIN_ROUNDS))
     figures, checks, memory = [], [], {}
