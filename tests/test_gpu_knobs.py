@@ -41,12 +41,16 @@ def test_knobs_at_their_defaults_and_the_device_placement_leave_the_identity_alo
     )  # another value changes a GPU run's numbers: another run
 
 
-def test_in_memory_data_on_the_device_yields_the_same_batches_and_is_recorded():
+def test_in_memory_data_on_the_device_and_compile_over_the_head_are_applied_and_recorded():
     """dataset.on_device=true on the CPU: the same loader path a GPU takes (indices from the host sampler, one copy
-    per chunk, the gather on the device), the same batches; the record says where the data lived."""
-    on = build(tiny(["dataset.on_device=true"]))
+    per chunk, the gather on the device), the same batches; trainer.compile wraps both halves of the model (the
+    step's and Metrix's two calls); the record says what was applied."""
+    on = build(tiny(["dataset.on_device=true", "trainer.compile=true"]))
     settings = runtime_settings(on.device)
     assert settings["runtime/data_on_device"] is True and settings["runtime/float32_matmul_precision"] == "highest"
+    assert settings["runtime/compile"] == "backbone+head"
+    for half in ("features", "embed"):
+        assert hasattr(getattr(on.model, half), "_torchdynamo_orig_callable"), half
     off = build(tiny(["dataset.on_device=false"]))
     assert runtime_settings(off.device)["runtime/data_on_device"] is False
     assert isinstance(on.loader, InMemoryLoader) and on.loader.device == torch.device("cpu")
@@ -71,13 +75,6 @@ def test_matmul_precision_auto_is_tf32_on_cuda_only_and_the_coding_rate_stays_fu
         print("plain product under 'medium' differs from full float32 by", float((z @ z.T - gram).abs().max()))
     finally:
         torch.set_float32_matmul_precision(before)
-
-
-def test_compile_covers_the_backbone_and_the_embedding_head():
-    parts = build(tiny(["trainer.compile=true"]))
-    for half in ("features", "embed"):  # the two calls of the training step and of Metrix
-        assert hasattr(getattr(parts.model, half), "_torchdynamo_orig_callable"), half
-    assert runtime_settings(parts.device)["runtime/compile"] == "backbone+head"
 
 
 def test_decode_on_device_reads_bytes_and_decodes_each_batch_where_the_run_trains(tmp_path):

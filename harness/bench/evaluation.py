@@ -117,12 +117,16 @@ def engines(x: np.ndarray, y: np.ndarray, k: int) -> dict:
     }
 
 
-def measure_memory(candidate: str, n: int, classes: int) -> dict:
+def measure_memory(candidate, n: int, classes: int):
+    """Peak memory of one candidate's call, or a list for a tuple of candidates (called one after another)."""
     x, y = clustered_embeddings(n, classes)
-    return peak_memory_mib(engines(x, y, search_k(y))[candidate])
+    found = engines(x, y, search_k(y))
+    if isinstance(candidate, tuple):
+        return [peak_memory_mib(found[c]) for c in candidate]
+    return peak_memory_mib(found[candidate])
 
 
-def peak_memory_in_fresh_process(candidate: str, n: int, classes: int) -> dict:
+def peak_memory_in_fresh_process(candidate, n: int, classes: int):
     """Peak memory of one call in a new interpreter (in this one, freed memory kept by the allocator hides it)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(measure_memory, candidate, n, classes).result()
@@ -133,7 +137,7 @@ def compare_values(ours: dict, pml: dict) -> dict:
     return {"max_abs_diff": diffs, "equal_1e-6": all(v <= 1e-6 for v in diffs.values())}
 
 
-def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
+def bench_size(name: str, n: int, classes: int, repeats: int, quick: bool = False) -> tuple:
     x, y = clustered_embeddings(n, classes)
     k = search_k(y)
     candidates = engines(x, y, k)
@@ -189,7 +193,10 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             floor=True,
         ),
     ]
-    memory = {kinds[c]: peak_memory_in_fresh_process(c, n, classes) for c in kinds}
+    if quick:  # a smoke run: the three in one fresh process (an allocator's cache may hide a later one's peak)
+        memory = dict(zip(kinds.values(), peak_memory_in_fresh_process(tuple(kinds), n, classes)))
+    else:
+        memory = {kinds[c]: peak_memory_in_fresh_process(c, n, classes) for c in kinds}
     check = {
         "size": label,
         **compare_values(ours, pml),
@@ -225,7 +232,7 @@ def run(quick: bool = False, full: bool = False) -> dict:
     figures, checks, memory = [], [], {}
     medians = {}
     for name, n, classes, repeats in sizes:
-        f, c, m = bench_size(name, n, classes, repeats)
+        f, c, m = bench_size(name, n, classes, repeats, quick)
         figures += f
         checks.append(c)
         memory[c["size"]] = m

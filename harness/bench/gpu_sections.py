@@ -40,7 +40,8 @@ class Workspace:
     def __enter__(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="gpu-check-"))
         classes, per_class = self.sizes["tree"]
-        self.tree = write_cub_tree(self.tmp / "CUB_200_2011", classes=classes, per_class=per_class)
+        size = (500, 375) if not self.sizes["tiny"] else (60, 45)  # CUB's typical size; tiny: quick to write
+        self.tree = write_cub_tree(self.tmp / "CUB_200_2011", classes=classes, per_class=per_class, size=size)
         return self
 
     def __exit__(self, *exc):
