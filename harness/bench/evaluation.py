@@ -132,9 +132,35 @@ def peak_memory_in_fresh_process(candidate, n: int, classes: int):
         return pool.submit(measure_memory, candidate, n, classes).result()
 
 
-def compare_values(ours: dict, pml: dict) -> dict:
-    diffs = {PML_TO_OURS[k]: abs(ours[PML_TO_OURS[k]] - v) for k, v in pml.items()}
-    return {"max_abs_diff": diffs, "equal_1e-6": all(v <= 1e-6 for v in diffs.values())}
+def compare_values(ours: dict, pml: dict, x=None, k: int | None = None) -> dict:
+    """Every metric equal to 1e-6; where one is not, whether tied neighbours explain it (``x``, ``k`` given): two
+    items at exactly the same similarity to a query may come back in either order, and so may change its AP."""
+    diffs = {PML_TO_OURS[k_]: abs(ours[PML_TO_OURS[k_]] - v) for k_, v in pml.items()}
+    equal = all(v <= 1e-6 for v in diffs.values())
+    out = {"max_abs_diff": diffs, "equal_1e-6": equal}
+    if not equal and x is not None:
+        out["tied_queries"] = tied_queries(x, k)
+        out["equal_1e-6"] = out["tied_queries"] is not None
+    return out
+
+
+def tied_queries(x: np.ndarray, k: int) -> int | None:
+    """How many queries get their neighbours in another order from the harness and from PML's FaissKNN, if every such
+    difference is a reordering among items of equal similarity (to float32's 1e-6); None if one is not."""
+    from pytorch_metric_learning.utils.inference import FaissKNN
+
+    from harness.evaluation.retrieval import search_neighbours
+
+    ours = search_neighbours(x, k)
+    _, theirs = FaissKNN()(torch.from_numpy(x), k + 1, torch.from_numpy(x), True)
+    tied = 0
+    for q, (a, b) in enumerate(zip(ours, theirs.numpy())):
+        b = [j for j in b if j != q][:k]
+        if list(a) != b:
+            if not np.allclose(x[a] @ x[q], x[b] @ x[q], rtol=0, atol=1e-6):  # float32 inner products, any order
+                return None
+            tied += 1
+    return tied
 
 
 def bench_size(name: str, n: int, classes: int, repeats: int, quick: bool = False) -> tuple:
@@ -199,7 +225,7 @@ def bench_size(name: str, n: int, classes: int, repeats: int, quick: bool = Fals
         memory = {kinds[c]: peak_memory_in_fresh_process(c, n, classes) for c in kinds}
     check = {
         "size": label,
-        **compare_values(ours, pml),
+        **compare_values(ours, pml, x, k),
         "values": {m: round(v, 6) for m, v in ours.items() if m != "num_queries"},
     }
     return figures, check, memory
@@ -247,6 +273,12 @@ def run(quick: bool = False, full: bool = False) -> dict:
         f"equal values (every metric to 1e-6, NMI included): "
         f"{'yes' if all(c['equal_1e-6'] for c in checks) else 'NO'}; largest difference "
         f"{max(max(c['max_abs_diff'].values()) for c in checks):.1e}"
+        + "".join(
+            f"; {c['size']}: {c['tied_queries']} quer{'y' if c['tied_queries'] == 1 else 'ies'} with tied neighbours "
+            f"returned in another order (the only differences)"
+            for c in checks
+            if c.get("tied_queries")
+        )
     ]
     notes += [
         f"peak memory above the embeddings, {size}: "
