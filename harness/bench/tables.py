@@ -115,6 +115,7 @@ def run(quick: bool = False, full: bool = False) -> dict:
         write_records(template_run(work), root, n)
         written_s = time.perf_counter() - t0
         tables = [PYTHON, "-m", "harness.tables", str(root), "--out", str(work / "tables")]
+        tables += ["--no-plots"] if quick else []  # a smoke run: the plots are make tables' slowest part
         index = root / ".tables_index.parquet"
 
         def cold():
@@ -151,7 +152,7 @@ def run(quick: bool = False, full: bool = False) -> dict:
         "params": {
             "records": n,
             "groups": len(DATASETS) * len(LOSSES) * len(REGULARIZERS) * len(LRS),
-            "plots": True,
+            "plots": not quick,
             "rounds": len(times["cold"]),
         },
         "notes": [
