@@ -83,7 +83,7 @@ def docs(results: Path | None, check: bool = False) -> int:
         for source in sorted(results.glob("*.json")):
             shutil.copy2(source, DOCS_SNAPSHOT / source.name)
     page = DOCS_PAGE.read_text()
-    rendered = BLOCK.sub(lambda m: m.group(1) + summarize(DOCS_SNAPSHOT, level=2) + m.group(3), page)
+    rendered = BLOCK.sub(lambda m: m.group(1) + summarize(DOCS_SNAPSHOT, level=3) + m.group(3), page)
     if check:
         if rendered != page:
             print(f"error: {DOCS_PAGE} differs from its snapshot; run python -m harness.bench --docs", file=sys.stderr)
@@ -171,7 +171,7 @@ def format_figure(f: dict) -> list:
     show = f.get("show", "ratio")
     s = f[show]
     value = f"**{s['median']:.2f}x** ({s['min']:.2f}-{s['max']:.2f})"
-    value += " faster" if show == "speedup" else " the time"
+    value += " speedup" if show == "speedup" else " the time"
     if f.get("within_noise"):
         below = f.get("against_floor") and f["ratio"]["median"] < 1
         value += ", *within noise*" + (" (below its own floor)" if below else "")
@@ -248,7 +248,8 @@ def summarize(out: Path, level: int = 1) -> str:
         for m in r.get("measurements", []):
             value = f"**{m['value']:.3g} {m['unit']}**"
             lines.append(f"- measured: {m['name']}: {value} ({m['note']}; load {m['load']:.1f})")
-        lines += [f"- {note}" for note in r.get("notes", [])]
+        measured = tuple(m["name"] for m in r.get("measurements", []))
+        lines += [f"- {note}" for note in r.get("notes", []) if not (measured and note.startswith(measured))]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

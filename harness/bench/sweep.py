@@ -141,7 +141,7 @@ def grid_measurement(name: str, g: dict) -> dict:
             f"{g['runs']}-run digits grid, {name}: overhead per run",
             (g["wall_s"] - g["train_s"]) / g["runs"],
             "s",
-            f"{g['wall_s']:.0f} s total, the runs' own training {g['train_s']:.0f} s",
+            f"{g['wall_s']:.0f} s total, the runs' own training {g['train_s']:.0f} s, {g['runs']} runs",
         ),
         "wall_s": g["wall_s"],
         "train_s": g["train_s"],
@@ -191,8 +191,6 @@ def run(quick: bool = False, full: bool = False) -> dict:
                 measurements.append(grid_measurement("SLURM launcher (local 1-node cluster, one job at a time)", slurm))
             else:
                 notes.append(f"SLURM launcher: not measured ({why})")
-    for m in measurements:
-        notes.append(f"{m['name']}: {m['value']:.1f} s ({m['note']}; {m['runs']} runs, {epochs} epochs each)")
     return {
         "figures": figures,
         "measurements": measurements,

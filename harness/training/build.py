@@ -23,7 +23,6 @@ from torch import nn
 
 from harness.config import complete_config, instantiate
 from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch, data_device
-from harness.data.device_decode import DeviceDecodingLoader, EncodedImages, collate_encoded
 from harness.distributed import ShardedBatchSampler, World
 from harness.distributed.parallel import DataParallel
 from harness.errors import ConfigError
@@ -235,6 +234,8 @@ def build_loader(
     the files' bytes and each batch is decoded and augmented on ``device`` (harness.data.device_decode)."""
     if workers == 0 and isinstance(dataset, ArrayDataset):  # in memory: no DataLoader machinery per step
         return InMemoryLoader(dataset, sampler, device=on_device)
+    if decode_on:  # torchvision.io only where it is used (it adds a second to every run's start-up)
+        from harness.data.device_decode import DeviceDecodingLoader, EncodedImages, collate_encoded
     loader = torch.utils.data.DataLoader(
         EncodedImages(dataset) if decode_on else dataset,
         batch_sampler=sampler,
