@@ -39,10 +39,13 @@ tune: $(STAMP)           ## Optuna search over AntiCo's eps and weight on digits
 tables: $(STAMP)         ## every run under results/ -> results/tables/all/ (Markdown, LaTeX, CSV, parquet, plots)
 	$(BIN)/python -m harness.tables $(TABLES_ARGS)
 
-reproduce: $(STAMP)       ## one paper's seed table, PAPER=antico|nir|metrix (sweeps/reproduce_$(PAPER).yaml, then its tables)
+reproduce: $(STAMP)       ## one paper's seed table, PAPER=antico|nir|metrix: both protocols x both arms (+ its released baselines), then its tables
 	@case "$(PAPER)" in antico|nir|metrix) ;; *) echo "error: set PAPER=antico, nir or metrix (make reproduce PAPER=nir)"; exit 2;; esac
 	$(BIN)/python run.py -m sweep=reproduce_$(PAPER) $(REPRODUCE_ARGS); grid=$$?; \
-	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER) --seeds 3 $(TABLES_ARGS) && exit $$grid
+	if [ -f sweeps/reproduce_$(PAPER)_released.yaml ]; then \
+	  $(BIN)/python run.py -m sweep=reproduce_$(PAPER)_released $(REPRODUCE_ARGS) || grid=1; fi; \
+	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER),reproduce_$(PAPER)_released --seeds 3 \
+	  --out $(or $(HARNESS_RESULTS),results)/tables/reproduce_$(PAPER) $(TABLES_ARGS) && exit $$grid
 
 bench: $(STAMP)          ## performance ratios -> results/bench/ (docs/results/benchmarks.md: time; BENCH_ARGS=--quick / --only NAME)
 	$(BIN)/python -m harness.bench $(BENCH_ARGS)

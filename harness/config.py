@@ -18,6 +18,7 @@ from harness.runtime import check_gpu_knobs
 
 SELECTION_METRICS = ("map@r", "r_precision", "nmi")
 SELECTION_MODES = ("max", "min")
+SELECTION_SPLITS = ("val", "test")  # test: only under protocol=authors, recorded as selection: test (optimistic)
 GRAD_CLIP_MODES = ("norm", "value")
 EVAL_METRICS = ("ip", "l2")  # exact faiss search: inner product (cosine on normalised embeddings) | L2
 SEED_MAX = 2**32 - 1  # numpy's seed range (np.random.seed), which seeds every run
@@ -69,6 +70,7 @@ def validate_config(cfg: DictConfig, here: bool = True) -> None:
         integer(cfg.sampler.batches_per_epoch, "sampler.batches_per_epoch", 1, example=100, nullable=True)
     check_embed_dim(cfg.head.embed_dim)
     selection_of(cfg)
+    check_protocol(cfg)
     check_processes(cfg)
     mode = cfg.trainer.get("grad_clip_mode", "norm")
     if mode not in GRAD_CLIP_MODES:
@@ -149,7 +151,9 @@ def check_processes(cfg: DictConfig) -> int:
 
 @dataclass(frozen=True)
 class Selection:
-    """What picks the epoch: a validation metric (its record key, e.g. ``val/map@r``) and max or min."""
+    """What picks the epoch: a validation metric (its record key, e.g. ``val/map@r``) and max or min. Under the
+    authors' protocol (``selection.split=test``, conf/protocol/authors.yaml) the key is a test metric
+    (``test/recall@1``): the papers' optimistic selection, recorded as such and marked in every table."""
 
     key: str
     mode: str
@@ -160,6 +164,16 @@ class Selection:
     @property
     def metric(self) -> str:
         return self.key.split("/", 1)[1]
+
+    @property
+    def split(self) -> str:
+        """The split the epoch is chosen on: val (the class-disjoint validation split) or test (optimistic)."""
+        return self.key.split("/", 1)[0]
+
+    @property
+    def label(self) -> str:
+        """What the record says about it (``selection``): validation, or test (optimistic)."""
+        return "test (optimistic)" if self.split == "test" else "validation"
 
     @property
     def direction(self) -> str:
@@ -180,7 +194,37 @@ def selection_of(cfg: DictConfig) -> Selection:
         raise ConfigError("selection.metric=nmi needs eval.val_nmi=true")
     if cfg.selection.mode not in SELECTION_MODES:
         raise ConfigError(f"selection.mode={cfg.selection.mode} must be max or min")
-    return Selection(key=f"val/{metric}", mode=str(cfg.selection.mode))
+    split = cfg.selection.get("split", "val")
+    if split not in SELECTION_SPLITS:
+        raise ConfigError(
+            f"selection.split={split} must be val (the class-disjoint validation split) or test (the authors' "
+            f"optimistic protocol: protocol=authors)"
+        )
+    return Selection(key=f"{split}/{metric}", mode=str(cfg.selection.mode))
+
+
+PROTOCOLS = ("clean", "authors", "reality_check")  # conf/protocol/; clean sets nothing
+
+
+def check_protocol(cfg: DictConfig) -> None:
+    """The protocol's own keys, and what it sets left alone; an arm the experiment does not release."""
+    protocol = cfg.get("protocol") or {}
+    name = protocol.get("name", "clean")
+    if name not in PROTOCOLS:
+        raise ConfigError(f"protocol.name={name} is unknown; use protocol=clean, authors or reality_check")
+    if name == "reality_check":
+        folds = integer(protocol.get("folds"), "protocol.folds", 2, example=4)
+        fold = integer(protocol.get("fold"), "protocol.fold", 0, example=0)
+        if fold >= folds:
+            raise ConfigError(f"protocol.fold={fold} must be below protocol.folds={folds}, e.g. protocol.fold=0")
+        spec = OmegaConf.select(cfg, "dataset.val_classes", default=None)
+        if spec != f"fold {fold} of {folds}":
+            raise ConfigError(
+                f"protocol=reality_check validates on fold {fold} of {folds}, but dataset.val_classes={spec}; drop "
+                f"that override (the protocol sets it)"
+            )
+    if isinstance(cfg.get("published"), str):  # conf/arm/released_baseline.yaml's line: no arm file replaced it
+        raise ConfigError(str(cfg.published))
 
 
 def check_embed_dim(embed_dim) -> int:

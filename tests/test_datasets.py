@@ -516,7 +516,7 @@ def test_paper_preset_builds_its_protocol(preset):
     validate_config(cfg)
     assert cfg.backbone._target_.endswith("timm_backbone") and cfg.backbone.pretrained
     assert cfg.backbone.model_name == "resnet50.tv_in1k"  # torchvision's weights, as the seeds' releases
-    assert cfg.head.embed_dim == 512 and cfg.head.pooling in ("avg", "double")
+    assert cfg.head.embed_dim == (128 if preset.endswith("128") else 512) and cfg.head.pooling in ("avg", "double")
     assert cfg.published.source
     if "recall@1" in cfg.published:  # percent, as printed in the paper
         assert 50 < cfg.published["recall@1"] < 100

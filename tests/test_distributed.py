@@ -59,7 +59,7 @@ def test_launch_variables_of_torchrun_slurm_and_a_single_process():
         "MASTER_ADDR": "n1",
         "MASTER_PORT": "29500",
     }
-    assert launch_from_env(torchrun) == Launch(3, 8, 1, 1, "n1", 29500, "torchrun")
+    assert launch_from_env(torchrun) == Launch(3, 8, 1, "n1", 29500, "torchrun")
     slurm = {
         "SLURM_PROCID": "5",
         "SLURM_STEP_NUM_TASKS": "8",
@@ -68,7 +68,7 @@ def test_launch_variables_of_torchrun_slurm_and_a_single_process():
         "SLURM_STEP_NODELIST": "gpu[007-010,12],cpu1",
         "SLURM_JOB_ID": "123456",
     }
-    assert launch_from_env(slurm) == Launch(5, 8, 1, 1, "gpu007", 20000 + 123456 % 10000, "slurm")
+    assert launch_from_env(slurm) == Launch(5, 8, 1, "gpu007", 20000 + 123456 % 10000, "slurm")
     # inside an allocation but not in an srun step (SLURM_STEP_NUM_TASKS unset): one process, not rank 0 of 4
     assert launch_from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "4"}) == Launch()
     assert launch_from_env({}) == Launch()

@@ -23,6 +23,7 @@ from harness.regularizers.base import Batch
 from harness.regularizers.flow import CONDITIONINGS, build_conditional_flow
 from harness.regularizers.nir import NIR, PROXY_LOSSES
 from harness.rundir import records
+from harness.rundir.run_dir import RunDir
 from harness.training.step import epoch_means
 from harness.training.task import run
 
@@ -214,7 +215,8 @@ def test_nir_trains_with_every_proxy_loss_and_refuses_every_pair_loss(loss, resu
     if not is_proxy_based(loss):
         with pytest.raises(ConfigError, match="proxy_anchor, proxy_nca, normalized_softmax, soft_triple or arcface"):
             run(cfg)
-        assert not any(results.rglob("record.json"))  # fails at start-up: nothing looks finished
+        # refused by build (the loss must be built to know): a failed record, nothing that looks finished
+        assert {RunDir.at(p.parent).record()["status"] for p in results.rglob("record.json")} <= {"failed"}
         return
     record = run(cfg)
     assert record["status"] == "finished"

@@ -81,7 +81,7 @@ def test_slurm_sweeps_are_submitted_as_job_arrays(sweeps):
     assert "#SBATCH --array=0-2%" in script and "#SBATCH --signal=USR2@120" in script
     assert "export PYTHONSAFEPATH=1" in script  # the code snapshot
     [limited] = sweeps["time_limit"].sweep_dir.glob(".submitit/*/*_submission.sh")
-    assert "#SBATCH --time=1\n" in limited.read_text() and "#SBATCH --signal=USR2@15" in limited.read_text()
+    assert "#SBATCH --time=1\n" in limited.read_text() and "#SBATCH --signal=USR2@30" in limited.read_text()
 
 
 # ----------------------------------------------------------------------------------------------- CPU: exact resume
@@ -209,7 +209,7 @@ SWEEPS = {
     "time_limit": [
         "trainer.epochs=100000",
         "hydra.launcher.timeout_min=1",
-        "hydra.launcher.signal_delay_s=15",
+        "hydra.launcher.signal_delay_s=30",  # 30 s for submitit to requeue before the limit, on a busy machine too
         "hydra.launcher.max_num_timeout=1",
     ],
     # the interrupted run again, as one job of 2 tasks (2 processes, gloo), pre-empted mid-training too

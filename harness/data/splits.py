@@ -1,6 +1,17 @@
-"""Class-disjoint splits: validation classes are carved from the training classes, seeded."""
+"""Class-disjoint splits: validation classes are carved from the training classes, seeded, or as one fold of k.
+
+``dataset.val_classes`` takes three forms: a list of class ids, a ``{first, last}`` range, or a fold of the
+Reality Check protocol, ``"fold i of k"`` (``conf/protocol/reality_check.yaml`` sets it): the training
+classes, sorted, are cut into k contiguous class-disjoint parts (sizes differ by at most one); fold i validates
+on part i and trains on the other k - 1. Contiguous ranges of the sorted class ids, no seed: the split of
+Musgrave, Belongie, Lim, "A Metric Learning Reality Check" (ECCV 2020) as powerful-benchmarker draws it
+(KevinMusgrave/powerful-benchmarker, src/powerful_benchmarker/split_managers/mlrc_split_manager.py), whose
+partition p validates on another of the same k quarters (the numbering of the folds differs, not the folds).
+"""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -16,13 +27,49 @@ def expand_classes(spec) -> list:
     return [c if isinstance(c, str) else int(c) for c in spec]
 
 
+FOLD = re.compile(r"^fold (-?\d+) of (-?\d+)$")
+
+
+def parse_fold(spec) -> tuple[int, int] | None:
+    """``"fold i of k"``: (i, k), one fold of a k-fold class-disjoint split of the training classes; else None.
+    (A string, so that it can replace a list of class ids when the configs are merged.)"""
+    if not isinstance(spec, str):
+        return None
+    match = FOLD.match(spec.strip())
+    if not match:
+        raise ConfigError(
+            f"dataset.val_classes={spec!r} is not a class list; the fold form reads 'fold I of K', e.g. "
+            f"protocol=reality_check protocol.fold=0 (which sets it)"
+        )
+    return int(match[1]), int(match[2])
+
+
+def fold_classes(train_classes: list, folds, fold) -> tuple[list, list]:
+    """Fold ``fold`` of ``folds``: (the other folds' classes, this fold's classes), each sorted. Every fold needs
+    2 classes at least (a 1-class validation split scores 1.0 whatever the network), so k folds need 2k classes."""
+    if folds < 2 or not 0 <= fold < folds:
+        raise ConfigError(f"protocol.fold={fold} of protocol.folds={folds}: use folds >= 2 and 0 <= fold < folds")
+    ordered = sorted(train_classes)
+    if len(ordered) < 2 * folds:
+        raise ConfigError(
+            f"{len(ordered)} training classes cannot make {folds} folds of 2 classes or more; lower protocol.folds "
+            f"(at most {len(ordered) // 2}) or train on more classes (dataset.train_classes)"
+        )
+    part = [list(chunk) for chunk in np.array_split(np.asarray(ordered, dtype=object), folds)][fold]
+    return sorted(set(ordered) - set(part)), sorted(part)
+
+
 def carve_validation(train_classes: list, val_classes=None, val_fraction: float = 0.0, seed: int = 0):
     """Split training classes into (train, val), class-disjoint.
 
-    ``val_classes`` (explicit) wins over ``val_fraction`` (a seeded random subset of the training classes).
+    ``val_classes`` (explicit, or a fold ``"fold i of k"``) wins over ``val_fraction`` (a seeded random
+    subset of the training classes).
     Returns two sorted lists.
     """
     train_classes = list(train_classes)
+    fold = parse_fold(val_classes)
+    if fold is not None:
+        return fold_classes(train_classes, folds=fold[1], fold=fold[0])
     if val_classes:
         val = expand_classes(val_classes)
         # explicit validation classes: carved from the training list, or a separate held-out list

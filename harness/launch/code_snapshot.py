@@ -12,7 +12,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # harness/launch/ -> the repository
 
 
 def snapshot_code(dest: Path, repo: Path = REPO) -> dict:

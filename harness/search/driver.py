@@ -117,6 +117,11 @@ def build_search(spec: dict, arguments: list, config: DictConfig) -> Search:
     fixed_keys = {line.split("=", 1)[0] for line in cli_fixed}
     space = {k: d for k, d in {**space, **cli_space}.items() if k not in fixed_keys}
     selection = selection_of(config)
+    if selection.split != "val":  # protocol=authors: the epoch is chosen on test; a search would tune on it too
+        raise ConfigError(
+            "a search never tunes on the test split, and protocol=authors selects on it; search under "
+            "protocol=clean or protocol=reality_check"
+        )
     known = set(Search.__dataclass_fields__) - {"space", "fixed", "objective", "direction", "identity"}
     unknown = set(spec) - known - {"params", "_target_", "_recursive_"}
     if unknown:

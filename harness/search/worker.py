@@ -37,6 +37,7 @@ from omegaconf import DictConfig, open_dict, read_write
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 
 from harness.errors import RunPruned
+from harness.protocols.folds import run_folds
 from harness.redact import redact_text
 from harness.rundir.run_dir import RunDir
 from harness.search.space import format_override, suggest
@@ -123,11 +124,18 @@ def run_trial(
     cfg = compose_trial(config_loader, master_config, overrides, search.study_name, retry_root(frozen))
     trial.set_user_attr("run_dir", str(RunDir.for_config(cfg).path))
     log.info("trial %d: %s", trial.number, " ".join(overrides[len(search.fixed) :]))
-    try:
-        record = run(cfg, on_evaluate=partial(report_epoch, trial, search.objective))
+    try:  # protocol=reality_check: every fold, the objective their mean (harness.protocols.folds)
+        record = run_folds(
+            cfg,
+            run,
+            lambda offset: partial(report_epoch, trial, search.objective, offset=offset),
+            [search.objective, *search.record_keys],
+        )
     except Exception as err:  # NaN loss, bad config, crash: the trial is FAIL with this reason
         trial.set_user_attr("fail_reason", redact_text(f"{type(err).__name__}: {err}")[:2000])
         raise
+    if record.get("fold_run_dirs"):  # the trial's folds (run_dir above is fold 0's)
+        trial.set_user_attr("fold_run_dirs", record["fold_run_dirs"])
     for key in search.record_keys:
         if record.get(key) is not None:
             trial.set_user_attr(key, record[key])
@@ -141,9 +149,10 @@ def run_trial(
     return float(value)
 
 
-def report_epoch(trial: optuna.Trial, metric: str, epoch: int, val_metrics: dict) -> None:
-    """The harness's on_evaluate hook: report the validation metric; stop the run if the pruner says so."""
-    trial.report(float(val_metrics[metric]), step=int(epoch))
+def report_epoch(trial: optuna.Trial, metric: str, epoch: int, val_metrics: dict, offset: int = 0) -> None:
+    """The harness's on_evaluate hook: report the validation metric (at step ``offset + epoch``: a fold's epochs
+    follow the previous folds'); stop the run if the pruner says so."""
+    trial.report(float(val_metrics[metric]), step=offset + int(epoch))
     if trial.should_prune():
         raise RunPruned(epoch)
 

@@ -22,9 +22,8 @@ Written into ``--out`` (default ``<root>/tables/<sweep or "all">/``):
                                      and numeric (mean, std, n per group and metric)
     references.md  references.tex    the bars to clear on the same split: raw inputs, the untrained network
     delta.md  delta.tex              each regularizer minus ``none`` for the same base loss (and the rest)
-    paper.md  paper.tex              published vs. reproduced, where configs carry ``published:`` numbers:
-                                     with the authors' selection (``test_best/*``, optimistic) where runs
-                                     recorded it, and with validation selection
+    paper.md  paper.tex              the paper view, for the runs of paper presets (``published.source``):
+                                     published | authors' protocol ‡ | clean protocol (harness/tables/paper.py)
     problems.md                      records that cannot be read (binary, truncated, a stub, wrong types, a
                                      finished run without metrics: path and reason, in no table); failed /
                                      pruned / running runs with their error file or directory
@@ -33,7 +32,10 @@ Written into ``--out`` (default ``<root>/tables/<sweep or "all">/``):
 
 Published numbers: a config (an experiment preset) may carry ``published: {recall@1: 69.5, source: "...",
 table: 2, arxiv: "..."}`` (percent as printed in the paper, test split); the paper view shows them beside
-the reproduced means.
+the reproduced means. Protocols (conf/protocol/): each run's is a column, ``protocol``, and a row key of every view
+as soon as the runs hold two (no mean pools them, no Δ pairs across them); the authors' protocol (the epoch chosen on
+test) is marked ‡; the Reality Check's fold runs are read back as one model, separated and concatenated
+(harness/tables/protocols.py).
 
 One bad record never stops the tables: it is listed in ``problems.md`` with the reason, the rest is written,
 and one console line says how many problems there are and where.

@@ -23,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=[os.environ.get("HARNESS_RESULTS", "results")],
         help="results folders (or any folder of run directories); default: results/",
     )
-    p.add_argument("--sweep", help="only the runs launched with sweep=NAME (python run.py -m sweep=NAME)")
+    p.add_argument("--sweep", help="only the runs launched with sweep=NAME (python run.py -m sweep=NAME); A,B: both")
     p.add_argument(
         "--where",
         action="append",

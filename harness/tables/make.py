@@ -13,6 +13,13 @@ from harness.tables.layout import atomic_write, atomic_write_text
 from harness.tables.load import normalise, scan
 from harness.tables.paper import build_paper
 from harness.tables.problems import missing_metrics, problems_markdown, summary_line
+from harness.tables.protocols import (
+    protocol_notes,
+    protocol_rows,
+    protocol_scope,
+    read_protocols,
+    without_released,
+)
 from harness.tables.render import grid_to_latex, grid_to_markdown, to_csv, to_latex, to_markdown
 from harness.tables.select import resolve_column, select_runs
 
@@ -46,6 +53,8 @@ def make_tables(
         else pd.DataFrame(columns=["status", "overrides", "path"])
     )
     runs = select_runs(runs, sweep, where)
+    runs, fold_problems = read_protocols(runs)  # the protocol column; Reality Check folds read back as models
+    problems += fold_problems
     what = (
         f"{', '.join(map(str, roots))}"
         + (f" for sweep={sweep}" if sweep else "")
@@ -62,7 +71,7 @@ def make_tables(
         raise DataError(f"no finished run under {what} (all failed, pruned or running{unread}: listed above)")
 
     metric_cols = metric_columns(records_frame[records_frame["status"] == "finished"], metrics, split)
-    rows = [resolve_column(runs, r) for r in rows]
+    rows = protocol_rows(runs, [resolve_column(runs, r) for r in rows])
     cols = [resolve_column(runs, c) for c in cols]
     keys = group_keys(records_frame, rows + cols)
     rows = rows + keys[len(rows) + len(cols) :]  # knobs found varying become row columns
@@ -76,11 +85,12 @@ def make_tables(
         for k in ("dataset", "backbone")
         if k in runs and k not in keys and runs[k].nunique() == 1
     ]
-    scope = ", ".join([f"{split} split", *shared])
+    scope = ", ".join([f"{split} split", *shared, *protocol_scope(runs, keys)])
     table = build_table(summary, rows, cols, metric_cols, expected, digits, scope)
-    delta = build_delta(table, rows, scope)
+    table.notes += protocol_notes(runs)
+    delta = without_released(build_delta(table, rows, scope), rows)
     references = build_references(finished, cols, metric_cols, digits, scope)
-    paper = build_paper(runs, summary, keys, split, digits)
+    paper = build_paper(runs, keys, split, digits)
 
     texts = {"table.md": to_markdown(table), "table.tex": to_latex(table)}
     if references is not None:

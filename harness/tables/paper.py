@@ -1,11 +1,20 @@
-"""Published vs. reproduced, for the groups whose config carries ``published.<metric>`` numbers (percent as
-printed in the paper, with ``published.source``, ``.table`` and ``.arxiv`` naming where).
+"""The paper view: published | authors' protocol ‡ | clean protocol, for every group of a paper preset.
 
-Where runs also recorded the authors' selection (``test_best/<metric>``: the metrics of each run's best
-test epoch, the selection the papers used), the view shows, per group and metric: published | reproduced
-with the authors' selection (marked ‡, optimistic: chosen on the test split) | reproduced with validation
-selection (``test/<metric>``: the epoch chosen on the class-disjoint validation split), each mean ± std over
-its seeds."""
+A group belongs to a paper when its config names where the paper's numbers are printed (``published.source``:
+every conf/experiment paper preset and each of its arms, conf/experiment/arms/). Its rows are the metrics the
+paper publishes for it (``published.<metric>``, percent as printed), or its selection metric with the
+published column empty where no number is known. Columns, each mean ± std over its seeds of ``test/<metric>``:
+
+    published             the paper's number (— where unknown), as printed
+    authors' protocol ‡   protocol=authors: every training class trained on, the epoch chosen on the test split
+                          (what the papers do and report): optimistic, and the only fair match for "published"
+    clean protocol        the default: the epoch chosen on a class-disjoint validation split carved from the
+                          training classes, the test split scored once
+    Δ ‡, Δ clean          each minus published
+    Reality Check         where the runs hold it (protocol=reality_check): separated and concatenated
+
+No cell pools two protocols. The released baseline commands (arm=released_baseline) are rows of their own.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +22,17 @@ import pandas as pd
 
 from harness.tables.aggregate import summarize, with_filled_keys
 from harness.tables.build import is_percent, label, sort_key
-from harness.tables.render import Grid, display_name, format_value
+from harness.tables.protocols import AUTHORS, CLEAN, CONCATENATED, SEPARATED
+from harness.tables.render import MISSING, Grid, display_name, format_value
 
-META = ("source", "table", "arxiv")  # published.<these> say where the numbers are printed
-AUTHORS = "test_best"  # record keys of the authors' selection: test_best/<metric>
-OPTIMISTIC = (
-    "‡ optimistic: the authors' selection (test_best/*), each run's best test epoch, a model chosen on "
-    "the test split. Validation selection (test/*): the epoch chosen on the class-disjoint validation "
-    "split. Δ: validation selection - published. Seeds: the runs with validation selection; (N ‡): those "
-    "that recorded the authors' selection, where fewer."
+META = ("source", "table", "arxiv", "arm", "command", "setting")  # published.<these> describe, they are no number
+COLUMNS = ((AUTHORS, "authors' protocol ‡"), (CLEAN, "clean protocol"))
+EXTRA = ((SEPARATED, "Reality Check, separated"), (CONCATENATED, "Reality Check, concatenated"))
+NOTE = (
+    "‡ authors' protocol (protocol=authors): every training class trained on, the epoch chosen on the test split, "
+    "as the papers report: optimistic. Clean protocol: the epoch chosen on a class-disjoint validation split, the "
+    "test split scored once. Δ: minus published. Seeds: per protocol. Released baselines (arm=released_baseline) "
+    "are their own rows, never the paired baseline."
 )
 
 
@@ -33,6 +44,7 @@ def published_columns(runs: pd.DataFrame) -> list:
         if c.startswith("config/published.")
         and c.removeprefix("config/published.") not in META
         and pd.api.types.is_numeric_dtype(runs[c])
+        and not pd.api.types.is_bool_dtype(runs[c])
     ]
 
 
@@ -50,7 +62,7 @@ def where_printed(row) -> str:
         value = row.get(f"config/published.{key}")
         if value is None or (isinstance(value, float) and value != value) or str(value) == "":
             continue
-        text = str(value)
+        text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)  # 2, not 2.0
         parts.append(text if text.lower().startswith(prefix.lower()) else prefix + text)
     return ", ".join(parts)
 
@@ -59,38 +71,61 @@ def as_tuple(key) -> tuple:
     return key if isinstance(key, tuple) else (key,)
 
 
-def build_paper(runs: pd.DataFrame, summary: pd.DataFrame, keys: list, split: str, digits: int = 1) -> Grid | None:
-    """Published vs. reproduced, one row per group and published metric (see the module docstring)."""
-    cols = published_columns(runs)
-    if not cols:
+def build_paper(runs: pd.DataFrame, keys: list, split: str = "test", digits: int = 1) -> Grid | None:
+    """One row per paper group and metric: published | authors' protocol ‡ | clean protocol (see the docstring)."""
+    if "config/published.source" not in runs or "protocol" not in runs:
         return None
-    meta = [f"config/published.{m}" for m in META if f"config/published.{m}" in runs]
-    published = with_filled_keys(runs[runs["status"] != "running"], keys).groupby(keys, sort=False)[cols + meta].first()
-    metrics = {col: (m if "/" in (m := col.removeprefix("config/published.")) else f"{split}/{m}") for col in cols}
-    best = {m: f"{AUTHORS}/{m.removeprefix('test/')}" for m in metrics.values() if m.startswith("test/")}
-    best = {m: b for m, b in best.items() if b in runs and runs[b].notna().any()}
-    merged = summary.set_index(keys).join(published, how="inner")
-    if best:
-        authors = summarize(runs, keys, list(best.values())).set_index(keys)
-        merged = merged.join(authors[[c for c in authors.columns if c.startswith(("mean/", "std/", "n/"))]])
-    body = []
-    for key, row in sorted(merged.iterrows(), key=lambda item: [sort_key(v) for v in as_tuple(item[0])]):
-        key = as_tuple(key)
-        for col, metric in metrics.items():
-            if pd.isna(row[col]):
-                continue
-            scale = 100.0 if is_percent(metric) else 1.0
-            mean, std = row.get(f"mean/{metric}", float("nan")) * scale, row.get(f"std/{metric}", float("nan")) * scale
-            diff = format_value(mean - float(row[col]), float("nan"), digits, signed=True)
-            seeds = f"{int(row['n'])}"
-            cells = [as_printed(row[col], digits), format_value(mean, std, digits), diff]
-            if best:
-                b = best.get(metric, "")
-                b_mean, b_std = (row.get(f"{s}/{b}", float("nan")) * scale for s in ("mean", "std"))
-                b_n = int(row[f"n/{b}"]) if pd.notna(row.get(f"n/{b}")) and pd.notna(b_mean) else 0
-                cells.insert(1, format_value(b_mean, b_std, digits))
-                seeds += f" ({b_n} ‡)" if 0 < b_n != int(row["n"]) else ""
-            body.append([*map(str, key), label(metric), *cells, seeds, where_printed(row)])
-    reproduced = ["authors' selection ‡", "validation selection"] if best else ["reproduced"]
-    header = [display_name(k) for k in keys] + ["metric", "published", *reproduced, "Δ", "seeds", "source"]
-    return Grid(header, body, [OPTIMISTIC] if best else [])
+    paper = runs[runs["config/published.source"].notna() & (runs["status"] != "running")]
+    if paper.empty:
+        return None
+    group = [k for k in keys if k != "protocol"]
+    paper = with_filled_keys(paper, group)
+    cols = published_columns(paper)
+    meta = [f"config/published.{m}" for m in META if f"config/published.{m}" in paper]
+    published = paper.groupby(group, sort=False)[cols + meta].first()
+    chosen = paper.groupby(group, sort=False)["selection/metric"].first() if "selection/metric" in paper else None
+    rows = []
+    for key, row in sorted(published.iterrows(), key=lambda item: [sort_key(v) for v in as_tuple(item[0])]):
+        metrics = [f"{split}/{c.removeprefix('config/published.')}" for c in cols if pd.notna(row[c])]
+        if not metrics:  # nothing published for it: its selection metric, the published column empty
+            metric = str(chosen[key]).split("/", 1)[-1] if chosen is not None and pd.notna(chosen[key]) else "recall@1"
+            metrics = [f"{split}/{metric}"]
+        rows += [(as_tuple(key), row, metric) for metric in metrics]
+    wanted = sorted({metric for _, _, metric in rows if metric in paper})
+    extra = [(p, name) for p, name in EXTRA if (paper["protocol"] == p).any()]
+    stats = {}
+    for protocol, _ in COLUMNS + tuple(extra):
+        part = paper[paper["protocol"] == protocol]
+        stats[protocol] = summarize(part, group, wanted).set_index(group) if not part.empty else pd.DataFrame()
+    body = [paper_row(key, row, metric, stats, extra, digits) for key, row, metric in rows]
+    header = [display_name(k) for k in group] + ["metric", "published"]
+    header += [name for _, name in COLUMNS] + ["Δ ‡", "Δ clean"] + [name for _, name in extra] + ["seeds", "source"]
+    return Grid(header, body, [NOTE])
+
+
+def paper_row(key: tuple, row, metric: str, stats: dict, extra: list, digits: int) -> list:
+    name = metric.split("/", 1)[1]
+    number = row.get(f"config/published.{name}")
+    scale = 100.0 if is_percent(metric) else 1.0
+
+    def cell(protocol):
+        frame = stats.get(protocol)
+        if frame is None or frame.empty or key not in frame.index or f"mean/{metric}" not in frame:
+            return float("nan"), float("nan"), 0
+        found = frame.loc[key] if len(key) > 1 else frame.loc[key[0]]
+        n = int(found.get(f"n/{metric}", found.get("n", 0)) or 0)
+        return found[f"mean/{metric}"] * scale, found[f"std/{metric}"] * scale, n
+
+    values = {p: cell(p) for p, _ in COLUMNS + tuple(extra)}
+    have = pd.notna(number)
+    cells = [*map(str, key), label(metric), as_printed(number, digits) if have else MISSING]
+    cells += [format_value(m, s, digits) for m, s, _ in (values[p] for p, _ in COLUMNS)]
+    cells += [
+        format_value(values[p][0] - float(number), float("nan"), digits, signed=True) if have else MISSING
+        for p, _ in COLUMNS
+    ]
+    cells += [format_value(*values[p][:2], digits) for p, _ in extra]
+    seeds = ", ".join(
+        f"{n} {'‡' if p == AUTHORS else p.split(' ')[-1].strip('()')}" for p, (_, _, n) in values.items() if n
+    )
+    return cells + [seeds or "0", where_printed(row)]

@@ -19,10 +19,12 @@ def resolve_column(runs: pd.DataFrame, name: str) -> str:
 
 
 def select_runs(runs: pd.DataFrame, sweep: str | None = None, where=()) -> pd.DataFrame:
-    """The runs of one sweep (launched with ``sweep=<name>``) and/or matching ``key=value`` filters."""
+    """The runs of one sweep (launched with ``sweep=<name>``; ``a,b``: of either) and/or matching ``key=value``
+    filters."""
     if sweep:
         overrides = runs["overrides"].fillna("") if "overrides" in runs else pd.Series("", index=runs.index)
-        runs = runs[overrides.str.contains(f'"sweep={sweep}"', regex=False)]
+        names = [name for name in str(sweep).split(",") if name]
+        runs = runs[overrides.map(lambda text: any(f'"sweep={name}"' in text for name in names))]
     for condition in where:
         key, sep, value = condition.partition("=")
         if not sep:

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from harness.config import complete_config, instantiate
+from harness.config import complete_config, instantiate, selection_of
 from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch, data_device
 from harness.distributed import ShardedBatchSampler, World
 from harness.distributed.parallel import DataParallel
@@ -134,10 +134,7 @@ def build_data_and_model(cfg: DictConfig, device: torch.device) -> tuple:
     builds the same network (a run's every process; ``python -m harness.inspect``'s untrained network)."""
     seed_everything(int(cfg.seed))
     data, augment = build_data(cfg.dataset)
-    if data.val is None:
-        raise ConfigError(
-            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction"
-        )
+    check_selection_split(data, selection_of(cfg).split)
     cfg = complete_config(cfg, data)
     return data, augment, cfg, build_model(cfg).to(device)
 
@@ -155,6 +152,21 @@ def build_evaluator(cfg: DictConfig, device: torch.device, amp: str = "off", wor
         amp=amp,
         world=world or World(),
     )
+
+
+def check_selection_split(data: DMLData, split: str) -> None:
+    """Validation selection needs a validation split; the authors' protocol (selection on test) trains on every
+    training class, so it must have none."""
+    if split == "val" and data.val is None:
+        raise ConfigError(
+            f"dataset {data.name} has no validation split; set dataset.val_classes or dataset.val_fraction "
+            f"(or protocol=authors: every training class trained on, the epoch chosen on test, marked optimistic)"
+        )
+    if split == "test" and data.val is not None:
+        raise ConfigError(
+            f"selection.split=test (protocol=authors) trains on every training class, but dataset {data.name} "
+            f"still holds validation classes out; set dataset.val_classes=null dataset.val_fraction=0"
+        )
 
 
 def build_data(node: DictConfig) -> tuple[DMLData, nn.Module | None]:

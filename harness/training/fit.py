@@ -5,7 +5,9 @@
 reads top to bottom. The state that survives a restart is a :class:`LoopState`, saved with the weights,
 optimizer, scheduler, scaler and RNG states in ``checkpoints/last.pt`` every ``checkpoint_every`` epochs;
 a run that finds one resumes there and produces the numbers of an uninterrupted run. The test split never
-drives a choice: the epoch is selected on the class-disjoint validation split.
+drives a choice: the epoch is selected on the class-disjoint validation split, except under the authors'
+protocol (``protocol=authors``: every training class trained on, the epoch chosen on test), which the record
+says (``selection: test (optimistic)``) and every table marks.
 
 ``eval.test_every_epoch`` adds the papers' view beside it: the test split is scored at every evaluated epoch
 too (``test/*`` in epochs.jsonl) and the best epoch by the selection metric ON TEST is recorded as
@@ -127,7 +129,7 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
         attempt.truncate_epochs(-1)
         init_test = evaluator.embed(model, data.test)
         state.init = {
-            **prefixed("init/val", evaluator.evaluate(model, data.val)),
+            **(prefixed("init/val", evaluator.evaluate(model, data.val)) if data.val is not None else {}),
             **prefixed("init/test", evaluator.score(init_test)),
         }
         write_row({"epoch": 0, **state.init})
@@ -135,6 +137,8 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
     attempt_start, attempt_cpu = time.perf_counter(), time.process_time()
 
     steps_per_epoch = len(parts.sampler)
+    split = plan.selection.split  # val; test only under protocol=authors (the optimistic selection, so recorded)
+    chosen_on = data.val if split == "val" else data.test
     for epoch in range(state.epoch + 1, plan.epochs + 1):
         parts.sampler.set_epoch(epoch)
         set_backbone_frozen(model, epoch <= plan.freeze_backbone_epochs)
@@ -149,7 +153,7 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
 
         if epoch % plan.eval_every == 0 or epoch == plan.epochs:
             t0 = time.perf_counter()
-            val = prefixed("val", evaluator.validate(model, data.val))
+            val = prefixed(split, evaluator.validate(model, chosen_on))
             row.update(val)
             row["time/eval_s"] = time.perf_counter() - t0
             value = val[plan.selection.key]
@@ -157,7 +161,7 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
                 state.best_epoch, state.best_value, state.best_val = epoch, value, val
                 if world.is_main:
                     ckpt.atomic_save({"modules": ckpt.module_states(parts.modules), "epoch": epoch}, best)
-            if plan.test_every_epoch:  # the papers' optimistic view, recorded beside the selection, never used by it
+            if plan.test_every_epoch and split == "val":  # the papers' view beside the selection, never used by it
                 test = prefixed("test", evaluator.validate(model, data.test))
                 row.update(test)
                 track_best_test(state, plan, epoch, test)
@@ -192,12 +196,14 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
     # ---- the selected epoch, on the test split
     barrier(world)  # rank 0 has written best.pt
     ckpt.load_module_states(parts.modules, selected_states(parts, plan, attempt, state))  # a damaged best.pt: rebuilt
-    test, val = evaluator.embed(model, data.test), evaluator.embed(model, data.val)
+    test = evaluator.embed(model, data.test)
+    val = evaluator.embed(model, data.val) if data.val is not None else None
     result = {
         "selected_epoch": state.best_epoch,
+        "selection": plan.selection.label,  # validation | test (optimistic): tables never mix the two
         **state.best_val,
         **prefixed("test", evaluator.score(test)),
-        **prefixed("diag/val", evaluator.diagnostics(val)),
+        **(prefixed("diag/val", evaluator.diagnostics(val)) if val is not None else {}),
         **prefixed("diag/test", evaluator.diagnostics(test)),
         **state.init,
     }
@@ -207,7 +213,8 @@ def fit(parts: Parts, plan: Plan, attempt: Attempt, on_evaluate=None) -> Fitted:
     if plan.utilization:
         result["test/utilization"] = evaluator.utilization(model, data.train, test)
     if data.vector_inputs and plan.raw_baseline:
-        result.update(prefixed("raw/val", evaluator.score(evaluator.raw(data.val))))
+        if data.val is not None:
+            result.update(prefixed("raw/val", evaluator.score(evaluator.raw(data.val))))
         result.update(prefixed("raw/test", evaluator.score(evaluator.raw(data.test))))
     result["train_time_s"] = state.elapsed + time.perf_counter() - attempt_start
     # CPU seconds of the same span (process time, every thread): comparable across loads of a shared machine

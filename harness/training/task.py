@@ -19,6 +19,7 @@ from harness.config import validate_config
 from harness.distributed import World
 from harness.inspect import pictures_at_end, pictures_wanted
 from harness.launch import processes
+from harness.protocols import embeddings as test_embeddings
 from harness.rundir import identity
 from harness.rundir.run_dir import RunDir
 from harness.training.build import build, build_data
@@ -53,6 +54,8 @@ def run_in(cfg: DictConfig, world: World, on_evaluate=None) -> dict:
             parts = build(cfg, world=world)
             attempt.begin(parts)
             fitted = fit(parts, plan, attempt, on_evaluate)
+            if world.is_main and test_embeddings.wanted(cfg):  # protocol=reality_check: the concatenated score
+                fitted.results.update(test_embeddings.save_test_embeddings(attempt.path, fitted.test))
             draw = pictures_wanted(cfg.eval.get("pictures", "auto"), parts.data.vector_inputs)
             map_method = cfg.eval.get("picture_map", "umap")
             attempt.finish(fitted.results, partial(pictures_at_end, parts=parts, fitted=fitted, map_method=map_method)
