@@ -12,12 +12,11 @@ SWITCH_FAISS := if $(PIP) show -q $(OTHER_FAISS) 2>/dev/null; then $(PIP) uninst
 STAMP      := $(VENV)/.installed-$(FAISS)
 STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
-.PHONY: run test lint docs linkcheck install install-test tune tables reproduce bench clean-results slurm-packages slurm-up slurm-down postgres-packages
+.PHONY: run test lint docs linkcheck install install-test tune tables reproduce bench gpu-check clean-results slurm-packages slurm-up slurm-down postgres-packages
 
-# `make run`: one intra-op thread, since the digits MLP is too small to gain from two, and on a busy machine
-# OpenMP threads waiting for each other made the grid 6x slower; the numbers are the same (OMP_NUM_THREADS=2 make run).
+# `make run`: the harness picks the threads itself (harness/threads.py: one for the digits MLP, else the job's CPUs)
 run: $(STAMP)            ## the main job: the digits ablation (sweeps/digits_ablation.yaml), then its table (about a minute on CPU)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
+	$(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
 	$(BIN)/python -m harness.tables --sweep digits_ablation --seeds 3 && exit $$grid
 
 test: $(STAMP_TEST) slurm-packages postgres-packages lint docs   ## lint, the docs build, then the whole test suite (installs what it needs)
@@ -48,8 +47,11 @@ reproduce: $(STAMP)       ## one paper's seed table, PAPER=antico|nir|metrix: bo
 	$(BIN)/python -m harness.tables --sweep reproduce_$(PAPER),reproduce_$(PAPER)_released --seeds 3 \
 	  --out $(or $(HARNESS_RESULTS),results)/tables/reproduce_$(PAPER) $(TABLES_ARGS) && exit $$grid
 
-bench: $(STAMP)          ## performance ratios -> results/bench/ (about 10 min on 2 cores; BENCH_ARGS=--quick / --only NAME)
+bench: $(STAMP)          ## performance ratios -> results/bench/ (docs/results/benchmarks.md: time; BENCH_ARGS=--quick / --only NAME)
 	$(BIN)/python -m harness.bench $(BENCH_ARGS)
+
+gpu-check: $(STAMP)      ## on a GPU machine (make install FAISS=gpu): throughput, host syncs, resume, faiss-gpu -> results/bench/gpu.md
+	$(BIN)/python -m harness.bench.gpu_check $(GPU_CHECK_ARGS)
 
 # A one-node SLURM cluster on localhost (tests/slurm_cluster.py; the SLURM tests start their own).
 SLURM_DIR ?= /tmp/harness-slurm

@@ -14,6 +14,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.errors import ConfigError, HarnessError
+from harness.runtime import check_gpu_knobs
 
 SELECTION_METRICS = ("map@r", "r_precision", "nmi")
 SELECTION_MODES = ("max", "min")
@@ -47,6 +48,7 @@ def validate_config(cfg: DictConfig, here: bool = True) -> None:
     if t.get("grad_clip") is not None:
         number(t.grad_clip, "trainer.grad_clip", positive=True, example=1.0, nullable=True)
     check_device(t.device)
+    check_gpu_knobs(cfg)
     if t.get("amp", "auto") not in AMP_SPECS:
         raise ConfigError(f"trainer.amp={t.amp!r} must be auto, bf16, fp16 or off")
     number(cfg.optimizer.lr, "optimizer.lr", positive=True, example=1e-3)

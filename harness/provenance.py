@@ -1,35 +1,49 @@
-"""Where a run came from: the code (git commit, uncommitted changes), package versions, host, device, and the
-command-line overrides. Recorded in every record; none of it changes a run's identity."""
+"""Where a run came from: the code (git commit, uncommitted changes), the versions of the libraries it imported,
+the threads and GPU settings it ran with, host, device, and the command-line overrides. Recorded in every record;
+none of it changes a run's identity.
+
+Versions are read from the modules the process imported (``torch.__version__``), not from the installed
+packages' metadata: a module object keeps the version it was loaded with, so an environment changed under a running
+job (a ``pip install`` in the shared venv) cannot be recorded instead of the code that ran. A library the run never
+imported touched none of its numbers; its installed version is recorded. The raw strings are kept
+(``2.14.1+cu130``); the tables normalise local build labels.
+"""
 
 from __future__ import annotations
 
 import platform
 import socket
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
 
-# record key -> distribution names to try, in order (faiss comes as a CPU or a GPU build)
+# record key -> (module, distribution names for a module without __version__, in order; faiss: CPU or GPU build)
 PACKAGES = {
-    "torch": ("torch",),
-    "pytorch_metric_learning": ("pytorch-metric-learning",),
-    "faiss": ("faiss-cpu", "faiss-gpu-cu12"),
-    "timm": ("timm",),
-    "hydra": ("hydra-core",),
-    "omegaconf": ("omegaconf",),
-    "optuna": ("optuna",),
-    "numpy": ("numpy",),
-    "FrEIA": ("FrEIA",),
+    "torch": ("torch", ("torch",)),
+    "pytorch_metric_learning": ("pytorch_metric_learning", ("pytorch-metric-learning",)),
+    "faiss": ("faiss", ("faiss-cpu", "faiss-gpu-cu12")),
+    "timm": ("timm", ("timm",)),
+    "hydra": ("hydra", ("hydra-core",)),
+    "omegaconf": ("omegaconf", ("omegaconf",)),
+    "optuna": ("optuna", ("optuna",)),
+    "numpy": ("numpy", ("numpy",)),
+    "FrEIA": ("FrEIA", ("FrEIA",)),
 }
 
 
 def provenance(device: torch.device) -> dict:
-    """The record's provenance keys: ``git/*``, ``versions/*``, ``host``, ``device``."""
+    """The record's provenance keys: ``git/*``, ``versions/*``, ``threads/*``, ``runtime/*``, ``host``, ``device``."""
+    from harness.runtime import runtime_settings
+    from harness.threads import applied_threads
+
     return {
         **git_state(),
-        **{f"versions/{k}": v for k, v in package_versions().items()},
+        **{f"versions/{k}": v for k, v in imported_versions().items()},
+        **applied_threads(),
+        **runtime_settings(device),
         "host": socket.gethostname(),
         "device": device_name(device),
     }
@@ -63,11 +77,23 @@ def git_state() -> dict:
     return {"git/commit": commit.stdout.strip(), "git/dirty": bool(dirty.stdout.strip())}
 
 
+def imported_versions() -> dict:
+    """Each library's version as this process imported it (the installed one for a library it never imported)."""
+    return {key: module_version(module, dists) for key, (module, dists) in PACKAGES.items()}
+
+
 def package_versions() -> dict:
-    return {key: next((v for v in map(_version, dists) if v), None) for key, dists in PACKAGES.items()}
+    """The same keys, for tools that report on the machine (the benchmarks)."""
+    return imported_versions()
 
 
-def _version(dist: str):
+def module_version(module: str, dists: tuple):
+    loaded = sys.modules.get(module)
+    found = getattr(loaded, "__version__", None) if loaded is not None else None
+    return str(found) if found else next((v for v in map(_installed, dists) if v), None)
+
+
+def _installed(dist: str):
     try:
         return version(dist)
     except PackageNotFoundError:

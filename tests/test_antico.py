@@ -17,7 +17,7 @@ from harness.errors import ConfigError
 from harness.losses import MetricLoss
 from harness.regularizers.antico import AntiCo
 from harness.regularizers.base import Batch
-from harness.regularizers.coding_rate import coding_rate
+from harness.regularizers.coding_rate import _with_float64_fallback, cholesky_cannot_fail, coding_rate
 from harness.rundir import records
 from harness.rundir.run_dir import RunDir
 from harness.training.task import run
@@ -175,6 +175,40 @@ def test_proxy_variants_code_the_base_loss_proxies(variant, kind):
     # the authors' scaling of the proxy Gram matrix: C / (d eps)
     ref = AntiCo(variant=variant, scale="reference")(batch, base_loss=loss, model=None)["coding_rate"]
     assert float(ref.detach()) == pytest.approx(math.exp(-brute_rate(p, len(p) / (D * 0.5), "d")), rel=1e-5)
+
+
+def test_batch_proxy_with_more_proxies_than_the_batch_holds_codes_exactly_the_present_ones():
+    """More classes than a batch can hold: the present proxies are moved first into a fixed number of rows (no
+    data-dependent shape); the value is R of exactly those proxies and only they get a gradient."""
+    torch.manual_seed(0)
+    loss = MetricLoss("proxy_anchor", losses.ProxyAnchorLoss(num_classes=12, embedding_size=D))
+    batch = batch_of([7, 7, 2, 2])  # 4 rows, 2 of 12 classes
+    reg = AntiCo(variant="batch_proxy", dtype="float64")
+    reg.check_compatible(loss)
+    term = reg(batch, base_loss=loss, model=None)["coding_rate"]
+    (g_param,) = grads(term, [loss.proxies])
+    assert torch.equal(g_param.abs().sum(dim=1) > 0, torch.isin(torch.arange(12), torch.tensor([2, 7])))
+    p = F.normalize(loss.proxies[[2, 7]].detach().double(), dim=1).numpy()
+    assert float(term.detach()) == pytest.approx(math.exp(-brute_rate(p, D / (2 * 0.5), "d")), rel=1e-6)
+
+
+def test_coding_rate_decides_its_float64_fallback_without_a_host_read():
+    """Whether float32's factorisation can fail is decided from shapes and gains (Demmel's condition): never for the
+    presets' settings; where it may, the float64 factorisation is computed beside it and taken on the device where
+    float32 failed (the 9 x 9 Hilbert matrix: float32 Cholesky fails, float64 succeeds)."""
+    assert cholesky_cannot_fail(90, 1 + 512 / (90 * 0.5), torch.float32)  # batch 90, 512-d, eps 0.5 (n x n form)
+    assert cholesky_cannot_fail(128, 1 + 128 / 0.5, torch.float32)  # Omniglot's 912 proxies in 128-d (d x d form)
+    assert not cholesky_cannot_fail(90, 1 + 512 / (90 * 1e-6), torch.float32)
+    i = torch.arange(9, dtype=torch.float64)
+    hilbert = (1 / (i[:, None] + i[None, :] + 1)).float().requires_grad_(True)
+    assert torch.linalg.cholesky_ex(hilbert.detach()).info > 0
+    value = _with_float64_fallback(hilbert)
+    assert value.dtype == torch.float32
+    assert float(value.detach()) == pytest.approx(0.5 * float(torch.logdet(hilbert.detach().double())), rel=1e-6)
+    (g,) = torch.autograd.grad(value, hilbert)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    m = torch.eye(5) + 0.5 * torch.ones(5, 5)  # where float32 succeeds, its value and gradient are float32's own
+    assert torch.equal(_with_float64_fallback(m), torch.log(torch.diagonal(torch.linalg.cholesky(m))).sum())
 
 
 @pytest.mark.parametrize("variant", ["batch_proxy", "all_proxy"])

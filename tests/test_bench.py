@@ -50,6 +50,11 @@ def test_each_benchmark_writes_figures_with_ratios_machine_and_versions(bench, n
         assert fig["ratio"]["min"] == pytest.approx(1 / fig["speedup"]["max"], rel=1e-9)
         if "goal" in fig:
             assert isinstance(fig["meets_goal"], bool)
+        # a warm-up round and at least 5 timed rounds; the load around them; noise marked where the spread crosses 1
+        assert fig["rounds"] >= 5 and fig["ratio"]["n"] == fig["rounds"] and len(fig["load"]) == 2
+        crosses = fig["ratio"]["min"] <= 1.0 <= fig["ratio"]["max"]
+        below_floor = fig["against_floor"] and fig["ratio"]["median"] < 1.0
+        assert fig["within_noise"] == (crosses or below_floor), fig["name"]
 
 
 def test_evaluation_values_equal_pml(bench):
@@ -77,6 +82,18 @@ def test_summary_lists_every_benchmark_and_figure(bench):
         result = json.loads((out / f"{name}.json").read_text())
         assert f"## {name} (quick)" in summary
         assert all(fig["name"] in summary for fig in result["figures"])
+        for fig in result["figures"]:  # no ratio below its own floor without the mark
+            row = next(line for line in summary.splitlines() if line.startswith(f"| {fig['name']} |"))
+            assert ("*within noise*" in row) == fig["within_noise"], row
+    assert "Last command: 3 benchmark(s) (--quick) in" in summary
+
+
+def test_fewer_than_five_rounds_or_no_warm_up_is_refused():
+    from harness.bench.common import interleave
+
+    for kwargs in ({"repeats": 4}, {"warmup": 0}):
+        with pytest.raises(ValueError, match="5 timed rounds"):
+            interleave({"a": lambda: None}, **kwargs)
 
 
 def test_unknown_benchmark_is_one_clear_error(tmp_path):
@@ -111,3 +128,12 @@ def test_in_memory_loader_yields_the_dataloaders_batches():
         assert len(got) == len(expected) == 37
         for (x, y), (xr, yr) in zip(got, expected):
             assert torch.equal(x, xr) and torch.equal(y, yr) and y.dtype == yr.dtype == torch.int64
+
+
+def test_the_benchmarks_page_is_what_its_snapshot_renders():
+    """docs/results/benchmarks.md's figures come from the committed JSON (python -m harness.bench --docs DIR), never
+    typed by hand: the page equals its render."""
+    from harness.bench.__main__ import DOCS_SNAPSHOT, docs
+
+    assert list(DOCS_SNAPSHOT.glob("*.json"))
+    assert docs(None, check=True) == 0

@@ -24,6 +24,7 @@ from harness.regularizers.flow import CONDITIONINGS, build_conditional_flow
 from harness.regularizers.nir import NIR, PROXY_LOSSES
 from harness.rundir import records
 from harness.rundir.run_dir import RunDir
+from harness.training.step import epoch_means
 from harness.training.task import run
 
 SMALL = dict(blocks=3, depth=3, width=16)  # a flow small enough for brute-force Jacobians
@@ -165,11 +166,18 @@ def test_soft_triple_condition_is_the_nearest_or_the_mean_center():
 
 
 def test_overflow_of_the_exp_form_fails_clearly_and_the_log_form_stays_finite():
+    """The exp form's overflow is no host read in the step: the term is inf, and the loop's check at the epoch's end
+    names NIR's fix (epoch_means: the terms of the first bad step)."""
     torch.manual_seed(0)
     base = proxy_loss("proxy_anchor", 2, 8)
     x, labels = 100.0 * unit(6, 8, 11), torch.tensor([0, 1] * 3)  # ||z||^2 / 2 far beyond exp's float32 range
-    with pytest.raises(NonFiniteLossError, match="form=log_mean_exp"):
-        NIR(embed_dim=8, **SMALL)(Batch(x, labels, x, x), base_loss=base)
+    nir = NIR(embed_dim=8, **SMALL)
+    term = nir(Batch(x, labels, x, x), base_loss=base)["nir"]
+    assert not torch.isfinite(term)
+    sums = {"base": [torch.tensor(0.5)] * 2, "nir": [torch.tensor(1.0), term], "loss": [torch.tensor(1.5), term]}
+    expected = r"epoch 3 step 1 \(base=0.5, nir=inf\); NIR's .*nir.form=log_mean_exp"
+    with pytest.raises(NonFiniteLossError, match=expected):
+        epoch_means(sums, epoch=3, step0=20, hints=nir.non_finite_hints)
     torch.manual_seed(0)
     stable = NIR(embed_dim=8, form="log_mean_exp", **SMALL)(Batch(x, labels, x, x), base_loss=base)["nir"]
     assert torch.isfinite(stable) and stable > 88

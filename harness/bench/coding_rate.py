@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.bench.common import clock_for, figure, interleave, synchronize
+from harness.bench.common import MIN_ROUNDS, clock_for, figure, interleave, synchronize
 from harness.regularizers.coding_rate import coding_rate
 from harness.runtime import torch_threads
 
@@ -81,7 +81,7 @@ def settings(quick: bool) -> list:
 
 
 def run(quick: bool = False, full: bool = False) -> dict:
-    repeats, calls = (3, 5) if quick else (9, 20)
+    repeats, calls = (MIN_ROUNDS, 5) if quick else (9, 20)
     figures = []
     for label, device, threads, clock, configs in settings(quick):
         with torch_threads(threads):
@@ -107,6 +107,7 @@ def run(quick: bool = False, full: bool = False) -> dict:
                         per_call["textbook"],
                         goal=goal,
                         show="speedup",
+                        load=t.load,
                     )
                 )
     configs = [(90, 512)] if quick else [(90, 128), (90, 512), (256, 128), (256, 512)]

@@ -1,9 +1,13 @@
-"""What every benchmark shares: interleaved timing, ratio figures, peak memory, the machine it ran on.
+"""What every benchmark shares: interleaved timing, ratio figures with their spread, peak memory, the machine.
 
-Absolute times on a shared machine drift, so every figure is a ratio against a named alternative measured
-in the same run: each round times the subject and its alternatives back to back (the order rotates every
-round, so a load spike hits all of them alike), the ratio is taken per round, and a figure reports the
-min / median / max over rounds of the times and of that ratio. Goals are judged on the median ratio.
+Absolute times on a shared machine drift, so every figure is a ratio against a named alternative measured in the
+same run: after a warm-up round (allocations, caches, first-call compilation), each of at least ``MIN_ROUNDS``
+rounds times the subject and its alternatives back to back (the order rotates every round, so a load spike hits
+all of them alike); the ratio is taken per round, and a figure reports the median and the min-max spread of the
+per-round ratios, with the machine's load average before and after its rounds. A figure whose spread crosses 1.0
+is marked "within noise" (the rounds disagree on which side is faster); so is one measured against its own floor
+(the least work any implementation must do) whose median falls below 1.0, which no real difference can cause.
+Goals are judged on the median ratio.
 """
 
 from __future__ import annotations
@@ -16,27 +20,45 @@ import time
 import tracemalloc
 from pathlib import Path
 
+MIN_ROUNDS = 5  # timed rounds per figure, after WARMUP
+WARMUP = 1
+
 
 def stats(values) -> dict:
     values = [float(v) for v in values]
     return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
 
 
-def interleave(candidates: dict, repeats: int, warmup: int = 1, clock=time.perf_counter) -> dict:
-    """Seconds per call of each candidate (name -> zero-argument callable), ``repeats`` rounds after ``warmup``.
-    ``clock=time.thread_time`` counts only this thread's CPU time: for single-threaded work on a shared
-    machine, it leaves out the time the thread waited for a core."""
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+class Rounds(dict):
+    """Seconds per call of each candidate (name -> list, one per round), and the load average before and after."""
+
+    load: tuple = (float("nan"), float("nan"))
+
+
+def interleave(candidates: dict, repeats: int = MIN_ROUNDS, warmup: int = WARMUP, clock=time.perf_counter) -> Rounds:
+    """Seconds per call of each candidate (name -> zero-argument callable): ``warmup`` untimed rounds, then
+    ``repeats`` timed rounds (at least MIN_ROUNDS and one warm-up: fewer gives a figure no reader can trust).
+    ``clock=time.thread_time`` counts only this thread's CPU time: for single-threaded work on a shared machine,
+    it leaves out the time the thread waited for a core."""
+    if repeats < MIN_ROUNDS or warmup < WARMUP:
+        raise ValueError(f"a figure needs >= {MIN_ROUNDS} timed rounds after >= {WARMUP} warm-up round")
     names = list(candidates)
+    before = load_average()
     for _ in range(warmup):
         for name in names:
             candidates[name]()
-    times = {name: [] for name in names}
+    times = Rounds({name: [] for name in names})
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             gc.collect()
             t0 = clock()
             candidates[name]()
             times[name].append(clock() - t0)
+    times.load = (before, load_average())
     return times
 
 
@@ -48,21 +70,32 @@ def figure(
     alternative_s: list,
     goal: str | None = None,
     show: str | None = None,
+    load: tuple | None = None,
+    floor: bool = False,
 ) -> dict:
     """One comparison. ``ratio`` = subject time / alternative time (per round); ``speedup`` = its inverse.
     ``goal`` is ``"ratio<=X"`` or ``"speedup>=X"``, judged on the median; ``show`` picks the one the summary
-    prints (default: the goal's, else ratio)."""
+    prints (default: the goal's, else ratio). ``load``: the load average before and after the rounds (a
+    :class:`Rounds`' ``load``). ``floor``: the alternative is the subject's floor (its ratio cannot be below 1)."""
+    if len(subject_s) != len(alternative_s):
+        raise ValueError(f"{name}: {len(subject_s)} subject rounds but {len(alternative_s)} alternative rounds")
     ratios = [s / a for s, a in zip(subject_s, alternative_s)]
+    ratio = stats(ratios)
+    noise = ratio["min"] <= 1.0 <= ratio["max"] or (floor and ratio["median"] < 1.0)
     out = {
         "name": name,
         "subject": subject,
         "alternative": alternative,
         "subject_s": stats(subject_s),
         "alternative_s": stats(alternative_s),
-        "ratio": stats(ratios),
+        "ratio": ratio,
         "speedup": stats([1 / r for r in ratios]),
         "ratio_of_best": min(subject_s) / min(alternative_s),  # best-of-N: the least load-sensitive estimate
         "show": show or (goal.split("<")[0].split(">")[0] if goal else "ratio"),
+        "within_noise": bool(noise),
+        "against_floor": bool(floor),
+        "rounds": len(ratios),
+        "load": list(load) if load is not None else [load_average(), load_average()],
     }
     if goal:
         kind, bound = goal.split("=")
@@ -71,6 +104,11 @@ def figure(
         out["goal"] = goal
         out["meets_goal"] = bool(value <= float(bound) if op == "<" else value >= float(bound))
     return out
+
+
+def measurement(name: str, value: float, unit: str, note: str = "") -> dict:
+    """A measured quantity that is no ratio (an overhead per run, a wall time): reported beside the figures."""
+    return {"name": name, "value": float(value), "unit": unit, "note": note, "load": load_average()}
 
 
 def clock_for(threads: int | None, device=None):

@@ -2,8 +2,8 @@
 
 Synthetic clustered embeddings (unit vectors around random class centres, noise set so that MAP@R is far
 from 0 and 1) at CUB scale (5,924 x 512, 100 classes) and at SOP density (about 5.3 images per class:
-60,502 x 512 with 11,316 classes at full size; smaller sizes give the scaling). Three things are timed on
-the same embeddings in the same rounds:
+60,502 x 512 with 11,316 classes at full size; 1/16 and 1/8 of it by default, whose two sizes give the
+scaling). Three things are timed on the same embeddings in the same rounds:
 
 * ours: ``harness.evaluation.evaluate_embeddings`` (Recall@1,2,4,8, R-Precision, MAP@R on one faiss
   search, NMI of faiss k-means), and its neighbour part ``retrieval_metrics`` alone;
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator, try_getting_not_lone_labels
 
-from harness.bench.common import figure, interleave, peak_memory_mib
+from harness.bench.common import MIN_ROUNDS, figure, interleave, peak_memory_mib
 from harness.evaluation import evaluate_embeddings, retrieval_metrics
 from harness.evaluation.clustering import kmeans_assign
 from harness.evaluation.retrieval import maybe_to_gpu
@@ -117,27 +117,57 @@ def engines(x: np.ndarray, y: np.ndarray, k: int) -> dict:
     }
 
 
-def measure_memory(candidate: str, n: int, classes: int) -> dict:
+def measure_memory(candidate, n: int, classes: int):
+    """Peak memory of one candidate's call, or a list for a tuple of candidates (called one after another)."""
     x, y = clustered_embeddings(n, classes)
-    return peak_memory_mib(engines(x, y, search_k(y))[candidate])
+    found = engines(x, y, search_k(y))
+    if isinstance(candidate, tuple):
+        return [peak_memory_mib(found[c]) for c in candidate]
+    return peak_memory_mib(found[candidate])
 
 
-def peak_memory_in_fresh_process(candidate: str, n: int, classes: int) -> dict:
+def peak_memory_in_fresh_process(candidate, n: int, classes: int):
     """Peak memory of one call in a new interpreter (in this one, freed memory kept by the allocator hides it)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(measure_memory, candidate, n, classes).result()
 
 
-def compare_values(ours: dict, pml: dict) -> dict:
-    diffs = {PML_TO_OURS[k]: abs(ours[PML_TO_OURS[k]] - v) for k, v in pml.items()}
-    return {"max_abs_diff": diffs, "equal_1e-6": all(v <= 1e-6 for v in diffs.values())}
+def compare_values(ours: dict, pml: dict, x=None, k: int | None = None) -> dict:
+    """Every metric equal to 1e-6; where one is not, whether tied neighbours explain it (``x``, ``k`` given): two
+    items at exactly the same similarity to a query may come back in either order, and so may change its AP."""
+    diffs = {PML_TO_OURS[k_]: abs(ours[PML_TO_OURS[k_]] - v) for k_, v in pml.items()}
+    equal = all(v <= 1e-6 for v in diffs.values())
+    out = {"max_abs_diff": diffs, "equal_1e-6": equal}
+    if not equal and x is not None:
+        out["tied_queries"] = tied_queries(x, k)
+        out["equal_1e-6"] = out["tied_queries"] is not None
+    return out
 
 
-def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
+def tied_queries(x: np.ndarray, k: int) -> int | None:
+    """How many queries get their neighbours in another order from the harness and from PML's FaissKNN, if every such
+    difference is a reordering among items of equal similarity (to float32's 1e-6); None if one is not."""
+    from pytorch_metric_learning.utils.inference import FaissKNN
+
+    from harness.evaluation.retrieval import search_neighbours
+
+    ours = search_neighbours(x, k)
+    _, theirs = FaissKNN()(torch.from_numpy(x), k + 1, torch.from_numpy(x), True)
+    tied = 0
+    for q, (a, b) in enumerate(zip(ours, theirs.numpy())):
+        b = [j for j in b if j != q][:k]
+        if list(a) != b:
+            if not np.allclose(x[a] @ x[q], x[b] @ x[q], rtol=0, atol=1e-6):  # float32 inner products, any order
+                return None
+            tied += 1
+    return tied
+
+
+def bench_size(name: str, n: int, classes: int, repeats: int, quick: bool = False) -> tuple:
     x, y = clustered_embeddings(n, classes)
     k = search_k(y)
     candidates = engines(x, y, k)
-    t = interleave(candidates, repeats, warmup=0)
+    t = interleave(candidates, repeats)
     ours, pml = candidates["ours_full"](), candidates["pml_full"]()
     label = f"{name} ({n:,} x 512, {classes:,} classes)"
     kinds = {"ours_full": "harness", "pml_full": "PML", "bare": "bare faiss search"}
@@ -149,6 +179,8 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             t["ours_neighbour"],
             t["bare"],
             goal="ratio<=1.25",
+            load=t.load,
+            floor=True,
         ),
         figure(
             f"{label}: neighbour metrics vs PML",
@@ -157,6 +189,7 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             t["ours_neighbour"],
             t["pml_neighbour"],
             show="speedup",
+            load=t.load,
         ),
         figure(
             f"{label}: full set incl. NMI vs PML",
@@ -165,6 +198,7 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             t["ours_full"],
             t["pml_full"],
             goal="speedup>=1.5",
+            load=t.load,
         ),
         figure(
             f"{label}: PML neighbour metrics vs bare faiss search",
@@ -172,6 +206,8 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             f"faiss IndexFlatIP search, k={k + 1}",
             t["pml_neighbour"],
             t["bare"],
+            load=t.load,
+            floor=True,
         ),
         figure(
             f"{label}: full set incl. NMI vs its floor",
@@ -179,12 +215,17 @@ def bench_size(name: str, n: int, classes: int, repeats: int) -> tuple:
             "bare faiss search + faiss k-means (the same seed)",
             t["ours_full"],
             t["floor_full"],
+            load=t.load,
+            floor=True,
         ),
     ]
-    memory = {kinds[c]: peak_memory_in_fresh_process(c, n, classes) for c in kinds}
+    if quick:  # a smoke run: the three in one fresh process (an allocator's cache may hide a later one's peak)
+        memory = dict(zip(kinds.values(), peak_memory_in_fresh_process(tuple(kinds), n, classes)))
+    else:
+        memory = {kinds[c]: peak_memory_in_fresh_process(c, n, classes) for c in kinds}
     check = {
         "size": label,
-        **compare_values(ours, pml),
+        **compare_values(ours, pml, x, k),
         "values": {m: round(v, 6) for m, v in ours.items() if m != "num_queries"},
     }
     return figures, check, memory
@@ -205,19 +246,19 @@ def scaling_notes(medians: dict) -> list:
 
 
 def run(quick: bool = False, full: bool = False) -> dict:
-    """CUB scale, then SOP density at 1/8 and 1/4 of its size (1/2 and the full 60,502 with ``full``: each
-    of their rounds takes minutes on 2 cores)."""
+    """CUB scale, then SOP density at 1/16 and 1/8 of its size (1/4, 1/2 and the full 60,502 with ``full``: each
+    of their rounds takes minutes on one core)."""
     if quick:  # a smoke run: one small size
-        sizes = [("CUB/4", CUB["n"] // 4, CUB["classes"] // 4, 2)]
+        sizes = [("CUB/4", CUB["n"] // 4, CUB["classes"] // 4, MIN_ROUNDS)]
     else:
-        sizes = [("CUB", CUB["n"], CUB["classes"], 5)]
-        for f in [0.125, 0.25] + ([0.5, 1.0] if full else []):
+        sizes = [("CUB", CUB["n"], CUB["classes"], MIN_ROUNDS)]
+        for f in [0.0625, 0.125] + ([0.25, 0.5, 1.0] if full else []):
             n, classes = int(round(SOP["n"] * f)), int(round(SOP["classes"] * f))
-            sizes.append((f"SOP{'' if f == 1.0 else f' x{f:g}'}", n, classes, 3 if f <= 0.25 else 1))
+            sizes.append((f"SOP{'' if f == 1.0 else f' x{f:g}'}", n, classes, MIN_ROUNDS))
     figures, checks, memory = [], [], {}
     medians = {}
     for name, n, classes, repeats in sizes:
-        f, c, m = bench_size(name, n, classes, repeats)
+        f, c, m = bench_size(name, n, classes, repeats, quick)
         figures += f
         checks.append(c)
         memory[c["size"]] = m
@@ -232,6 +273,12 @@ def run(quick: bool = False, full: bool = False) -> dict:
         f"equal values (every metric to 1e-6, NMI included): "
         f"{'yes' if all(c['equal_1e-6'] for c in checks) else 'NO'}; largest difference "
         f"{max(max(c['max_abs_diff'].values()) for c in checks):.1e}"
+        + "".join(
+            f"; {c['size']}: {c['tied_queries']} quer{'y' if c['tied_queries'] == 1 else 'ies'} with tied neighbours "
+            f"returned in another order (the only differences)"
+            for c in checks
+            if c.get("tied_queries")
+        )
     ]
     notes += [
         f"peak memory above the embeddings, {size}: "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.bench.common import clock_for, figure, interleave
+from harness.bench.common import MIN_ROUNDS, clock_for, figure, interleave
 from harness.bench.training_loop import CONF, DEVICE, Training, threads_for
 from harness.errors import ConfigError
 from harness.runtime import torch_threads
@@ -37,7 +37,7 @@ def build_pair(name: str, steps: int) -> tuple:
 
 
 def run(quick: bool = False, full: bool = False, names=None) -> dict:
-    steps, repeats = (5, 2) if quick else (20, 5)
+    steps, repeats = (5, MIN_ROUNDS) if quick else (20, MIN_ROUNDS)
     names = names or (regularizer_files()[:1] if quick else regularizer_files())
     figures, skipped = [], []
     clock, clock_name = clock_for(threads_for(DEVICE), DEVICE)
@@ -55,6 +55,7 @@ def run(quick: bool = False, full: bool = False, names=None) -> dict:
             f"training step, {loss} alone",
             t["with"],
             t["base"],
+            load=t.load,
         )
         fig["extra_ms_per_step"] = 1e3 * (fig["subject_s"]["median"] - fig["alternative_s"]["median"]) / steps
         figures.append(fig)

@@ -3,34 +3,36 @@
 The subject is ``harness.training.step.train_one_epoch`` as a run on N processes executes it (harness.distributed:
 each process embeds 1/N of every global batch, the losses see the gathered batch, DDP all-reduces the
 network's gradients in buckets during the backward pass, the proxies' gradients are averaged). The global
-batch is the method, so it stays fixed (strong scaling): ideally N processes take 1/N of the time. Per N, the
-processes are started as ``python run.py trainer.devices=N`` starts them (harness.distributed.spawn) and rank 0
-times ``repeats`` epochs of ``steps`` steps (the same batches each time) after one warm-up epoch.
+batch is the method, so it stays fixed (strong scaling): ideally N processes take 1/N of the time.
 
-    speedup    = time per epoch on 1 process / on N processes
-    efficiency = speedup / N              (1.0: perfect scaling)
-    per-process throughput = global batch x steps / time / N    (samples/s per process)
+Every process count is a group of processes started once, as ``python run.py trainer.devices=N`` starts them
+(harness.distributed.spawn's variables), built as a run builds, and kept alive: the groups' epochs are then
+interleaved round by round like every other figure (a warm-up round, then at least 5 rounds, the order rotating),
+while the groups not timed wait blocked on a pipe. One definition of the ratio, used by the table and the notes:
+
+    speedup(N)    = the median over rounds of  t_1 / t_N   (the same round's epochs on 1 and on N processes)
+    efficiency(N) = speedup(N) / N                          (1.0: perfect scaling)
+    throughput    = global batch x steps / median t_N / N   (samples/s per process)
 
 On CUDA each process owns a GPU (NCCL; N up to the GPUs visible), bf16 autocast as a run uses it, and the model
 is a ResNet-18 on 64-px images of a generated CUB-layout tree (written for a GPU machine, not yet run on one);
 on the CPU (gloo) the digits MLP (2 x 1024 hidden, batch 240) with one intra-op thread per process at every N
 (so 1 process uses one core): with more processes than cores the figure measures the oversubscription, and
-the notes say so. The N runs are timed one after another, not interleaved: on a loaded machine compare the
-ratios of one bench run only.
+the notes say so.
 """
 
 from __future__ import annotations
 
-import json
+import multiprocessing as mp
 import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-from harness.bench.common import figure, stats
+from harness.bench.common import MIN_ROUNDS, figure, interleave, stats
 from harness.bench.pipeline import write_cub_tree
-from harness.distributed.spawn import run_processes
+from harness.distributed.spawn import environment, free_port, rank_env
 
 CPU_CONFIG = ["backbone.hidden=[1024,1024]", "sampler.batch_size=240", "sampler.m=80", "regularizer=none"]
 GPU_CONFIG = [
@@ -46,10 +48,9 @@ GPU_CONFIG = [
 ]  # on the pipeline benchmark's generated CUB-layout tree
 
 
-def timed_rank(overrides: list, steps: int, repeats: int, out: str) -> None:
-    """One process of the run: build as harness.run does, time ``repeats`` epochs, rank 0 writes the times."""
-    import time
-
+def rank_loop(rank: int, n: int, port: int, overrides: list, steps: int, commands, replies) -> None:
+    """One process of a group: build as harness.run does, then one epoch (the same batches) per command."""
+    os.environ.update(rank_env(rank, n, port))
     from harness.bench.common import synchronize
     from harness.bench.training_loop import compose_config
     from harness.distributed import close_world, init_world, launch_from_env
@@ -57,72 +58,102 @@ def timed_rank(overrides: list, steps: int, repeats: int, out: str) -> None:
     from harness.training.fit import Plan
     from harness.training.step import Step, train_one_epoch
 
-    launch = launch_from_env()
     if not torch.cuda.is_available():
         torch.set_num_threads(1)  # one core per process, at every N (torchrun's OMP_NUM_THREADS=1)
-    world = init_world(launch, "auto", timeout_s=600)
+    world = init_world(launch_from_env(), "auto", timeout_s=600)
     try:
-        cfg = compose_config([*overrides, f"sampler.batches_per_epoch={steps}", f"trainer.devices={launch.world_size}"])
+        cfg = compose_config([*overrides, f"sampler.batches_per_epoch={steps}", f"trainer.devices={n}"])
         parts = build(cfg, world=world)
         step = Step.of(parts, Plan.from_config(parts.cfg))
-        times = []
-        for r in range(repeats + 1):
+        if rank == 0:
+            replies.put({"batch": int(cfg.sampler.batch_size), "threads": torch.get_num_threads(),
+                         "device": str(parts.device)})  # fmt: skip
+        while commands.get() == "epoch":
             parts.sampler.set_epoch(1)
-            synchronize(parts.device)
-            t0 = time.perf_counter()
             train_one_epoch(step, parts.loader, 1)
             synchronize(parts.device)
-            if r:  # the first epoch warms up (allocations, DDP's bucket rebuild)
-                times.append(time.perf_counter() - t0)
-        if world.is_main:
-            Path(out).write_text(
-                json.dumps(
-                    {
-                        "times": times,
-                        "batch": int(cfg.sampler.batch_size),
-                        "threads": torch.get_num_threads(),
-                        "device": str(parts.device),
-                    }
-                )
-            )
+            if rank == 0:
+                replies.put("done")
     finally:
         close_world(world)
+
+
+class Group:
+    """N processes of one run, started once; ``epoch()`` runs one epoch on all of them and returns when rank 0 is
+    done (the step ends with collectives, so every rank is then done too)."""
+
+    def __init__(self, n: int, overrides: list, steps: int):
+        ctx = mp.get_context("spawn")
+        port = free_port()
+        self.n = n
+        self.commands = [ctx.SimpleQueue() for _ in range(n)]
+        self.replies = ctx.SimpleQueue()
+        self.procs = []
+        for rank in range(n):
+            with environment(rank_env(rank, n, port)):
+                p = ctx.Process(
+                    target=rank_loop,
+                    args=(rank, n, port, overrides, steps, self.commands[rank], self.replies),
+                    name=f"scaling{n}-rank{rank}",
+                )
+                p.start()
+            self.procs.append(p)
+        self.info = self.replies.get()
+
+    def epoch(self) -> None:
+        for q in self.commands:
+            q.put("epoch")
+        if self.replies.get() != "done":
+            raise RuntimeError(f"the {self.n}-process group failed")
+
+    def close(self) -> None:
+        for q, p in zip(self.commands, self.procs):
+            if p.is_alive():
+                q.put("stop")
+        for p in self.procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.terminate()
+                p.join()
 
 
 def run(quick: bool = False) -> dict:
     cuda = torch.cuda.is_available()
     counts = [n for n in ((1, 2) if quick else (1, 2, 4, 8)) if not cuda or n <= torch.cuda.device_count()]
-    steps, repeats = (5, 2) if quick else (10, 3)
+    steps = 3 if quick else 10
     overrides = CPU_CONFIG
-    measured = {}
+    groups = {}
     with tempfile.TemporaryDirectory() as tmp:
         if cuda:
             overrides = [*GPU_CONFIG, f"dataset.root={write_cub_tree(Path(tmp) / 'cub', per_class=30)}"]
-        for n in counts:
-            out = Path(tmp) / f"{n}.json"
-            run_processes(timed_rank, (overrides, steps, repeats, str(out)), n, grace_s=120)
-            measured[n] = json.loads(out.read_text())
-    base = measured[1]["times"]
+        try:
+            for n in counts:
+                groups[n] = Group(n, overrides, steps)
+            t = interleave({n: g.epoch for n, g in groups.items()}, MIN_ROUNDS)
+        finally:
+            for g in groups.values():
+                g.close()
+    info = groups[1].info
     figures, notes = [], []
     cores = os.cpu_count() or 1
     for n in counts[1:]:
         fig = figure(
-            f"{n} processes vs 1, global batch {measured[n]['batch']} ({'NCCL' if cuda else 'gloo'})",
+            f"{n} processes vs 1, global batch {info['batch']} ({'NCCL' if cuda else 'gloo'})",
             f"{n} processes",
             "1 process",
-            measured[n]["times"],
-            base,
+            t[n],
+            t[1],
             show="speedup",
+            load=t.load,
         )
-        fig["efficiency"] = stats([s / n for s in [b / t for b, t in zip(base, measured[n]["times"])]])
+        fig["efficiency"] = stats([s / n for s in [b / x for b, x in zip(t[1], t[n])]])
         figures.append(fig)
     for n in counts:
-        per_epoch = stats(measured[n]["times"])["median"]
-        throughput = measured[n]["batch"] * steps / per_epoch
-        speedup = stats(base)["median"] / per_epoch
+        speedup = 1.0 if n == 1 else next(f for f in figures if f["subject"] == f"{n} processes")["speedup"]["median"]
+        throughput = info["batch"] * steps / stats(t[n])["median"]
         notes.append(
             f"{n} process(es): {throughput / n:.0f} samples/s per process, speedup {speedup:.2f}, "
-            f"efficiency {speedup / n:.2f} ({measured[n]['threads']} torch threads each"
+            f"efficiency {speedup / n:.2f} ({info['threads']} torch thread(s) each"
             f"{'' if cuda or n <= cores else f'; {n} processes on {cores} cores: oversubscribed'})"
         )
     return {
@@ -132,9 +163,10 @@ def run(quick: bool = False) -> dict:
         "params": {
             "processes": counts,
             "steps_per_epoch": steps,
-            "repeats": repeats,
+            "rounds": MIN_ROUNDS,
             "overrides": overrides,
-            "device": measured[1]["device"],
+            "device": info["device"],
             "cores": cores,
+            "ratio": "speedup = median over rounds of t_1 / t_N (the same definition in the table and the notes)",
         },
     }

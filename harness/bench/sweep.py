@@ -3,13 +3,15 @@
 * Start-up: seconds from launching ``python run.py`` (digits default) to the start of its first training
   step (just after the untrained network's evaluation, whose row is the first line of epochs.jsonl), against
   the floor of any PyTorch script: ``python -c "import torch"``.
-* Sweep: a 20-run digits grid (5 seeds x 4 losses) with ``python run.py -m``: total wall time against the
+  The three are interleaved like every figure (a warm-up round, then at least 5 rounds).
+* Sweep: a 20-run digits grid (5 seeds x 4 losses) with ``python run.py -m``: total wall time minus the
   sum of the runs' own training time (``train_time_s`` of their records), i.e. everything a sweep costs
   beyond the training itself (process start, config composition, data, evaluation, checkpoints, records,
-  launching), with the local launcher and with the SLURM launcher on a one-node SLURM cluster started on
-  this machine (``tests/slurm_cluster.py``; skipped where SLURM cannot start). SLURM runs one job at a time
+  launching), per run, with the local launcher and with the SLURM launcher on a one-node SLURM cluster started
+  on this machine (``tests/slurm_cluster.py``; skipped where SLURM cannot start). SLURM runs one job at a time
   here, as the local launcher does: on a real cluster the jobs run side by side, and this per-run overhead
-  is what each of them pays. 3 epochs per run: the training time is only the yardstick.
+  is what each of them pays. 3 epochs per run: the training time is only the yardstick. One grid is one
+  measurement (seconds of overhead per run, with the load it ran under), not a ratio figure.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.bench.common import figure, stats
+from harness.bench.common import MIN_ROUNDS, figure, interleave, measurement, stats
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -74,23 +76,32 @@ def seconds_to_import(module: str) -> float:
     return time.perf_counter() - t0
 
 
-def startup(repeats: int, work: Path) -> tuple:
-    times = {"run": [], "torch": [], "harness": []}
-    for r in range(repeats):
-        times["run"].append(seconds_to_first_step(work / f"startup{r}"))
-        times["torch"].append(seconds_to_import("torch"))
-        times["harness"].append(seconds_to_import("harness.training.task"))
+def startup(work: Path, quick: bool = False) -> tuple:
+    rounds = iter(range(10**6))
+    first_step = {}
+
+    def run_py():  # interleave times the whole call; the watched time to the first step is kept apart
+        r = next(rounds)
+        first_step[r] = seconds_to_first_step(work / f"startup{r}")
+
+    candidates = {"run": run_py, "torch": lambda: seconds_to_import("torch")}
+    if not quick:  # the import of the harness alone, for the note
+        candidates["harness"] = lambda: seconds_to_import("harness.training.task")
+    times = interleave(candidates, MIN_ROUNDS)
+    times["run"] = [first_step[r] for r in sorted(first_step)][-MIN_ROUNDS:]  # the timed rounds (warm-up dropped)
     fig = figure(
         "start-up: `python run.py` to the first training step (digits)",
         "python run.py",
         'python -c "import torch"',
         times["run"],
         times["torch"],
+        load=times.load,
     )
+    harness = f"importing the harness {stats(times['harness'])['median']:.1f} s " if "harness" in times else ""
     note = (
-        f"start-up {fig['subject_s']['median']:.1f} s to the first step: importing the harness "
-        f"{stats(times['harness'])['median']:.1f} s (torch alone {fig['alternative_s']['median']:.1f} s), the "
-        f"rest is config, data, model and the untrained network's evaluation"
+        f"start-up {fig['subject_s']['median']:.1f} s to the first step: {harness}(torch alone "
+        f"{fig['alternative_s']['median']:.1f} s), the rest is config, data, model and the untrained network's "
+        f"evaluation"
     )
     return fig, note
 
@@ -124,21 +135,18 @@ def run_grid(grid: list, epochs: int, work: Path, launcher: list, env: dict) -> 
     }
 
 
-def grid_figure(name: str, g: dict) -> dict:
-    fig = figure(
-        f"{g['runs']}-run digits grid, {name}",
-        f"total wall ({name})",
-        "sum of the runs' own train_time_s",
-        [g["wall_s"]],
-        [g["train_s"]],
-    )
-    fig.update(
-        overhead_s=g["wall_s"] - g["train_s"],
-        overhead_per_run_s=(g["wall_s"] - g["train_s"]) / g["runs"],
-        sum_run_wall_s=g["run_wall_s"],
-        runs=g["runs"],
-    )
-    return fig
+def grid_measurement(name: str, g: dict) -> dict:
+    return {
+        **measurement(
+            f"{g['runs']}-run digits grid, {name}: overhead per run",
+            (g["wall_s"] - g["train_s"]) / g["runs"],
+            "s",
+            f"{g['wall_s']:.0f} s total, the runs' own training {g['train_s']:.0f} s, {g['runs']} runs",
+        ),
+        "wall_s": g["wall_s"],
+        "train_s": g["train_s"],
+        "runs": g["runs"],
+    }
 
 
 def slurm_grid(grid: list, epochs: int, work: Path) -> tuple:
@@ -167,31 +175,26 @@ def slurm_grid(grid: list, epochs: int, work: Path) -> tuple:
 
 
 def run(quick: bool = False, full: bool = False) -> dict:
-    grid, epochs, repeats = (QUICK_GRID, 1, 1) if quick else (GRID, 3, 3)
-    notes, figures = [], []
+    grid, epochs = (QUICK_GRID, 1) if quick else (GRID, 3)
+    notes, figures, measurements = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         work = Path(tmp)
-        fig, note = startup(repeats, work)
+        fig, note = startup(work, quick)
         figures.append(fig)
         notes.append(note)
-        local = run_grid(grid, epochs, work / "local", [], clean_env())
-        figures.append(grid_figure("local launcher", local))
+        measurements.append(grid_measurement("local launcher", run_grid(grid, epochs, work / "local", [], clean_env())))
         if quick:
             notes.append("SLURM launcher: not run in --quick mode")
         else:
             slurm, why = slurm_grid(grid, epochs, work / "slurm")
             if slurm:
-                figures.append(grid_figure("SLURM launcher (local 1-node cluster, one job at a time)", slurm))
+                measurements.append(grid_measurement("SLURM launcher (local 1-node cluster, one job at a time)", slurm))
             else:
                 notes.append(f"SLURM launcher: not measured ({why})")
-    for f in figures[1:]:
-        notes.append(
-            f"{f['name']}: {f['subject_s']['median']:.0f} s total, runs trained {f['alternative_s']['median']:.0f} s "
-            f"-> {f['overhead_per_run_s']:.1f} s overhead per run ({f['runs']} runs, {epochs} epochs each)"
-        )
     return {
         "figures": figures,
+        "measurements": measurements,
         "notes": notes,
-        "params": {"grid": grid, "epochs": epochs, "startup_repeats": repeats},
+        "params": {"grid": grid, "epochs": epochs, "startup_rounds": MIN_ROUNDS},
         "ok": True,
     }

@@ -3,7 +3,7 @@
 One real digits run (one epoch) gives a template record; 10,000 run directories are written from it, each
 with its own dataset / loss / regularizer / learning rate / seed (1,000 groups of 10 seeds), metrics and
 ``epochs.jsonl``, named as the harness names run directories. Timed, each as a fresh process as a user
-would start it, with plots on as ``make tables`` makes them:
+would start it, with plots on as ``make tables`` makes them, interleaved (a warm-up round, then 5 rounds):
 
 * cold: no ``.tables_index.parquet`` (every record.json is read), against the floor of any tool that
   reads records: ``json.load`` of every record.json into one pandas DataFrame;
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench.common import figure
+from harness.bench.common import figure, interleave
 from harness.rundir import identity
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def timed(cmd: list) -> float:
 
 
 def run(quick: bool = False, full: bool = False) -> dict:
-    n, repeats = (200, 1) if quick else (10_000, 3)
+    n = 200 if quick else 10_000
     with tempfile.TemporaryDirectory(prefix="bench-tables-") as tmp:
         work = Path(tmp)
         root = work / "results"
@@ -115,16 +115,23 @@ def run(quick: bool = False, full: bool = False) -> dict:
         write_records(template_run(work), root, n)
         written_s = time.perf_counter() - t0
         tables = [PYTHON, "-m", "harness.tables", str(root), "--out", str(work / "tables")]
+        tables += ["--no-plots"] if quick else []  # a smoke run: the plots are make tables' slowest part
         index = root / ".tables_index.parquet"
-        times = {"cold": [], "warm": [], "floor": []}
-        for _ in range(repeats):
+
+        def cold():
             index.unlink(missing_ok=True)
             shutil.rmtree(work / "tables", ignore_errors=True)
-            times["cold"].append(timed(tables))
-            times["warm"].append(timed(tables))
-            times["floor"].append(timed([PYTHON, "-c", FLOOR, str(root)]))
-        if not index.exists():
-            raise RuntimeError("harness.tables wrote no index: the warm figure would measure nothing")
+            timed(tables)
+
+        def warm():  # after any cold round (the warm-up round starts with one): the index is there
+            if not index.exists():
+                raise RuntimeError("harness.tables wrote no index: the warm figure would measure nothing")
+            timed(tables)
+
+        candidates = {"cold": cold, "floor": lambda: timed([PYTHON, "-c", FLOOR, str(root)])}
+        if not quick:  # a smoke run times the cold read only
+            candidates["warm"] = warm
+        times = interleave(candidates)
     figures = [
         figure(
             f"tables over {n:,} records, cold (no index)",
@@ -132,25 +139,31 @@ def run(quick: bool = False, full: bool = False) -> dict:
             "json.load every record.json into a DataFrame",
             times["cold"],
             times["floor"],
-        ),
-        figure(
-            f"tables over {n:,} records, warm (index, nothing changed)",
-            "python -m harness.tables (warm)",
-            "python -m harness.tables (cold)",
-            times["warm"],
-            times["cold"],
-        ),
+            load=times.load,
+        )
     ]
+    if "warm" in times:
+        figures.append(
+            figure(
+                f"tables over {n:,} records, warm (index, nothing changed)",
+                "python -m harness.tables (warm)",
+                "python -m harness.tables (cold)",
+                times["warm"],
+                times["cold"],
+                load=times.load,
+            )
+        )
+    warm = f", warm {figures[1]['subject_s']['median']:.1f} s" if "warm" in times else ""
     return {
         "figures": figures,
         "params": {
             "records": n,
             "groups": len(DATASETS) * len(LOSSES) * len(REGULARIZERS) * len(LRS),
-            "plots": True,
-            "repeats": repeats,
+            "plots": not quick,
+            "rounds": len(times["cold"]),
         },
         "notes": [
-            f"cold {figures[0]['subject_s']['median']:.1f} s, warm {figures[1]['subject_s']['median']:.1f} s, "
+            f"cold {figures[0]['subject_s']['median']:.1f} s{warm}, "
             f"reading the records alone {figures[0]['alternative_s']['median']:.1f} s "
             f"({n:,} records written in {written_s:.0f} s)"
         ],

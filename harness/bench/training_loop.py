@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 import harness
-from harness.bench.common import clock_for, figure, interleave, synchronize
+from harness.bench.common import MIN_ROUNDS, clock_for, figure, interleave, synchronize
 from harness.runtime import pick_device, torch_threads
 from harness.training.build import build, build_optimizer
 from harness.training.fit import Plan
@@ -77,7 +77,7 @@ def threads_for(device) -> int | None:
 
 
 def run(quick: bool = False, full: bool = False) -> dict:
-    steps, repeats = (10, 3) if quick else (60, 15)
+    steps, repeats = (10, MIN_ROUNDS) if quick else (60, 15)
     ours = Training(["regularizer=none"], steps=steps)
     bare_model, bare_loss = copy.deepcopy(ours.model), copy.deepcopy(ours.loss)
     bare_opt = build_optimizer(ours.cfg.optimizer, bare_model, bare_loss, torch.nn.ModuleDict(), ours.cfg.lr_mult)
@@ -97,6 +97,7 @@ def run(quick: bool = False, full: bool = False) -> dict:
         t["harness"],
         t["bare"],
         goal="ratio<=1.05",
+        load=t.load,
     )
     fig["subject_steps_per_s"] = steps / fig["subject_s"]["median"]
     fig["alternative_steps_per_s"] = steps / fig["alternative_s"]["median"]

@@ -40,11 +40,19 @@ class InMemoryLoader:
     """The training loader of an ``ArrayDataset`` read in the main process: each epoch takes all its batches
     from the batch sampler up front and gathers them ``chunk`` batches per index op; a step then only takes
     views. The same batches in the same order as a ``DataLoader`` over the same sampler, without its per-step
-    Python machinery (about 10% of a small model's step on CPU: ``python -m harness.bench --only training_loop``)."""
+    Python machinery (about 10% of a small model's step on CPU: ``python -m harness.bench --only training_loop``).
 
-    def __init__(self, dataset: ArrayDataset, batch_sampler, chunk: int = 16):
+    ``device`` (``dataset.on_device``): the split lives there, copied once; the sampler still draws the batches'
+    indices on the host (its numpy stream defines them), they go to the device in one pinned, non-blocking copy per
+    chunk, and the gather runs there: no per-batch copy of the inputs from host memory."""
+
+    def __init__(self, dataset: ArrayDataset, batch_sampler, chunk: int = 16, device: torch.device | None = None):
         self.dataset, self.batch_sampler, self.chunk = dataset, batch_sampler, chunk
+        self.device = torch.device(device) if device is not None else None
+        self.inputs = dataset.inputs if self.device is None else dataset.inputs.to(self.device)
         self.labels = torch.from_numpy(dataset.labels)
+        if self.device is not None:
+            self.labels = self.labels.to(self.device)
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
@@ -54,7 +62,26 @@ class InMemoryLoader:
         for start in range(0, len(batches), self.chunk):
             group = batches[start : start + self.chunk]
             idx, sizes = torch.cat(group), [len(b) for b in group]
-            yield from zip(self.dataset.inputs[idx].split(sizes), self.labels[idx].split(sizes))
+            if self.device is not None and self.device.type == "cuda":
+                idx = idx.pin_memory().to(self.device, non_blocking=True)
+            elif self.device is not None:
+                idx = idx.to(self.device)
+            yield from zip(self.inputs[idx].split(sizes), self.labels[idx].split(sizes))
+
+
+ON_DEVICE = ("auto", True, False)
+
+
+def data_device(on_device, device: torch.device) -> torch.device | None:
+    """Where an in-memory split lives (``dataset.on_device``): auto is the run's device when that is a GPU;
+    true is the run's device; false (and auto on CPU) is host memory (None)."""
+    if on_device not in ON_DEVICE:
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"dataset.on_device={on_device!r} must be auto (on a GPU), true or false")
+    if on_device is True or (on_device == "auto" and device.type == "cuda"):
+        return device
+    return None
 
 
 def collate_batch(samples):
@@ -93,6 +120,8 @@ class DMLData:
     class_names: dict = field(default_factory=dict)
     # Test-time preprocessing, so that a reloaded run embeds new data exactly as it was evaluated.
     eval_transform: object = None
+    # In-memory splits: whether training reads them on the run's device (auto | true | false, see data_device).
+    on_device: object = "auto"
 
     @property
     def num_classes(self) -> int:

@@ -14,11 +14,14 @@ from harness.data.splits import carve_validation, check_disjoint, expand_classes
 from harness.errors import ConfigError
 
 
-def load_digits(train_classes, test_classes, val_classes=None, val_fraction: float = 0.0, seed: int = 0) -> DMLData:
+def load_digits(
+    train_classes, test_classes, val_classes=None, val_fraction: float = 0.0, seed: int = 0, on_device="auto"
+) -> DMLData:
     """Zero-shot split of the digits: train on ``train_classes``, evaluate on unseen ``test_classes``.
 
     Validation classes are carved from ``train_classes`` (explicit ``val_classes`` or a seeded
-    ``val_fraction``), so model selection never sees a test class.
+    ``val_fraction``), so model selection never sees a test class. ``on_device``: where training reads the
+    split (auto: on the run's GPU; harness.data.base.data_device).
     """
     from sklearn.datasets import load_digits as sk_load_digits
 
@@ -51,6 +54,7 @@ def load_digits(train_classes, test_classes, val_classes=None, val_fraction: flo
         test=EvalSet(subset(test_c)),
         vector_inputs=True,
         eval_transform=scale_raw,
+        on_device=on_device,
     )
 
 

@@ -66,6 +66,7 @@ def load_omniglot(
     val_alphabets=None,
     rotated_classes: int = 1,
     mirrored_classes: bool = False,
+    on_device="auto",
 ) -> DMLData:
     root = resolve_root(root)
     train_subsets, test_subsets = subset_list(train_subsets, "train"), subset_list(test_subsets, "test")
@@ -124,6 +125,7 @@ def load_omniglot(
         test=EvalSet(ArrayDataset(x_test, y_test)),
         class_names={i: k for k, i in class_id.items()},
         eval_transform=eval_tf,
+        on_device=on_device,
     )
 
 

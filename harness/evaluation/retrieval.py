@@ -17,6 +17,7 @@ Queries with no same-class item to retrieve (R = 0) are excluded from every metr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -47,13 +48,32 @@ def build_index(reference: np.ndarray, metric: str = "ip"):
     return index
 
 
+_CPU_ONLY = [False]  # set by cpu_only(): the benchmarks compare the two builds' searches
+
+
+@contextlib.contextmanager
+def cpu_only():
+    """Searches inside run on the CPU even where faiss-gpu and a GPU are present (make gpu-check's comparison)."""
+    _CPU_ONLY[0] = True
+    try:
+        yield
+    finally:
+        _CPU_ONLY[0] = False
+
+
 def maybe_to_gpu(index):
     """Move a flat index to the GPU when faiss-gpu and a GPU are present; else keep it on CPU."""
-    if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-        res = faiss.StandardGpuResources()
-        return faiss.index_cpu_to_gpu(res, 0, index)
+    if not _CPU_ONLY[0] and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+        return faiss.index_cpu_to_gpu(gpu_resources(), 0, index)
     note_cpu_fallback()
     return index
+
+
+@functools.cache
+def gpu_resources():
+    """One ``faiss.StandardGpuResources`` per process: its scratch memory, cuBLAS handle and streams are set up
+    once, not for every search (each evaluation searches once per split)."""
+    return faiss.StandardGpuResources()
 
 
 @functools.cache

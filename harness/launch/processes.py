@@ -4,8 +4,8 @@
     run_local(cfg)       ``python run.py trainer.devices=N``: start the N ranks on this machine
                          (harness.distributed.spawn), wait, return rank 0's record; raise the root failure
     joined(cfg)          this process as one rank: check that the launcher started as many processes as the
-                         config asks for, join the process group (closing it afterwards if it opened it), one
-                         CPU-thread share per process, and only rank 0's informational log lines
+                         config asks for, join the process group (closing it afterwards if it opened it), the
+                         threads the job's CPUs allow (harness.threads), and only rank 0's informational log lines
 
 A run on N processes needs no Optuna pruning hook (``on_evaluate``): a search trains its trials on one process.
 """
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 
-import torch
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import configure_log
 from omegaconf import DictConfig, OmegaConf
 
+from harness import threads
 from harness.config import world_size_of
 from harness.distributed import World, close_world, init_world, launch_from_env
 from harness.distributed.spawn import run_processes
@@ -92,14 +91,16 @@ def joined(cfg: DictConfig, on_evaluate=None):
             f"trainer.devices x trainer.nodes = {n}; ask the launcher for {n} processes, or set "
             f"trainer.devices={max(launch.world_size // int(cfg.trainer.nodes), 1)}"
         )
-    if cfg.trainer.get("num_threads"):
-        torch.set_num_threads(int(cfg.trainer.num_threads))
-    elif n > 1 and not str(cfg.trainer.device).startswith("cuda"):  # the node's cores, shared by its processes
-        per_node = max(n // int(cfg.trainer.nodes), 1)
-        torch.set_num_threads(max((os.cpu_count() or 1) // per_node, 1))
-    if n == 1:
-        yield World(source=launch.source)
-        return
+    with threads.applied(threads.plan_for(cfg, launch.source)):  # the job's CPUs, shared by its processes
+        if n == 1:
+            yield World(source=launch.source)
+            return
+        with _process_group(cfg, launch) as world:
+            yield world
+
+
+@contextlib.contextmanager
+def _process_group(cfg: DictConfig, launch):
     owned = not dist.is_initialized()
     world = init_world(launch, str(cfg.trainer.device), float(cfg.trainer.dist_timeout_s))
     quiet = logging.getLogger("harness")

@@ -75,12 +75,15 @@ class MetricLoss(nn.Module):
         return p.t() if transposed else p
 
     @property
+    def proxies_per_class(self) -> int:
+        return int(getattr(self.loss, "centers_per_class", 1))
+
+    @property
     def proxy_labels(self) -> torch.Tensor | None:
         p = self.proxies
         if p is None:
             return None
-        per_class = int(getattr(self.loss, "centers_per_class", 1))
-        return torch.arange(p.shape[0], device=p.device) // per_class
+        return torch.arange(p.shape[0], device=p.device) // self.proxies_per_class
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         indices = self.miner(embeddings, labels) if self.miner is not None else None

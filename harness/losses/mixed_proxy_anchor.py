@@ -29,4 +29,4 @@ class MixedProxyAnchor(SoftLabelLoss):
         pos = log1p_weighted_sum_exp(-self.alpha * (s - self.margin), w_pos)
         neg = log1p_weighted_sum_exp(self.alpha * (s + self.margin), w_neg)
         with_pos = w_pos.sum(dim=1) > 0
-        return pos[with_pos].sum() / with_pos.sum().clamp_min(1) + neg.mean()
+        return torch.where(with_pos, pos, 0.0).sum() / with_pos.sum().clamp_min(1) + neg.mean()  # no boolean index

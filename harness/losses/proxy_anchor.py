@@ -21,7 +21,6 @@ twice weighs double under ``samples``.
 
 from __future__ import annotations
 
-import torch
 from pytorch_metric_learning import losses
 
 from harness.errors import ConfigError
@@ -42,7 +41,8 @@ class ProxyAnchorLoss(losses.ProxyAnchorLoss):
     def compute_loss(self, embeddings, labels, indices_tuple, ref_emb, ref_labels):
         loss_dict = super().compute_loss(embeddings, labels, indices_tuple, ref_emb, ref_labels)
         if self.average_positives_over == "samples":
-            counts = torch.bincount(labels, minlength=self.num_classes).to(embeddings.dtype)
+            # per-class counts with a fixed shape (bincount's length would be a device value)
+            counts = embeddings.new_zeros(self.num_classes).index_add_(0, labels, embeddings.new_ones(len(labels)))
             pos = loss_dict["pos_loss"]
             pos["losses"] = pos["losses"] * counts
             pos["divisor"] = len(labels)

@@ -123,7 +123,9 @@ def accelerate(
 
     ``channels_last`` (auto: on CUDA) stores conv weights NHWC so cuDNN picks its tensor-core kernels
     (the first conv converts the NCHW input batch); ``cudnn_benchmark`` lets cuDNN time its algorithms
-    for the fixed input size; ``compile`` wraps the backbone's ``forward_features`` in ``torch.compile``.
+    for the fixed input size; ``compile`` wraps the model's two halves in ``torch.compile``: ``features`` (the
+    backbone's ``forward_features``) and ``embed`` (pooling and the embedding head), the two calls the training
+    step and Metrix make.
     """
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
@@ -132,5 +134,12 @@ def accelerate(
     elif channels_last not in (False, "auto"):
         raise ConfigError(f"trainer.channels_last={channels_last} must be auto, true or false")
     if compile:
-        model.backbone.forward_features = torch.compile(model.backbone.forward_features)
+        model.features = torch.compile(model.features)
+        model.embed = torch.compile(model.embed)
     return model
+
+
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's conv weights are stored NHWC (trainer.channels_last): its 4-D inputs should be too."""
+    weights = [m.weight for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return bool(weights) and weights[0].is_contiguous(memory_format=torch.channels_last)

@@ -147,16 +147,19 @@ class AntiCo(Regularizer):
         if self.variant == "pair":
             return {"coding_rate": self.penalty(batch.embeddings, scale="textbook")}
         proxies, labels, own = self.proxies_for(base_loss)
+        mask = None
         if self.variant == "batch_proxy":
-            proxies = proxies[torch.isin(labels, batch.labels)]
-        terms = {"coding_rate": self.penalty(proxies, scale=self.scale)}
+            per_class = getattr(base_loss, "proxies_per_class", 1) if not own else 1
+            proxies, mask = batch_proxies(proxies, torch.isin(labels, batch.labels), len(batch.labels) * per_class)
+        terms = {"coding_rate": self.penalty(proxies, scale=self.scale, mask=mask)}
         if own:
             terms["align"] = self.w_align * self.align(batch.embeddings, batch.labels)
         return terms
 
-    def penalty(self, v: torch.Tensor, scale: str) -> torch.Tensor:
-        """weight * exp(-gam2 R(V)) or -weight * R(V) of the L2-normalised rows of v."""
-        rate = coding_rate(F.normalize(v, dim=-1), eps=self.eps, gam1=self.gam1, scale=scale, dtype=self.dtype)
+    def penalty(self, v: torch.Tensor, scale: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """weight * exp(-gam2 R(V)) or -weight * R(V) of the L2-normalised rows of v (those of ``mask``)."""
+        z = F.normalize(v, dim=-1)
+        rate = coding_rate(z, eps=self.eps, gam1=self.gam1, scale=scale, dtype=self.dtype, mask=mask)
         return self.weight * torch.exp(-self.gam2 * rate) if self.form == "exp" else -self.weight * rate
 
     def proxies_for(self, base_loss):
@@ -167,3 +170,16 @@ class AntiCo(Regularizer):
             raise ConfigError(f"antico_{self.variant} needs num_classes and embed_dim for its own proxies")
         p = self.align.proxies
         return p, torch.arange(p.shape[0], device=p.device), True
+
+
+def batch_proxies(proxies: torch.Tensor, present: torch.Tensor, most: int) -> tuple:
+    """(rows, mask): the proxies of the classes present in the batch as a mask over a fixed number of rows, no
+    data-dependent shape. A batch of B samples holds at most B classes (``most`` = B x proxies per class present
+    proxies), so with more proxies than that the present ones are moved first (in proxy order) and ``most`` rows
+    kept; the mask marks which of them are present. The rows are gathered by an integer index either way (as the
+    boolean selection before it did, so the backward pass accumulates the proxies' gradient in the same order)."""
+    if len(proxies) <= most:
+        rows = torch.arange(len(proxies), device=proxies.device)
+    else:
+        rows = torch.argsort((~present).to(torch.uint8), stable=True)[:most]
+    return proxies[rows], present[rows]

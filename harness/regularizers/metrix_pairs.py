@@ -19,6 +19,8 @@ billpsomas/Metrix_ICLR22, ``mixup/utils.py``):
                     The sample found there is treated as a negative of a whatever its class.
 
 Duplicate mixtures are built once: ``counts[a, m]`` says how often anchor a meets mixture m (0: never).
+Everything is computed on fixed-shape (B, B) tables on the device; the one host read of a step is the number
+of distinct mixtures, which sets how many rows Metrix embeds.
 """
 
 from __future__ import annotations
@@ -47,13 +49,17 @@ def pick_mixtures(
     positives: str = "all",
     negative_index: str = "own",
 ) -> Mixtures:
+    """The step's distinct mixtures and how often each anchor meets each. Computed on dense (B, B) tables: per
+    anchor a, ``chosen[a, s]`` counts how often s is taken as a's negative and ``mixed[a, x]`` weighs each x that a
+    mixes with them, so anchor a meets mixture (x, s) ``mixed[a, x] * chosen[a, s]`` times. Listing the mixtures
+    that some anchor meets is the step's one data-dependent shape (one ``nonzero``: their number is the data's)."""
     n, device = len(labels), labels.device
     same = labels[:, None] == labels[None, :]
     pos = same & ~torch.eye(n, dtype=torch.bool, device=device)
     neg = ~same
     has_pos = pos.any(dim=1)
     anchors = has_pos if mode == "pos_neg" else ~has_pos
-    ca, cs = chosen_negatives(
+    chosen = chosen_negatives(
         embeddings,
         neg,
         anchors,
@@ -61,38 +67,39 @@ def pick_mixtures(
         negative_index,
         list_rows=torch.ones_like(anchors) if mode == "pos_neg" else anchors,
     )
-
-    if mode == "anchor_neg":
-        ta, tx, ts, tc = ca, ca, cs, torch.ones_like(ca, dtype=torch.float64)
-    elif positives == "first":
+    if mode == "anchor_neg":  # x = a
+        mixed = torch.eye(n, dtype=torch.float64, device=device)
+    elif positives == "first":  # a's first positive, counted once per positive a has
         first_pos = torch.where(pos, torch.arange(n, device=device)[None, :], n).amin(dim=1)
-        ta, tx, ts = ca, first_pos[ca], cs
-        tc = pos.sum(dim=1)[ca].double()
+        weight = pos.sum(dim=1, keepdim=True).double()
+        mixed = torch.zeros(n, n + 1, dtype=torch.float64, device=device).scatter_(1, first_pos[:, None], weight)
+        mixed = mixed[:, :n]
     else:  # every positive x of the anchor, with each of its chosen negatives
-        k, tx = pos[ca].nonzero(as_tuple=True)
-        ta, ts, tc = ca[k], cs[k], torch.ones_like(k, dtype=torch.float64)
-
-    keys, inverse = torch.unique(tx * n + ts, return_inverse=True)
-    counts = torch.zeros(n, len(keys), dtype=torch.float64, device=device)
-    counts.index_put_((ta, inverse), tc, accumulate=True)
-    return Mixtures(first=keys // n, second=keys % n, counts=counts)
+        mixed = pos.double()
+    met = (mixed.T @ chosen) > 0  # (x, x') met by some anchor; non-negative weights, so no cancellation
+    keys = met.flatten().nonzero().squeeze(1)  # row-major: sorted by x * n + x'
+    first, second = keys // n, keys % n
+    return Mixtures(first=first, second=second, counts=mixed[:, first] * chosen[:, second])
 
 
-def chosen_negatives(embeddings, neg, anchors, negatives, negative_index, list_rows):
-    """(anchor, negative) index pairs: every negative of each anchor, or the ``negatives`` hardest."""
+def chosen_negatives(embeddings, neg, anchors, negatives, negative_index, list_rows) -> torch.Tensor:
+    """(B, B) float64: how often each anchor takes each sample as a negative: every negative of each anchor, or its
+    ``negatives`` hardest (most similar)."""
     candidates = neg & anchors[:, None]
     if negatives is None:
-        return candidates.nonzero(as_tuple=True)
+        return candidates.double()
     z = F.normalize(embeddings.detach(), dim=1)
     sim = (z @ z.T).masked_fill(~candidates, float("-inf"))
     top = sim.topk(min(int(negatives), sim.shape[1]), dim=1)
-    keep = torch.isfinite(top.values)  # rows with fewer negatives than asked
-    rows = torch.arange(len(neg), device=neg.device)[:, None].expand_as(top.indices)
-    ca, cs = rows[keep], top.indices[keep]
-    if negative_index == "own":
-        return ca, cs
-    # the rank of each chosen negative within its anchor's own negatives (index order) ...
-    rank = (candidates.cumsum(dim=1) - 1).gather(1, top.indices)[keep]
-    # ... read as a position in the batch's list of (anchor, negative) pairs
-    _, listed = (neg & list_rows[:, None]).nonzero(as_tuple=True)
-    return ca, listed[rank]
+    keep = torch.isfinite(top.values).double()  # 0 where a row has fewer negatives than asked
+    columns = top.indices
+    if negative_index != "own":
+        # the rank of each chosen negative within its anchor's own negatives (index order) ...
+        rank = (candidates.cumsum(dim=1) - 1).gather(1, top.indices)
+        # ... read as a position in the batch's list of (anchor, negative) pairs, row-major: the column of the
+        # (rank+1)-th listed pair, found on the running count of listed pairs
+        listed = (neg & list_rows[:, None]).flatten().cumsum(dim=0)
+        at = torch.searchsorted(listed, (rank + 1).flatten()).clamp_max(listed.numel() - 1)
+        columns = (at % neg.shape[1]).view_as(rank)
+    chosen = torch.zeros(neg.shape, dtype=torch.float64, device=neg.device)
+    return chosen.scatter_add_(1, columns, keep)

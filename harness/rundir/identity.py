@@ -52,6 +52,8 @@ NON_SEMANTIC_KEYS = (
     "trainer.progress",
     "trainer.rerun",
     "trainer.num_threads",
+    "trainer.prefetch_factor",  # how far loader workers read ahead: the same batches
+    "dataset.on_device",  # where an in-memory split lives: the same values gathered
     "trainer.devices",
     "trainer.nodes",
     "trainer.dist_timeout_s",
@@ -62,7 +64,10 @@ NON_SEMANTIC_KEYS = (
 )
 # Knobs added after identity version 2, with the default that leaves a run as it was: absent or at this value, the
 # key is not hashed. Add every new config key here, with its default.
-NEUTRAL_DEFAULTS: dict = {}
+NEUTRAL_DEFAULTS: dict = {
+    "trainer.float32_matmul_precision": "auto",  # TF32 on CUDA (issue 26); CPU runs compute as before
+    "trainer.decode_on_device": False,  # JPEGs decoded on the GPU: another decoder, crops from another generator
+}
 # Values the data decides (build fills them in): hashed as "???" wherever they stand, but for head.embed_dim, which is
 # the user's choice (embedding_size / embed_dim elsewhere are copies of it); build refuses a set value that disagrees.
 DATA_FACTS = ("num_classes", "embedding_size", "embed_dim", "in_features", "in_chans")

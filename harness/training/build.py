@@ -22,14 +22,21 @@ from omegaconf import DictConfig, open_dict
 from torch import nn
 
 from harness.config import complete_config, instantiate, selection_of
-from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch
+from harness.data.base import ArrayDataset, DMLData, InMemoryLoader, collate_batch, data_device
 from harness.distributed import ShardedBatchSampler, World
 from harness.distributed.parallel import DataParallel
 from harness.errors import ConfigError
 from harness.evaluation.evaluator import Evaluator
 from harness.models import EmbeddingModel
-from harness.models.backbones import accelerate
-from harness.runtime import pick_amp, pick_device, seed_everything, seed_worker
+from harness.models.backbones import accelerate, is_channels_last
+from harness.runtime import (
+    note_settings,
+    pick_amp,
+    pick_device,
+    pick_matmul_precision,
+    seed_everything,
+    seed_worker,
+)
 
 
 @dataclass
@@ -62,10 +69,13 @@ class Parts:
 def build(cfg: DictConfig, device: torch.device | None = None, world: World | None = None) -> Parts:
     """Seed, then build every part of the run (the seed is set first, so the same config builds the same init:
     on every process of a data-parallel ``world`` too)."""
+    note_settings()  # nothing applied yet: a build that fails records no earlier run's settings
     seed = int(cfg.seed)
     world = world or World()
     device = world.device if world.distributed else device or pick_device(cfg.trainer.device)
     amp = pick_amp(cfg.trainer.amp, device)
+    precision = pick_matmul_precision(cfg.trainer.get("float32_matmul_precision", "auto"), device)
+    torch.set_float32_matmul_precision(precision)  # process-wide, like the torch thread count
     data, augment, cfg, model = build_data_and_model(cfg, device)
     model = accelerate(
         model,
@@ -83,7 +93,20 @@ def build(cfg: DictConfig, device: torch.device | None = None, world: World | No
     if world.distributed:  # the 1-process sampler draws the global batch; this process loads its share
         sampler = ShardedBatchSampler(sampler, world.rank, world.world_size)
     parallel = DataParallel(model, [*loss.parameters(), *regularizers.parameters()], world)
-    loader = build_loader(data.train, sampler, int(cfg.trainer.num_workers), seed, device)
+    workers = int(cfg.trainer.num_workers)
+    on_device = data_device(getattr(data, "on_device", "auto"), device)
+    prefetch = cfg.trainer.get("prefetch_factor", 2)
+    decode = bool(cfg.trainer.get("decode_on_device", False))
+    loader = build_loader(
+        data.train, sampler, workers, seed, device, prefetch_factor=prefetch, on_device=on_device, decode_on=decode
+    )
+    note_settings(
+        data_on_device=on_device is not None and isinstance(loader, InMemoryLoader),
+        channels_last=is_channels_last(model),
+        compile="backbone+head" if cfg.trainer.get("compile", False) else "off",
+        prefetch_factor=int(prefetch) if workers > 0 else None,
+        decode_on_device=decode,
+    )
     evaluator = build_evaluator(cfg, device, amp, world)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")  # a pass-through unless fp16
     return Parts(
@@ -214,16 +237,26 @@ def build_optimizer(node: DictConfig, model, base_loss, regularizers, lr_mult) -
     return instantiate(node, _partial_=True)([g for g in groups if g["params"]])
 
 
-def build_loader(dataset, sampler, workers: int, seed: int, device: torch.device):
+def build_loader(
+    dataset, sampler, workers: int, seed: int, device: torch.device, prefetch_factor=2, on_device=None, decode_on=False
+):
+    """In memory: the split gathered batch by batch (on ``on_device`` when given: dataset.on_device); else a
+    DataLoader with ``workers`` processes reading ``prefetch_factor`` batches ahead, into pinned memory on CUDA
+    (the step then copies them with ``non_blocking``). ``decode_on`` (trainer.decode_on_device): the workers read
+    the files' bytes and each batch is decoded and augmented on ``device`` (harness.data.device_decode)."""
     if workers == 0 and isinstance(dataset, ArrayDataset):  # in memory: no DataLoader machinery per step
-        return InMemoryLoader(dataset, sampler)
-    return torch.utils.data.DataLoader(
-        dataset,
+        return InMemoryLoader(dataset, sampler, device=on_device)
+    if decode_on:  # torchvision.io only where it is used (it adds a second to every run's start-up)
+        from harness.data.device_decode import DeviceDecodingLoader, EncodedImages, collate_encoded
+    loader = torch.utils.data.DataLoader(
+        EncodedImages(dataset) if decode_on else dataset,
         batch_sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_batch,
+        collate_fn=collate_encoded if decode_on else collate_batch,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
+        prefetch_factor=int(prefetch_factor) if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
         worker_init_fn=seed_worker if workers > 0 else None,
     )
+    return DeviceDecodingLoader(loader, dataset.transform, device) if decode_on else loader

@@ -2,6 +2,10 @@
 
 :class:`Step` is what a step uses, built once per run from its parts (``Step.of(parts, plan)``), so that
 ``train_one_epoch(step, loader, epoch, step0)`` reads as the step itself.
+
+No host read inside the step (on a GPU the host enqueues steps ahead of the device; a read stalls that queue): the
+terms are kept on the device and read once, at the end of the epoch (``epoch_means``), where the loop also learns
+whether every step was finite, before it validates or writes any checkpoint.
 """
 
 from __future__ import annotations
@@ -15,16 +19,34 @@ from torch import nn
 
 from harness.distributed.parallel import DataParallel
 from harness.errors import NonFiniteLossError
+from harness.models.backbones import is_channels_last
 from harness.runtime import autocast_for
 
 
-def check_finite(total: torch.Tensor, terms: dict, epoch: int, step: int) -> None:
-    if not math.isfinite(total.item()):  # one read, no extra op: this check runs every step
-        shown = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+def epoch_means(sums: dict, epoch: int, step0: int, hints: dict) -> dict:
+    """The epoch's one read of the device: every term's mean, and whether every step's total was finite. A
+    non-finite step raises :class:`NonFiniteLossError` naming the first bad step and its terms (a second read, on
+    failure only); the loop reads this before anything is saved, so a non-finite state is never checkpointed.
+    ``hints``: term name -> the fix its regularizer suggests when that term is the non-finite one."""
+    names = list(sums)
+    stacked = {k: torch.stack(v) for k, v in sums.items()}
+    bad = ~torch.isfinite(stacked["loss"])
+    summary = torch.stack([*(stacked[k].sum().double() for k in names), bad.sum().double(), bad.double().argmax()])
+    *totals, n_bad, first = summary.tolist()  # one device-to-host copy per epoch
+    if n_bad:
+        first = int(first)
+        values = {k: stacked[k][first].item() for k in names if k != "loss"}
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        fixes = [hints[k] for k, v in values.items() if not math.isfinite(v) and k in hints]
         raise NonFiniteLossError(
-            f"non-finite loss at epoch {epoch} step {step} ({shown}); lower optimizer.lr or the regularizer weight, "
-            f"or enable trainer.grad_clip"
+            f"non-finite loss at epoch {epoch} step {first} ({shown}); "
+            + ("; ".join(fixes) + "; or " if fixes else "")
+            + f"lower optimizer.lr or the regularizer weight, or enable trainer.grad_clip (global step "
+            f"{step0 + first}, {int(n_bad)} of {len(bad)} steps of the epoch; found at its end, before any checkpoint: "
+            f"none was written)"
         )
+    steps = len(stacked["loss"])
+    return {f"train/{k}": total / max(steps, 1) for k, total in zip(names, totals)}
 
 
 @dataclass
@@ -47,10 +69,17 @@ class Step:
     grad_clip: float | None = None
     grad_clip_mode: str = "norm"
     seed: int = 0
+    channels_last: bool = False  # the model's conv weights are NHWC (trainer.channels_last): image batches follow
     reads: frozenset = field(init=False)  # the Batch fields the regularizers read (a data-parallel run gathers them)
+
+    hints: dict = field(init=False)  # term name -> its regularizer's fix for a non-finite value (non_finite_hint)
 
     def __post_init__(self):
         self.reads = frozenset().union(*(getattr(r, "reads", ()) for r in self.regularizers.values()))
+        self.hints = {}
+        for name, reg in self.regularizers.items():
+            for term, hint in getattr(reg, "non_finite_hints", {}).items():
+                self.hints[f"{name}.{term}" if term != name else name] = hint
 
     @property
     def model(self) -> nn.Module:
@@ -63,7 +92,8 @@ class Step:
     @classmethod
     def of(cls, parts, plan) -> Step:
         return cls(parts.parallel, parts.loss, parts.regularizers, parts.optimizer, parts.scaler, parts.device,
-                   parts.amp, parts.augment, plan.grad_clip, plan.grad_clip_mode, int(parts.cfg.seed))  # fmt: skip
+                   parts.amp, parts.augment, plan.grad_clip, plan.grad_clip_mode, int(parts.cfg.seed),
+                   is_channels_last(parts.model))  # fmt: skip
 
 
 def train_one_epoch(step: Step, loader, epoch: int, step0: int = 0, progress=None) -> dict:
@@ -78,6 +108,8 @@ def train_one_epoch(step: Step, loader, epoch: int, step0: int = 0, progress=Non
         if step.augment is not None:
             with torch.no_grad():
                 inputs = step.augment(inputs, seed=step.seed, epoch=epoch, step=i)
+        if step.channels_last and inputs.dim() == 4:  # a no-op when already NHWC
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
 
         with autocast_for(step.device, step.amp):  # embeddings come out in float32 (losses, coding rates run in it)
             batch = step.parallel.batch(inputs, labels, step.reads, step=step0 + i, epoch=epoch)
@@ -88,7 +120,6 @@ def train_one_epoch(step: Step, loader, epoch: int, step0: int = 0, progress=Non
                 terms[f"{name}.{term}" if term != name else name] = value
         first, *rest = terms.values()
         total = sum(rest, first)  # no `0 +` op in the graph when the base loss is the only term
-        check_finite(total, terms, epoch, i)
 
         step.optimizer.zero_grad(set_to_none=True)
         step.scaler.scale(total).backward()
@@ -99,12 +130,12 @@ def train_one_epoch(step: Step, loader, epoch: int, step0: int = 0, progress=Non
         step.scaler.step(step.optimizer)
         step.scaler.update()
 
-        for k, v in {**terms, "loss": total}.items():  # summed once per epoch, not one op per step
+        for k, v in {**terms, "loss": total}.items():  # summed and checked once per epoch: no host read per step
             sums.setdefault(k, []).append(v.detach())
         steps += 1
         if progress is not None:
             progress.update(1)
-    out = {f"train/{k}": float(torch.stack(v).sum()) / max(steps, 1) for k, v in sums.items()}
+    out = epoch_means(sums, epoch, step0, step.hints) if steps else {}
     out["train/steps"] = steps
     out["time/train_s"] = time.perf_counter() - t0
     return out
