@@ -14,7 +14,7 @@ STAMP_TEST := $(VENV)/.installed-test-$(FAISS)
 
 .PHONY: run test lint docs linkcheck install install-test tune tables reproduce bench gpu-check clean-results slurm-packages slurm-up slurm-down postgres-packages
 
-# `make run`: the harness picks the threads itself (harness/threads.py: one for the digits MLP, else the job's CPUs)
+# `make run`: the harness picks the threads itself (harness/runtime/threads.py: one for the digits MLP, else the job's CPUs)
 run: $(STAMP)            ## the main job: the digits ablation (sweeps/digits_ablation.yaml), then its table (about a minute on CPU)
 	$(BIN)/python run.py -m sweep=digits_ablation; grid=$$?; \
 	$(BIN)/python -m harness.tables --sweep digits_ablation --seeds 3 && exit $$grid

@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 import harness
 from harness.cli import entry_point
-from harness.overrides import check_command_line
+from harness.config.overrides import check_command_line
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

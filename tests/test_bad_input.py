@@ -107,7 +107,7 @@ def test_mixed_precision_on_an_explicit_cpu_is_said_once_and_is_the_amp_off_run(
     from harness.rundir import RunDir
 
     asked = tiny(["trainer.amp=fp16", "trainer.device=cpu"])
-    with caplog.at_level("WARNING", logger="harness.validation"):
+    with caplog.at_level("WARNING", logger="harness.config.validation"):
         validate_config(asked)
     [line] = [r.getMessage() for r in caplog.records]
     assert line.startswith("trainer.amp=fp16 is off on trainer.device=cpu") and "trainer.amp=off" in line
@@ -172,7 +172,7 @@ def test_selection_by_a_recall_at_k_the_validation_split_cannot_measure_is_refus
     ],
 )
 def test_a_mistyped_key_or_option_is_one_line_naming_the_closest(override, expected):
-    from harness.overrides import check_overrides
+    from harness.config.overrides import check_overrides
 
     with pytest.raises(ConfigError) as err:
         check_overrides([override])
@@ -192,7 +192,7 @@ def test_a_mistyped_key_or_option_is_one_line_naming_the_closest(override, expec
     ],
 )
 def test_every_valid_command_line_passes_the_key_check(overrides):
-    from harness.overrides import check_overrides
+    from harness.config.overrides import check_overrides
 
     check_overrides(overrides)
 
@@ -201,7 +201,7 @@ def test_every_valid_command_line_passes_the_key_check(overrides):
 def test_every_option_of_a_group_and_each_sweeps_own_parameters_pass_the_key_check(group):
     from conftest import group_options
 
-    from harness.overrides import check_overrides, conf_tree
+    from harness.config.overrides import check_overrides, conf_tree
 
     options = conf_tree().groups[group]
     assert set(group_options(group)) <= set(options)  # nested options too (sweep=omniglot_tune/nir)
@@ -210,7 +210,7 @@ def test_every_option_of_a_group_and_each_sweeps_own_parameters_pass_the_key_che
 
 
 def test_a_sweep_file_with_broken_yaml_is_one_line_naming_the_file_line_and_column(tmp_path):
-    from harness.overrides import check_overrides
+    from harness.config.overrides import check_overrides
 
     conf = tmp_path / "conf"
     (conf / "sweep").mkdir(parents=True)

@@ -94,6 +94,21 @@ def test_plain_docstrings_become_valid_restructuredtext():
 
 
 # ------------------------------------------------------------------------------------------------ results pages
+def test_the_layout_page_names_every_module_and_package_of_the_harness_root():
+    """docs/reference/layout.md is the map of harness/: a new root module or package must appear on it, a removed one
+    must leave it."""
+    page = (REPO / "docs/reference/layout.md").read_text()
+    named = set(re.findall(r"^ {6}(\w+(?:\.py|/))", page, flags=re.M)) | set(
+        re.findall(r"^ {6}\S+ (\w+\.py)", page, flags=re.M)
+    )
+    root = REPO / "harness"
+    present = {p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
+               if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").exists()}  # fmt: skip
+    assert named == present, (
+        f"missing from the page: {sorted(present - named)}; gone from the tree: {sorted(named - present)}"
+    )
+
+
 def test_the_results_pages_are_what_their_snapshots_render():
     from harness.docs_results import main
 

@@ -230,8 +230,8 @@ def command_lines(draw):
 @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(command_lines())
 def test_the_key_check_passes_or_answers_in_one_line_and_never_refuses_a_real_key(drawn):
+    from harness.config.overrides import check_overrides
     from harness.errors import ConfigError
-    from harness.overrides import check_overrides
 
     try:
         check_overrides(drawn)

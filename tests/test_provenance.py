@@ -1,4 +1,4 @@
-"""Versions as the process imported them (harness/provenance.py), not the installed metadata at record time."""
+"""Versions as the process imported them (harness/provenance/environment.py), not the metadata at record time."""
 
 import torch
 

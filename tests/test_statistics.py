@@ -1,5 +1,5 @@
 """The tables' statistics (harness/tables/stats.py) against known answers and scipy, and the record's numerical
-provenance (harness/numerics.py): the code hash sees expressions, not docstrings, comments or layout."""
+provenance (harness/provenance/numerics.py): the code hash sees expressions, not docstrings, comments or layout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from harness.numerics import code_hash, effective_precision, normalised_source
+from harness.provenance.numerics import code_hash, effective_precision, normalised_source
 from harness.tables.stats import (
     class_bootstrap,
     holm,

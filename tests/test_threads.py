@@ -1,4 +1,4 @@
-"""Threads from the job (harness/threads.py): SLURM's CPUs per task, else a cgroup quota, else the affinity mask,
+"""Threads from the job (harness/runtime/threads.py): SLURM CPUs per task, else a cgroup quota, else the affinity mask,
 shared by the processes the job started on the node; one thread for the MLP; recorded in every record."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from conftest import tiny
 from PIL import Image
 
 import harness
-from harness.threads import applied, cgroup_cpus, job_cpus, thread_plan
+from harness.runtime.threads import applied, cgroup_cpus, job_cpus, thread_plan
 
 
 @pytest.mark.parametrize(

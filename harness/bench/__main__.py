@@ -128,7 +128,7 @@ def cpu_threads(n: int):
 
     import torch
 
-    from harness.threads import ThreadPlan, applied
+    from harness.runtime.threads import ThreadPlan, applied
 
     if torch.cuda.is_available():
         return contextlib.nullcontext()

@@ -36,7 +36,7 @@ import torch
 from harness.bench import gpu_sections
 from harness.bench.common import describe_machine, machine
 from harness.io import atomic_write_json, atomic_write_text
-from harness.threads import ThreadPlan, applied
+from harness.runtime.threads import ThreadPlan, applied
 
 SECTIONS = ("throughput", "pipeline", "host_syncs", "resume", "faiss", "regularizers")
 

@@ -5,7 +5,7 @@
                          (harness.distributed.spawn), wait, return rank 0's record; raise the root failure
     joined(cfg)          this process as one rank: check that the launcher started as many processes as the
                          config asks for, join the process group (closing it afterwards if it opened it), the
-                         threads the job's CPUs allow (harness.threads), and only rank 0's informational log lines
+                         threads the job's CPUs allow (harness.runtime.threads), only rank 0's informational log lines
 
 A run on N processes needs no Optuna pruning hook (``on_evaluate``): a search trains its trials on one process.
 """
@@ -20,13 +20,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import configure_log
 from omegaconf import DictConfig, OmegaConf
 
-from harness import threads
 from harness.config import world_size_of
 from harness.distributed import World, close_world, init_world, launch_from_env
 from harness.distributed.spawn import run_processes
 from harness.errors import ConfigError
 from harness.rundir import identity
 from harness.rundir.run_dir import RunDir
+from harness.runtime import threads
 
 log = logging.getLogger(__name__)
 

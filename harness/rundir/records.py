@@ -34,7 +34,7 @@ TEXT_KEYS = (
     "error_file",
     "run_dir",
     "per_query_file",  # the test queries' values beside the record (harness.evaluation.per_query)
-    "code/numerical",  # the numerical path's code hash and the arithmetic (harness.numerics)
+    "code/numerical",  # the numerical path's code hash and the arithmetic (harness.provenance.numerics)
     "precision",
 )
 NUMBER_KEYS = ("epochs", "selected_epoch", "pruned_epoch", "wall_time_s", "train_time_s", "attempts")

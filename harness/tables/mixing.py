@@ -1,8 +1,8 @@
 """No silent mixing: a group of seeds whose runs differ in what their numbers depend on is split, and said.
 
 Beyond the config, a run's numbers depend on the code on the numerical path (``code/numerical``, a hash of its
-normalised syntax tree: harness/numerics.py), the arithmetic (``precision``: float32, or bf16 / fp16 under CUDA
-autocast), the device (``cpu (x86_64)``, a GPU's name; the thread count is left out), the data
+normalised syntax tree, harness/provenance/numerics.py), the arithmetic (``precision``: float32, or bf16 / fp16
+under CUDA autocast), the device (``cpu (x86_64)``, a GPU's name; the thread count is left out), the data
 (``data_fingerprint``) and the numerical libraries (``versions/torch`` ... normalised: ``2.14.1+cu130`` is
 ``2.14.1``; libraries that never touch a number, such as Hydra or Optuna, are left out). A group whose runs
 differ in any of these is split into rows by it and listed in problems.md with the differing values;

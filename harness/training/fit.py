@@ -37,7 +37,7 @@ from harness.config import Selection, selection_of
 from harness.distributed import all_gather_object, barrier, broadcast_object
 from harness.evaluation import PerQuery
 from harness.evaluation.evaluator import Embedded
-from harness.numerics import numerics
+from harness.provenance.numerics import numerics
 from harness.rundir import checkpoint as ckpt
 from harness.rundir.attempt import Attempt
 from harness.rundir.salvage import load_checkpoint_or_set_aside

@@ -37,7 +37,7 @@ PACKAGES = {
 def provenance(device: torch.device) -> dict:
     """The record's provenance keys: ``git/*``, ``versions/*``, ``threads/*``, ``runtime/*``, ``host``, ``device``."""
     from harness.runtime import runtime_settings
-    from harness.threads import applied_threads
+    from harness.runtime.threads import applied_threads
 
     return {
         **git_state(),
@@ -60,7 +60,7 @@ def task_overrides() -> list:
 
 
 def git_state() -> dict:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(

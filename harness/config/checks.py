@@ -79,7 +79,7 @@ def validate_config(cfg: DictConfig, here: bool = True) -> None:
         raise ConfigError(f"eval.pictures={cfg.eval.pictures} must be auto (image datasets), true or false")
     if cfg.eval.get("picture_map", "umap") not in ("umap", "pca"):
         raise ConfigError(f"eval.picture_map={cfg.eval.picture_map} must be umap or pca")
-    from harness import validation  # the rules beyond one value's type and range; they build on this module
+    from harness.config import validation  # the rules beyond one value's type and range; they build on this module
 
     validation.check_weights(cfg)
     validation.check_parts(cfg)

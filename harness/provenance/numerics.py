@@ -19,7 +19,7 @@ import functools
 import hashlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent  # the harness package
+ROOT = Path(__file__).resolve().parents[1]  # the harness package
 # the packages and modules on the numerical path, relative to the harness package
 NUMERICAL = (
     "data",
@@ -31,7 +31,7 @@ NUMERICAL = (
     "training/build.py",
     "training/fit.py",
     "training/step.py",
-    "runtime.py",
+    "runtime/device.py",
 )
 # modules under those packages that never touch a number (reloading, console lines, faiss's install advice)
 OFF_PATH = ("models/reload.py", "evaluation/faiss_build.py", "evaluation/per_query.py")

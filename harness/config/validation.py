@@ -10,7 +10,7 @@ import math
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from harness.config import number
+from harness.config.checks import number
 from harness.errors import ConfigError
 
 log = logging.getLogger(__name__)

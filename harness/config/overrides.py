@@ -32,7 +32,7 @@ import yaml
 
 from harness.errors import ConfigError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 UNCHECKED = ("hydra",)  # Hydra's own keys and groups: its schema checks them
 
 
