@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import faiss
 import numpy as np
-from sklearn.metrics import normalized_mutual_info_score
 
 
 def kmeans_assign(x, k: int, seed: int = 0, niter: int = 20) -> np.ndarray:
@@ -30,5 +29,9 @@ def nmi(x, labels, seed: int = 0, niter: int = 20) -> float:
     """NMI (arithmetic-mean normalisation) of the labels and seeded faiss k-means with one centroid per class:
     scikit-learn's ``normalized_mutual_info_score``, which builds a sparse contingency table (SOP scale: 60,502
     labels of 11,316 classes in 0.04 s; equal to the harness's former own code to 2e-16 there)."""
+    # lazy: sklearn.metrics costs ~1 s of start-up (scipy.stats, pandas); a run that is refused, skipped or only
+    # composed never needs it
+    from sklearn.metrics import normalized_mutual_info_score
+
     k = len(np.unique(labels))
     return float(normalized_mutual_info_score(labels, kmeans_assign(x, k, seed=seed, niter=niter)))
