@@ -10,10 +10,12 @@ __all__ = ["run", "load_run", "ConfigError", "DataError", "HarnessError", "NonFi
 
 def __getattr__(name):  # keep `import harness` light: torch loads on first use of run / load_run
     if name == "run":
+        # lazy: keeps `import harness` light (torch loads on first use of run)
         from harness.training.task import run
 
         return run
     if name == "load_run":
+        # lazy: as run above (torch)
         from harness.models.reload import load_run
 
         return load_run

@@ -36,6 +36,7 @@ BLOCK = re.compile(r"(<!-- results (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /re
 
 def snapshot(name: str, root: Path, sweep: str | None, where=(), dest: Path = SNAPSHOTS) -> list:
     """Copy the finished runs the tables would select (``--sweep``, ``--where``) into ``dest/name``."""
+    # lazy: the tables' loader brings torch (~3 s); only `snapshot` reads runs, `render` runs without it
     from harness.tables.load import scan
     from harness.tables.select import select_runs
 

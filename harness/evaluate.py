@@ -139,6 +139,7 @@ def main(argv=None) -> int:
 
 
 def evaluate(args) -> int:
+    # lazy: torch and faiss (~3 s); --help and argument errors stay fast
     from harness.evaluation import evaluate_embeddings
     from harness.evaluation.diagnostics import collapse_diagnostics, normalize_rows
 

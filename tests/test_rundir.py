@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -139,8 +140,6 @@ def test_nothing_outside_harness_rundir_reads_or_names_a_run_directory(pattern, 
 
 def test_the_package_has_no_import_circle():
     """Module-level imports of harness modules form no cycle (lazy imports inside functions are not counted)."""
-    import ast
-
     graph = {}
     for path in (REPO / "harness").rglob("*.py"):
         name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
@@ -167,3 +166,30 @@ def test_the_package_has_no_import_circle():
 
     cycles = [c for m in sorted(graph) if (c := cycle_from(m, m, {m})) and not m.endswith("__init__")]
     assert not cycles, cycles[0]
+
+
+def test_every_import_inside_a_function_says_why():
+    """Imports go at the top of the module; one inside a function (an optional or heavy dependency, a circle, a light
+    entry point) carries a comment on its line, or on the line just above it or above its group of imports."""
+    silent = set()
+    for path in sorted((REPO / "harness").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for func in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for block in ast.walk(func):
+                for field in ("body", "orelse", "finalbody"):
+                    stmts = getattr(block, field, None)
+                    if not isinstance(stmts, list):
+                        continue
+                    head = None  # the first import of the run of imports this one belongs to
+                    for stmt in stmts:
+                        if not isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                            head = None
+                            continue
+                        head = head or stmt
+                        own = any("#" in line for line in lines[stmt.lineno - 1 : stmt.end_lineno])
+                        above = lines[head.lineno - 2].strip().startswith("#")
+                        if not (own or above):
+                            silent.add(f"{path.relative_to(REPO)}:{stmt.lineno}: {lines[stmt.lineno - 1].strip()}")
+    assert not silent, "move these imports to the top, or say why they are lazy:\n" + "\n".join(sorted(silent))

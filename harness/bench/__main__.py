@@ -6,6 +6,7 @@ benchmarks page); ``--docs-check`` says whether the page still matches its snaps
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -124,8 +125,7 @@ def cpu_threads(n: int):
     """Without a GPU every figure runs on ``n`` threads (torch, faiss, BLAS; default 1): on a shared machine the wall
     time of multi-threaded ops mostly measures the scheduler (OpenMP threads spinning against other jobs'), and a
     ratio compares like with like. With a GPU the process keeps its threads."""
-    import contextlib
-
+    # lazy: keeps `python -m harness.bench --help` free of torch
     import torch
 
     from harness.runtime.threads import ThreadPlan, applied

@@ -15,6 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import harness
+from harness.rundir import records
+
 DEFAULT = ["regularizer=antico_pair", "trainer.progress=false", "eval.pictures=false", "trainer.num_threads=1"]
 
 
@@ -23,9 +26,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("overrides", nargs="*", help="config overrides (default: digits + antico_pair)")
     args = p.parse_args(argv)
-    import harness
+    # lazy: brings torch; keeps `python -m harness.bench.drift --help` free of it
     from harness.bench.training_loop import compose_config
-    from harness.rundir import records
 
     overrides = [*DEFAULT, *args.overrides, f"trainer.epochs={args.epochs}"]
     rows = {}

@@ -26,11 +26,12 @@ import faiss
 import numpy as np
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator, try_getting_not_lone_labels
+from pytorch_metric_learning.utils.inference import FaissKNN
 
 from harness.bench.common import MIN_ROUNDS, figure, interleave, peak_memory_mib
 from harness.evaluation import evaluate_embeddings, retrieval_metrics
 from harness.evaluation.clustering import kmeans_assign
-from harness.evaluation.retrieval import maybe_to_gpu
+from harness.evaluation.retrieval import maybe_to_gpu, search_neighbours
 
 K_LIST = (1, 2, 4, 8)
 PML_KMEANS_SEED = 1234  # faiss.Kmeans' default seed, which PML's FaissKMeans keeps
@@ -147,10 +148,6 @@ def compare_values(ours: dict, pml: dict, x=None, k: int | None = None) -> dict:
 def tied_queries(x: np.ndarray, k: int) -> int | None:
     """How many queries get their neighbours in another order from the harness and from PML's FaissKNN, if every such
     difference is a reordering among items of equal similarity (to float32's 1e-6); None if one is not."""
-    from pytorch_metric_learning.utils.inference import FaissKNN
-
-    from harness.evaluation.retrieval import search_neighbours
-
     ours = search_neighbours(x, k)
     _, theirs = FaissKNN()(torch.from_numpy(x), k + 1, torch.from_numpy(x), True)
     tied = 0

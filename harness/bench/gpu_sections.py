@@ -12,12 +12,24 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
+import harness
+from harness.bench import pipeline as bench_pipeline
 from harness.bench.common import MIN_ROUNDS, figure, interleave, stats, synchronize
+from harness.bench.evaluation import K_LIST, clustered_embeddings
 from harness.bench.host_reads import _owner_of, count_host_reads
 from harness.bench.pipeline import write_cub_tree
+from harness.bench.regularizers import FALLBACK_LOSS, regularizer_files
 from harness.bench.training_loop import compose_config
+from harness.errors import ConfigError
+from harness.evaluation import retrieval
+from harness.evaluation.faiss_build import faiss_build
+from harness.rundir import records
 from harness.runtime import autocast_for
+from harness.training.build import build, build_optimizer
+from harness.training.fit import Plan
+from harness.training.step import Step, train_one_epoch
 
 FULL = dict(backbone="resnet50", size=224, resize=256, batch=90, m=3, embed=512, steps=20, sync_steps=5,
             tree=(40, 12), sop=(60502, 11316), sop_dim=512, resume=("resnet18", 64, 32, 4), tiny=False)  # fmt: skip
@@ -67,8 +79,6 @@ class Workspace:
         ]
 
     def build(self, *extra):
-        from harness.training.build import build
-
         return build(compose_config(self.overrides(*extra)))
 
     def synthetic(self, parts, steps: int) -> list:
@@ -82,9 +92,6 @@ class Workspace:
 
 def run_steps(parts, batches) -> None:
     """The harness's training step over ``batches``, as a run executes it, then wait for the device."""
-    from harness.training.fit import Plan
-    from harness.training.step import Step, train_one_epoch
-
     if not hasattr(parts, "_step"):
         parts._step = Step.of(parts, Plan.from_config(parts.cfg))
     train_one_epoch(parts._step, batches, 1)
@@ -112,8 +119,6 @@ def fig_row(f: dict) -> list:
 
 # ----------------------------------------------------------------------------------------------- 1 throughput
 def throughput(ws: Workspace) -> dict:
-    from harness.training.build import build_optimizer
-
     parts = ws.build("regularizer=none")
     batches = ws.synthetic(parts, ws.sizes["steps"])
     model, loss = copy.deepcopy(parts.model), copy.deepcopy(parts.loss)
@@ -142,8 +147,6 @@ def throughput(ws: Workspace) -> dict:
 
 # ----------------------------------------------------------------------------------------------- 2 pipeline
 def pipeline(ws: Workspace) -> dict:
-    from harness.bench import pipeline as bench_pipeline
-
     tiny = [f"backbone={ws.sizes['backbone']}", f"head.embed_dim={ws.sizes['embed']}"] if ws.sizes["tiny"] else []
     r = bench_pipeline.run(
         quick=ws.sizes["tiny"], root=str(ws.tree), overrides=[f"trainer.device={ws.device.type}", *tiny]
@@ -204,8 +207,6 @@ def profiler_syncs(parts, batches) -> tuple:
     """(synchronisations, device-to-host copies) the CUDA profiler saw over ``batches`` (0, 0 on the CPU)."""
     if parts.device.type != "cuda":
         return 0, 0
-    from torch.profiler import ProfilerActivity, profile
-
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         run_steps(parts, batches)
     events = {e.key: e.count for e in prof.key_averages()}
@@ -214,9 +215,6 @@ def profiler_syncs(parts, batches) -> tuple:
 
 # ----------------------------------------------------------------------------------------------- 4 resume
 def resume(ws: Workspace) -> dict:
-    import harness
-    from harness.rundir import records
-
     backbone, size, batch, steps = ws.sizes["resume"]
     epochs = 2 if ws.sizes["tiny"] else 3
     base = ws.overrides(
@@ -263,10 +261,6 @@ def resume(ws: Workspace) -> dict:
 
 # ----------------------------------------------------------------------------------------------- 5 faiss
 def faiss(ws: Workspace) -> dict:
-    from harness.bench.evaluation import K_LIST, clustered_embeddings
-    from harness.evaluation import retrieval
-    from harness.evaluation.faiss_build import faiss_build
-
     n, classes = ws.sizes["sop"]
     x, y = clustered_embeddings(n, classes, d=ws.sizes["sop_dim"])
 
@@ -299,9 +293,6 @@ def faiss(ws: Workspace) -> dict:
 
 # ----------------------------------------------------------------------------------------------- 6 regularizers
 def regularizers(ws: Workspace) -> dict:
-    from harness.bench.regularizers import FALLBACK_LOSS, regularizer_files
-    from harness.errors import ConfigError
-
     names = list(FAMILIES) if ws.sizes["tiny"] else regularizer_files()
     table = [["regularizer", "loss", "extra ms / step", "ratio: median (min-max)", "load"]]
     steps, figures, bases = ws.sizes["steps"], [], {}

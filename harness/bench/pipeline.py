@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 
 from harness.bench.common import MIN_ROUNDS, describe_machine, figure, interleave, machine, synchronize
+from harness.bench.training_loop import compose_config
 from harness.runtime import torch_threads
 from harness.training.build import build, build_loader
 from harness.training.fit import Plan
@@ -72,6 +73,7 @@ class FloorDataset(torch.utils.data.Dataset):
     normalisation, corrupt-file handling or label logic. The crop resizes the PIL image, as the run's transform does."""
 
     def __init__(self, paths, size: int, draft_size: int | None):
+        # lazy: heavy (torchvision, ~1 s after torch), only for this floor loader
         from torchvision.transforms import v2
 
         self.paths, self.draft_size = list(paths), draft_size
@@ -113,8 +115,6 @@ class Pipeline:
     """The run's loader and training step, built as ``harness.run`` builds them."""
 
     def __init__(self, overrides, steps: int):
-        from harness.bench.training_loop import compose_config
-
         parts = build(compose_config([*overrides, f"sampler.batches_per_epoch={steps}", "seed=0"]))
         self.cfg, self.data, self.device, self.amp = parts.cfg, parts.data, parts.device, parts.amp
         self.model, self.loss, self.regularizers = parts.model, parts.loss, parts.regularizers

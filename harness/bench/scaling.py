@@ -30,9 +30,14 @@ from pathlib import Path
 
 import torch
 
-from harness.bench.common import MIN_ROUNDS, figure, interleave, stats
+from harness.bench.common import MIN_ROUNDS, figure, interleave, stats, synchronize
 from harness.bench.pipeline import write_cub_tree
+from harness.bench.training_loop import compose_config
+from harness.distributed import close_world, init_world, launch_from_env
 from harness.distributed.spawn import environment, free_port, rank_env
+from harness.training.build import build
+from harness.training.fit import Plan
+from harness.training.step import Step, train_one_epoch
 
 CPU_CONFIG = ["backbone.hidden=[1024,1024]", "sampler.batch_size=240", "sampler.m=80", "regularizer=none"]
 GPU_CONFIG = [
@@ -51,13 +56,6 @@ GPU_CONFIG = [
 def rank_loop(rank: int, n: int, port: int, overrides: list, steps: int, commands, replies) -> None:
     """One process of a group: build as harness.run does, then one epoch (the same batches) per command."""
     os.environ.update(rank_env(rank, n, port))
-    from harness.bench.common import synchronize
-    from harness.bench.training_loop import compose_config
-    from harness.distributed import close_world, init_world, launch_from_env
-    from harness.training.build import build
-    from harness.training.fit import Plan
-    from harness.training.step import Step, train_one_epoch
-
     if not torch.cuda.is_available():
         torch.set_num_threads(1)  # one core per process, at every N (torchrun's OMP_NUM_THREADS=1)
     world = init_world(launch_from_env(), "auto", timeout_s=600)

@@ -153,6 +153,7 @@ def slurm_grid(grid: list, epochs: int, work: Path) -> tuple:
     """The grid on a one-node SLURM cluster started here; (result, None) or (None, why it was skipped)."""
     sys.path.insert(0, str(REPO / "tests"))
     try:
+        # lazy: tests/slurm_cluster.py, importable only with tests/ on sys.path (above)
         from slurm_cluster import LocalSlurm, cannot_start_reason
     except ImportError:
         return None, "tests/slurm_cluster.py is missing"

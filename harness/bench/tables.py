@@ -23,8 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from omegaconf import open_dict
 
+import harness
 from harness.bench.common import figure, interleave
+from harness.bench.training_loop import compose_config
 from harness.rundir import identity
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,11 +58,6 @@ print(len(frame))
 
 def template_run(work: Path) -> Path:
     """The directory of one real, finished digits run (one epoch)."""
-    from omegaconf import open_dict
-
-    import harness
-    from harness.bench.training_loop import compose_config
-
     cfg = compose_config(["trainer.epochs=1", "trainer.progress=false", "trainer.device=cpu"])
     with open_dict(cfg):
         cfg.paths.results = str(work / "template")

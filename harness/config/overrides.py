@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 
+from harness.cli import entry_point
 from harness.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -119,9 +123,6 @@ def yaml_error_line(err: yaml.YAMLError) -> str:
 # ----------------------------------------------------------------------------------------------- the checks
 def check_overrides(overrides, conf: Path = CONF) -> None:
     """One ConfigError line for the first override that names no key, group or option of ``conf``."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     tree = conf_tree(Path(conf))
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
@@ -200,15 +201,11 @@ def check_key(tree: ConfTree, key: str, line: str, added: bool) -> None:
 def check_command_line(argv=None) -> None:
     """``run.py``'s overrides checked before Hydra composes them: a typo is one line on stderr and exit code 2.
     Another config (``--config-name``, ``--config-path``) or a help request is left to Hydra."""
-    from hydra._internal.utils import get_args_parser
-
     try:
         args, _ = get_args_parser().parse_known_args(sys.argv[1:] if argv is None else list(argv))
     except SystemExit:  # Hydra's own usage error: it answers it
         return
     if args.help or args.hydra_help or args.config_name or args.config_path or args.config_dir or args.info:
         return
-    from harness.cli import entry_point
-
     with entry_point():
         check_overrides(args.overrides)

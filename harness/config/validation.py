@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 import math
 
+import torch
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.config.checks import number
+from harness.distributed.world import launch_from_env
 from harness.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ def check_weights(cfg: DictConfig) -> None:
 
 def check_parts(cfg: DictConfig) -> None:
     """Choices the parts would refuse once built (the choices live beside the code that uses them)."""
-    from harness.models.embedding import HEAD_INITS, POOLINGS  # torch: loaded by any run anyway
+    from harness.models.embedding import HEAD_INITS, POOLINGS  # lazy: it imports harness.config (circle)
 
     if cfg.head.get("pooling", "avg") not in POOLINGS:
         raise ConfigError(f"head.pooling={cfg.head.pooling!r} is unknown; use one of {', '.join(POOLINGS)}")
@@ -85,10 +87,6 @@ def check_device_here(cfg: DictConfig) -> None:
     spec = str(cfg.trainer.device)
     if not spec.startswith("cuda"):
         return
-    import torch  # only for an explicit CUDA device: checking any other config never touches the GPU
-
-    from harness.distributed.world import launch_from_env
-
     if not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={spec} but no CUDA device is available here; use trainer.device=auto or cpu")
     visible = torch.cuda.device_count()

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from harness.errors import ConfigError
+
 
 class ArrayDataset(Dataset):
     """An in-memory split: a tensor of inputs and their labels. Batched reads skip per-item collation."""
@@ -76,8 +78,6 @@ def data_device(on_device, device: torch.device) -> torch.device | None:
     """Where an in-memory split lives (``dataset.on_device``): auto is the run's device when that is a GPU;
     true is the run's device; false (and auto on CPU) is host memory (None)."""
     if on_device not in ON_DEVICE:
-        from harness.errors import ConfigError
-
         raise ConfigError(f"dataset.on_device={on_device!r} must be auto (on a GPU), true or false")
     if on_device is True or (on_device == "auto" and device.type == "cuda"):
         return device

@@ -72,6 +72,7 @@ def load_cars196(
 
 def read_cars_annos(root: Path) -> tuple:
     """Image paths, class ids (1..196) and class names from the official ``cars_annos.mat``."""
+    # lazy: heavy (scipy), only to read Cars196's .mat annotations
     from scipy.io import loadmat
 
     try:

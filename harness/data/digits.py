@@ -23,6 +23,7 @@ def load_digits(
     ``val_fraction``), so model selection never sees a test class. ``on_device``: where training reads the
     split (auto: on the run's GPU; harness.data.base.data_device).
     """
+    # lazy: heavy (scikit-learn), only for this dataset
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()

@@ -58,6 +58,7 @@ def normalization(normalize, channels: int) -> tuple | None:
 
 def model_normalization(model_name: str) -> tuple:
     """The mean/std a timm model's pretrained weights expect (read from timm's registry, no download)."""
+    # lazy: heavy (timm, ~2 s), only for a timm model's normalisation
     import timm.models
 
     try:

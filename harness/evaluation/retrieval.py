@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from harness.config import EVAL_METRICS
 from harness.evaluation.faiss_build import GPU_INSTALL, import_faiss
@@ -79,8 +80,6 @@ def gpu_resources():
 @functools.cache
 def note_cpu_fallback() -> None:
     """Say once per process when a GPU is present but faiss searches on the CPU."""
-    import torch
-
     if torch.cuda.is_available():
         logging.getLogger(__name__).info(
             "faiss has no GPU support here: exact searches run on the CPU (for faiss-gpu: %s)", GPU_INSTALL

@@ -18,6 +18,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from harness.errors import ConfigError
+from harness.inspect.loading import inspection_of, load_inspection
+from harness.rundir.identity import group_choice
+from harness.tracking.naming import SweepContext
+
 PICTURES = ("retrieval_grid", "embedding_map", "spectrum")
 log = logging.getLogger(__name__)
 
@@ -34,9 +39,6 @@ def pictures_at_end(run_dir, parts, fitted, map_method: str = "umap", in_sweep: 
     (``in_sweep``, by default: a Hydra multirun) only the cheap pictures, and the comparison with its baseline
     when the other of the two has finished first. Returns the run's own pictures (for the trackers)."""
     try:
-        from harness.inspect.loading import inspection_of
-        from harness.tracking.naming import SweepContext
-
         in_sweep = SweepContext.current().multirun is not None if in_sweep is None else in_sweep
         inspection = inspection_of(run_dir, parts, fitted.test, fitted.init_test)
         only = ("retrieval_grid", "spectrum") if in_sweep else PICTURES
@@ -58,8 +60,8 @@ def comparisons_at_end(inspection, device: str) -> list:
     """A regularized run beside its finished baseline (or a baseline beside its finished regularized runs): the
     cheap comparison pictures, drawn into this run's own ``pictures/compare_<other run>/`` (one writer per run
     directory: of two runs, the one that finishes second draws)."""
+    # lazy: the picture modules bring matplotlib; every run imports this package, most draw nothing
     from harness.inspect.compare import CHEAP, compare_runs, finished_siblings
-    from harness.rundir.identity import group_choice
 
     run_dir = Path(inspection.run_dir)
     mine = group_choice(inspection.config, "regularizer")
@@ -88,9 +90,6 @@ def make_pictures(
 ) -> list:
     """Draw the pictures of one run (from ``inspection`` when given, else loaded from ``run_dir``); return the
     paths written."""
-    from harness.errors import ConfigError
-    from harness.inspect.loading import load_inspection
-
     unknown = [p for p in only if p not in PICTURES]
     if unknown:
         raise ConfigError(f"unknown picture {unknown[0]!r}; choose from {', '.join(PICTURES)}")
@@ -103,6 +102,7 @@ def make_pictures(
     metric = str(inspection.config.eval.get("metric", "ip"))
     written = []
     if "retrieval_grid" in only:
+        # lazy: matplotlib, as above
         from harness.inspect.grid import retrieval_grid
 
         written.append(
@@ -117,12 +117,14 @@ def make_pictures(
             )
         )
     if "embedding_map" in only:
+        # lazy: matplotlib, as above
         from harness.inspect.embedding_map import embedding_map
 
         written.append(
             embedding_map(inspection, out / "embedding_map.png", method=map_method, max_points=max_points, seed=seed)
         )
     if "spectrum" in only:
+        # lazy: matplotlib, as above
         from harness.inspect.spectrum import spectrum
 
         written.append(spectrum(inspection, out / "spectrum.png", device=device))

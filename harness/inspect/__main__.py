@@ -12,6 +12,7 @@ import sys
 
 from harness.cli import ArgumentParser, entry_point, fail
 from harness.inspect import PICTURES, make_pictures
+from harness.inspect.compare import compare_runs, find_baseline
 
 # argument: (smallest value, an example of a good one)
 AT_LEAST = {"k": (1, 8), "worst": (0, 4), "random": (0, 4), "max_points": (2, 3000)}
@@ -68,8 +69,6 @@ def check(args) -> str | None:
 
 
 def main(argv=None) -> int:
-    from harness.inspect.compare import compare_runs, find_baseline
-
     args = parse_args(argv)
     problem = check(args)
     if problem:

@@ -22,9 +22,12 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
+from harness.inspect.embedding_map import project, sample
 from harness.inspect.grid import draw_cell, draw_results, neighbours_and_ap, thumbnail
-from harness.inspect.spectrum import regularizer_siblings
-from harness.inspect.style import new_figure, save, short_caption
+from harness.inspect.loading import load_inspection
+from harness.inspect.spectrum import plot_spectra, regularizer_siblings
+from harness.inspect.style import class_colours, new_figure, save, short_caption
+from harness.models.reload import load_run
 from harness.rundir import identity
 from harness.rundir.run_dir import RunDir
 
@@ -49,8 +52,6 @@ def same_test_split(a_config, b_config) -> bool:
 
 def with_other_run(inspection, other_dir, device: str = "cpu"):
     """``other_dir``'s selected network on ``inspection``'s test split (checked to be the same data)."""
-    from harness.models.reload import load_run
-
     other_dir = Path(other_dir)
     run = load_run(other_dir, device=device)
     if not same_test_split(inspection.config, run.cfg):
@@ -120,8 +121,6 @@ def comparison_grid(a, b, path: Path, k: int = 8, n_differ: int = 3, n_random: i
 
 
 def comparison_spectrum(a, b, path: Path):
-    from harness.inspect.spectrum import plot_spectra
-
     curves = []
     if a.untrained is not None:
         curves.append(("untrained (epoch 0)", a.untrained.query, dict(color="0.55", linestyle="--")))
@@ -138,9 +137,6 @@ def comparison_spectrum(a, b, path: Path):
 
 
 def comparison_map(a, b, path: Path, method: str = "umap", max_points: int = 3000, seed: int = 0):
-    from harness.inspect.embedding_map import project, sample
-    from harness.inspect.style import class_colours
-
     keep = sample(len(a.query_labels), max_points, seed)
     labels = a.query_labels[keep]
     colours = class_colours(labels, seed=seed)
@@ -190,8 +186,6 @@ def compare_runs(
     """Draw the comparison pictures of run A (``a_dir``, e.g. the baseline) and run B; return the paths.
     ``inspection``: run A's (``inspection_of="a"``) or B's, when the caller holds it (a run that has just
     finished); the other run's network then embeds the same test split."""
-    from harness.inspect.loading import load_inspection
-
     a_dir, b_dir = Path(a_dir), Path(b_dir)
     out = Path(out) if out is not None else b_dir / "pictures" / f"compare_{a_dir.name}"
     if inspection is None:

@@ -28,6 +28,7 @@ def project(x: np.ndarray, method: str, seed: int) -> np.ndarray:
     threads = torch.get_num_threads()  # numba (under UMAP) resets OpenMP's thread count, which torch shares:
     try:  # restored, so that later runs in this process compute as before
         try:
+            # lazy: optional dependency (the pictures extra) and heavy (umap, numba)
             import umap
         except ImportError:
             raise ConfigError(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.patches import Rectangle
+from PIL import Image, ImageOps
 
 from harness.evaluation.retrieval import ap_at_r, same_class_counts, search_neighbours
 from harness.inspect.style import OTHER, QUERY, SAME, new_figure, save, short_caption
@@ -38,8 +39,6 @@ def thumbnail(dataset, i: int, size: int = 96):
     not the normalised tensor); in-memory vectors of a square number of values (digits: 64) are drawn as
     square grey images, in-memory image tensors as they are (rescaled to [0, 1])."""
     if hasattr(dataset, "paths"):
-        from PIL import Image, ImageOps
-
         with Image.open(dataset.paths[i]) as img:
             return np.asarray(ImageOps.fit(img.convert("RGB"), (size, size))), None
     x = np.asarray(dataset.inputs[i], dtype=np.float32)

@@ -16,7 +16,10 @@ from omegaconf import OmegaConf
 
 from harness.distributed import World
 from harness.evaluation.evaluator import Embedded
+from harness.models.reload import load_run
 from harness.rundir.run_dir import RunDir
+from harness.runtime import pick_amp
+from harness.training.build import build_data_and_model, build_evaluator
 
 
 @dataclass
@@ -57,9 +60,6 @@ def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Ins
     """Rebuild the run's data and both networks, and embed the test split with each. The saved config is read
     through the one guard (harness.rundir.guard), and only the data, the evaluator and the network are built
     from it: nothing else it names (loss, optimizer, trackers) is instantiated."""
-    from harness.models.reload import load_run
-    from harness.runtime import pick_amp
-    from harness.training.build import build_data_and_model, build_evaluator
 
     run_dir = Path(run_dir)
     rd = RunDir.at(run_dir)
@@ -83,8 +83,6 @@ def load_inspection(run_dir, device: str = "cpu", untrained: bool = True) -> Ins
 def inspection_of(run_dir, parts, trained: Embedded, untrained: Embedded | None) -> Inspection:
     """The inspection of the run that has just finished here: its data, evaluator and embeddings as they are.
     Only when the run resumed (``untrained`` None) is the untrained network built and embedded again."""
-    from harness.training.build import build_data_and_model
-
     run_dir = Path(run_dir)
     evaluator = replace(parts.evaluator, world=World())  # rank 0 alone draws: embeds without its peers
     out = Inspection(

@@ -15,6 +15,7 @@ import torch
 from harness.errors import ConfigError
 from harness.evaluation.diagnostics import coding_rate_of, normalize_rows
 from harness.inspect.style import new_figure, save
+from harness.models.reload import load_run
 from harness.rundir import identity
 from harness.rundir.run_dir import RunDir
 
@@ -65,8 +66,6 @@ def plot_spectra(ax, curves) -> None:
 
 
 def spectrum(inspection, path: Path, device: str = "cpu", siblings: bool = True) -> Path:
-    from harness.models.reload import load_run
-
     own = identity.group_choice(inspection.config, "regularizer")
     curves = []
     if inspection.untrained is not None:

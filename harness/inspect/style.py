@@ -3,8 +3,10 @@ a page about 7 in wide), Matplotlib's object API on the Agg canvas (no display, 
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -23,8 +25,6 @@ DPI = 110
 
 
 def new_figure(width: float, height: float) -> Figure:
-    import matplotlib
-
     matplotlib.rcParams.update(FONT)
     return Figure(figsize=(width, height), layout="constrained")
 
@@ -56,7 +56,5 @@ def short_caption(name: str, width: int = 14) -> str:
     parts = [p for p in str(name).split("/") if p]
     if len(parts) > 1:
         return f"{cut(parts[0])}\n{cut(parts[-1])}"
-    import textwrap
-
     lines = textwrap.wrap(str(name).replace("_", " "), width=width, max_lines=2, placeholder="…")
     return "\n".join(lines) if lines else str(name)

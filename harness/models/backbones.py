@@ -19,6 +19,7 @@ and affine fixed). ``frozen_bn: true`` is the older spelling of ``batchnorm: fro
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -43,6 +44,7 @@ def timm_backbone(
     Extra keyword arguments go to timm (e.g. ``img_size`` for a ViT at another resolution,
     ``drop_path_rate``).
     """
+    # lazy: heavy (timm, ~2 s), only when a timm backbone is built
     import timm
 
     if pretrained and weights:
@@ -81,8 +83,7 @@ def timm_backbone(
 
 def load_local_weights(model: nn.Module, path: str, in_chans: int) -> None:
     """Load a local state dict into a classifier-less timm model, strictly apart from the classifier."""
-    from pathlib import Path
-
+    # lazy: heavy (timm, ~2 s), only for local weights
     from timm.models import adapt_input_conv, load_state_dict
 
     if not Path(path).is_file():

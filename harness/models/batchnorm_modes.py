@@ -50,6 +50,7 @@ def set_batchnorm_mode(model: nn.Module, mode: str) -> nn.Module:
     if mode not in MODES:
         raise ConfigError(f"backbone.batchnorm={mode!r} is unknown; use one of {', '.join(MODES)}")
     if mode == "frozen":
+        # lazy: heavy (timm, ~2 s), only for frozen batch norm
         from timm.layers import freeze_batch_norm_2d
 
         return freeze_batch_norm_2d(model)

@@ -24,12 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
+from harness.evaluation.embed import embed_dataset
 from harness.rundir import checkpoint as ckpt
 from harness.rundir.guard import TIMM_TARGETS
 from harness.rundir.run_dir import RunDir
+from harness.training.build import build_model
 
 
 @dataclass
@@ -55,8 +58,6 @@ class LoadedRun:
         return torch.cat(out).numpy()
 
     def embed_dataset(self, dataset, batch_size: int = 256) -> np.ndarray:
-        from harness.evaluation.embed import embed_dataset
-
         return embed_dataset(self.model, dataset, self.device, batch_size)[0]
 
     def prepare(self, x) -> torch.Tensor:
@@ -67,8 +68,6 @@ class LoadedRun:
 
 def load_run(run_dir, device: str = "cpu") -> LoadedRun:
     """Rebuild a run's model from its guarded config and ``best.pt`` (see the module docstring)."""
-    from harness.training.build import build_model
-
     run_dir = Path(run_dir)
     best = run_dir / "checkpoints" / ckpt.BEST
     if not best.exists():
@@ -93,8 +92,7 @@ def preprocess_of(dataset):
     image loaders' where the node has a ``transform``; None when there is none (inputs are used as given)."""
     if dataset is None:
         return None
-    from hydra.utils import get_method
-
+    # lazy: heavy (torchvision, ~1 s after torch), only for an image dataset
     from harness.data.images import eval_preprocess
 
     values = {k: v for k, v in OmegaConf.to_container(dataset, resolve=False).items() if not str(k).startswith("_")}

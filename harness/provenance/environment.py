@@ -19,6 +19,10 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+
+from harness.runtime import runtime_settings
+from harness.runtime.threads import applied_threads
 
 # record key -> (module, distribution names for a module without __version__, in order; faiss: CPU or GPU build)
 PACKAGES = {
@@ -36,9 +40,6 @@ PACKAGES = {
 
 def provenance(device: torch.device) -> dict:
     """The record's provenance keys: ``git/*``, ``versions/*``, ``threads/*``, ``runtime/*``, ``host``, ``device``."""
-    from harness.runtime import runtime_settings
-    from harness.runtime.threads import applied_threads
-
     return {
         **git_state(),
         **{f"versions/{k}": v for k, v in imported_versions().items()},
@@ -52,8 +53,6 @@ def provenance(device: torch.device) -> dict:
 def task_overrides() -> list:
     """The command-line overrides of this Hydra job ([] outside Hydra)."""
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         return list(HydraConfig.get().overrides.task)
     except Exception:
         return []

@@ -19,10 +19,12 @@ __all__ = ["Attempt", "Corrupt", "RunDir"]
 
 def __getattr__(name):  # lazy: RunDir and Attempt bring torch and the trackers; the tables read records without them
     if name == "RunDir":
+        # lazy: see __getattr__ (torch, the trackers)
         from harness.rundir.run_dir import RunDir
 
         return RunDir
     if name == "Attempt":
+        # lazy: see __getattr__ (torch, the trackers)
         from harness.rundir.attempt import Attempt
 
         return Attempt

@@ -23,6 +23,7 @@ A root that does not exist is fingerprinted as absent (the dataset's own loader 
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DataError
+from harness.io import atomic_write_text
 from harness.rundir.hashes import ABSENT, Stat, file_hashes
 
 LENGTH = 32  # hex digits of a fingerprint of files (128 bits: a hostile tree cannot aim at another's)
@@ -117,11 +119,13 @@ def content_keys(config: dict) -> tuple:
 
 def lists_own_files(dataset: dict):
     """The ``files_read`` function of the dataset's loader (the harness's own loaders only), or None."""
+    # lazy: the guard brings OmegaConf and Hydra; `python -m harness.rundir.fingerprint` stays free of them
     from harness.rundir.guard import allowed_target
 
     target = (dataset or {}).get("_target_")
     if not isinstance(target, str) or not allowed_target(target):
         return None
+    # lazy: as the guard above (Hydra)
     from hydra.utils import get_method
 
     try:
@@ -232,8 +236,6 @@ def manifest_root(manifests: dict, path: Path) -> str:
 
 def write_manifest(root) -> Path:
     """Hash every file under ``root`` (as a run's fingerprint walks it) into ``root/MANIFEST``."""
-    from harness.io import atomic_write_text
-
     root = Path(root).expanduser().resolve()
     files = [(rel, full) for rel, full in walk_files(root, set()) if rel != MANIFEST]
     hashes = file_hashes([full for _, full in files])
@@ -248,8 +250,6 @@ def write_manifest(root) -> Path:
 
 
 def main(argv=None) -> int:
-    import argparse
-
     p = argparse.ArgumentParser(
         prog="python -m harness.rundir.fingerprint",
         description=f"Write a dataset's checksum manifest (ROOT/{MANIFEST}): a planner then need not hash its files.",

@@ -29,6 +29,7 @@ import typing
 from pathlib import Path
 
 import yaml
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
@@ -78,6 +79,7 @@ def allowed_target(target: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def timm_models() -> frozenset:
+    # lazy: heavy (timm, ~2 s), only for a timm backbone's model_name
     import timm
 
     return frozenset(timm.list_models())
@@ -163,8 +165,6 @@ def check_timm(arguments: dict, where: str, source: str) -> None:
 
 def check_arguments(target: str, arguments: dict, where: str, source: str) -> None:
     """Every argument is one the target takes, of the type its annotation (or default) says."""
-    from hydra.utils import get_object
-
     try:
         fn = get_object(target)
         signature = inspect.signature(fn)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
 ONE_THREAD_BACKBONES = ("harness.models.MLP",)  # small models: one thread is as fast, and never oversubscribes
 
@@ -144,8 +145,6 @@ _APPLIED: list = []  # the plans in force, innermost last (a sweep runs its jobs
 @contextlib.contextmanager
 def applied(plan: ThreadPlan):
     """torch, faiss and BLAS use ``plan.threads`` inside; their previous settings come back afterwards."""
-    from threadpoolctl import threadpool_limits
-
     faiss = _faiss()
     before_torch = torch.get_num_threads()
     before_faiss = faiss.omp_get_max_threads() if faiss else None
@@ -166,6 +165,7 @@ def applied(plan: ThreadPlan):
 
 def _faiss():
     try:
+        # lazy: heavy (faiss, ~1 s) and maybe broken: the except below turns that into None
         from harness.evaluation.faiss_build import import_faiss
 
         return import_faiss()
@@ -175,8 +175,6 @@ def _faiss():
 
 def applied_threads() -> dict:
     """What this process runs with now: ``threads/torch``, ``threads/faiss``, ``threads/blas``, ``threads/source``."""
-    from threadpoolctl import threadpool_info
-
     faiss = _faiss()
     blas = [int(p["num_threads"]) for p in threadpool_info() if p.get("user_api") == "blas"]
     return {

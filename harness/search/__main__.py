@@ -11,6 +11,7 @@ import optuna
 
 from harness.cli import ArgumentParser, entry_point
 from harness.errors import ConfigError
+from harness.search.study import open_storage
 
 
 def main(argv=None) -> int:
@@ -19,9 +20,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # lazy: the driver brings torch, the report matplotlib; `--help` stays free of them
     from harness.search.driver import read_search
     from harness.search.report import write_reports
-    from harness.search.study import open_storage
 
     with entry_point():
         search = read_search(args.study_dir)

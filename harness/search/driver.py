@@ -21,12 +21,13 @@ from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.distributions import distribution_to_json, json_to_distribution
 
-from harness.config import selection_of
+from harness.config import selection_of, validate_config
 from harness.errors import ConfigError, HarnessError
 from harness.io import atomic_write_text
 from harness.redact import redact
 from harness.rundir import records
 from harness.rundir.guard import guarded_node
+from harness.rundir.identity import semantic_config
 from harness.search.report import write_reports
 from harness.search.space import format_override, param_name, parse_search_space, split_overrides
 from harness.search.study import SEARCH_FILE, Search, check_search, create_study, storage_label, tally
@@ -141,8 +142,6 @@ def check_trial_config(search: Search, config_loader, config: DictConfig) -> Dic
     """Compose one trial's config and validate it before launching anything: a wrong key, group or value fails
     here, in one line, instead of failing every trial of the study."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-    from harness.config import validate_config
-
     values = {key: representative(dist) for key, dist in search.space.items()}
     overrides = list(search.fixed) + [format_override(key, value) for key, value in values.items()]
     try:
@@ -157,8 +156,6 @@ def study_identity(search: Search, cfg: DictConfig) -> dict:
     """What a study's trials share: a trial's semantic config (harness.rundir.identity: without paths, trackers,
     progress bars, the launcher and the sweeper's n_trials / n_workers) and its seed, flattened, without the
     searched keys; redacted as search.yaml is."""
-    from harness.rundir.identity import semantic_config
-
     with read_write(cfg), open_dict(cfg):
         cfg.pop("hydra", None)
     searched = {key.lstrip("+") for key in search.space} | {"search"}

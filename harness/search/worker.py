@@ -42,6 +42,7 @@ from harness.redact import redact_text
 from harness.rundir.run_dir import RunDir
 from harness.search.space import format_override, suggest
 from harness.search.study import Search, is_surplus, load_study, retry_root, tally
+from harness.training.task import run
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +111,6 @@ def run_trial(
     trial: optuna.Trial, *, search: Search, master_config: DictConfig, config_loader, on_asked=lambda: None
 ) -> float:
     """The objective: one harness run with the trial's values; its selected validation metric."""
-    from harness.training.task import run
-
     on_asked()  # the trial exists (RUNNING): other workers may count it and ask for theirs
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     trials = trial.study.get_trials(deepcopy=False)

@@ -174,6 +174,7 @@ def make_tables(
     atomic_write(out / "runs.parquet", lambda tmp: runs.to_parquet(tmp, index=False))
     written += [out / "table.csv", out / "runs.parquet"]
     if plots:
+        # lazy: heavy (matplotlib), only with plots
         from harness.tables.plots import save_plots
 
         knobs = [resolve_column(runs, x) for x in xs] or [

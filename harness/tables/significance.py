@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness.tables.build import is_percent, label, sort_key
 from harness.tables.render import MISSING, Grid, Table, display_name
+from harness.tables.stats import min_detectable
 
 MUSGRAVE = "Musgrave et al. (ECCV 2020) used 10 runs"
 STAT_COLUMNS = [  # after the row keys: the tests' columns (right-aligned)
@@ -185,8 +186,6 @@ def tests_notes(tested: list, family: str, alpha: float, digits: int) -> list:
         notes.append(f"No test-class interval where: {'; '.join(why)}.")
     sds = [c.paired.sd for c in tested if c.paired.n >= 2 and c.paired.sd == c.paired.sd]
     if sds and ns:
-        from harness.tables.stats import min_detectable
-
         pooled = math.sqrt(float(np.mean(np.square(sds))))
         n = max(ns)
         k = scale(family)

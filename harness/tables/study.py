@@ -32,6 +32,7 @@ from harness.search.report import MIN_TRIALS_FOR_IMPORTANCE
 from harness.search.space import param_name
 from harness.tables.aggregate import NOT_A_KNOB
 from harness.tables.build import is_percent, label
+from harness.tables.layout import atomic_write_text
 from harness.tables.render import MISSING, markdown_grid
 from harness.tables.select import STUDY_KEY
 
@@ -214,7 +215,7 @@ def study_markdown(study: Study, metrics: list, digits: int, importance_line: st
 
 def write_study(runs: pd.DataFrame, roots: list, out: Path, metrics, digits: int, plots: bool) -> dict:
     """The study view's files (see the module docstring); the texts and paths, as make_tables returns them."""
-    from harness.tables.layout import atomic_write_text
+    # lazy: harness.tables.study_plots imports this module (circle)
     from harness.tables.study_plots import save_study_plots
 
     study = build_study(runs, roots)

@@ -68,6 +68,7 @@ class MLflowLogger(Tracker):
         self.client = self.run_id = self.run_dir = None
 
     def start(self, run_dir, config, tags, resumed_from_epoch):
+        # lazy: optional dependency (the trackers extra)
         from mlflow.tracking import MlflowClient
 
         uri = self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -94,6 +95,7 @@ class MLflowLogger(Tracker):
             )
             self.run_id = run.info.run_id
             self._log_params(config)
+        # lazy: optional dependency (the trackers extra)
         from mlflow.entities import RunTag
 
         group = group_of(tags)
@@ -135,6 +137,7 @@ class MLflowLogger(Tracker):
             return found.experiment_id
 
     def _log_params(self, config: dict) -> None:
+        # lazy: optional dependency (the trackers extra)
         from mlflow.entities import Param
 
         params = [Param(mlflow_key(k), str(v)[:500]) for k, v in records.flatten(config).items()]
@@ -142,6 +145,7 @@ class MLflowLogger(Tracker):
             self.client.log_batch(self.run_id, params=params[i : i + 100])
 
     def _log_metrics(self, values: dict, step: int) -> None:
+        # lazy: optional dependency (the trackers extra)
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -171,7 +175,8 @@ class MLflowLogger(Tracker):
 def probe(uri: str, seconds: float = PROBE_S) -> None:
     """Whether a tracking server answers at all (any HTTP status) within ``seconds``; else one ConnectionError
     naming its host (never the URI: it may hold credentials)."""
-    import requests  # MLflow's own HTTP client, installed with it (this adapter is optional)
+    # lazy: MLflow's own HTTP client (requests, urllib3), installed with it (this adapter is optional)
+    import requests
     from urllib3.util import parse_url
 
     try:

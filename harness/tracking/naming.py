@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from harness.redact import redact_text
@@ -39,9 +41,6 @@ class SweepContext:
     def current(cls) -> SweepContext:
         """From Hydra (this job of a multirun, its sweeper's ``params``) and the launchers' ``HARNESS_SWEPT``."""
         try:
-            from hydra.core.hydra_config import HydraConfig
-            from hydra.types import RunMode
-
             hydra = HydraConfig.get()
         except Exception:  # not under Hydra (a test, harness.run from Python): a single run
             return cls()

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import yaml
+from PIL import Image
+
 from harness.tracking.base import Tracker, metrics_of, record_results, require, result_step
 from harness.tracking.naming import hparams
 
@@ -27,7 +31,7 @@ class TensorBoardLogger(Tracker):
         self.writer = None
 
     def start(self, run_dir, config, tags, resumed_from_epoch):
-        import yaml
+        # lazy: optional dependency (tensorboard, the trackers extra)
         from torch.utils.tensorboard import SummaryWriter
 
         self.log_dir = Path(run_dir) / self.subdir
@@ -56,6 +60,7 @@ class TensorBoardLogger(Tracker):
     def log_hparams(self, record: dict) -> None:
         """The HParams plugin's three summaries in the run's own event files: its metrics are the scalars of the
         same tags (the record's results above, or the epoch rows' ``val/*``), read from this run."""
+        # lazy: optional dependency (tensorboard, the trackers extra)
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
         metrics = {k: v for k, v in record_results(record).items() if k.startswith(HPARAM_METRICS)}
@@ -63,9 +68,6 @@ class TensorBoardLogger(Tracker):
             self.writer.file_writer.add_summary(summary, result_step(record))
 
     def log_images(self, paths, step):
-        import numpy as np
-        from PIL import Image
-
         for path in paths:
             with Image.open(path) as img:
                 pixels = np.asarray(img.convert("RGB"))

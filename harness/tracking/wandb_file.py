@@ -54,6 +54,7 @@ def raw_records(path: Path):
 
 def read_run(run_file: Path) -> dict:
     """{"run": RunRecord, "history": [{key: value}], "summary": {key: value}} of one offline run file."""
+    # lazy: optional dependency (the trackers extra)
     from wandb.proto import wandb_internal_pb2 as pb
 
     out = {"run": None, "history": [], "summary": {}}

@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.rundir.checkpoint import BEST
 from harness.tracking.base import Tracker, metrics_of, record_results, require, run_key
 from harness.tracking.naming import group_of
+from harness.tracking.wandb_file import last_step, offline_runs
 
 NOT_A_TAG = ("name", "swept")  # said by the run's name and config; W&B tags hold at most 64 characters
 
@@ -57,6 +58,7 @@ class WandbLogger(Tracker):
         self.run = self.run_dir = None
 
     def start(self, run_dir, config, tags, resumed_from_epoch):
+        # lazy: optional dependency (the trackers extra)
         import wandb
 
         run_dir = self.run_dir = Path(run_dir)
@@ -76,8 +78,6 @@ class WandbLogger(Tracker):
             settings=wandb.Settings(**SETTINGS),
         )
         if self.run.offline:  # the steps earlier attempts' files really hold (a killed process loses its buffer)
-            from harness.tracking.wandb_file import last_step, offline_runs
-
             mine = Path(self.run.dir).parent
             return last_step([f for f in offline_runs(run_dir, run_key(run_dir)) if f.parent != mine])
         if self.run.resumed:  # online: the server's next step
@@ -91,6 +91,7 @@ class WandbLogger(Tracker):
         self.run.summary.update({**record_results(record), "status": record.get("status")})  # all: the summary
         best = self.run_dir / "checkpoints" / BEST
         if self.log_model and record.get("status") == "finished" and best.is_file():
+            # lazy: optional dependency (the trackers extra)
             import wandb
 
             epoch = record.get("selected_epoch")
@@ -99,6 +100,7 @@ class WandbLogger(Tracker):
             self.run.log_artifact(artifact, aliases=["best", f"epoch-{epoch}"])
 
     def log_images(self, paths, step):
+        # lazy: optional dependency (the trackers extra)
         import wandb
 
         self.run.log(
@@ -107,6 +109,7 @@ class WandbLogger(Tracker):
 
     def finish(self, status):
         if self.run is not None:
+            # lazy: optional dependency (the trackers extra)
             import wandb
 
             self.run.finish(exit_code=1 if status == "failed" else 0)

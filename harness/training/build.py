@@ -246,7 +246,8 @@ def build_loader(
     the files' bytes and each batch is decoded and augmented on ``device`` (harness.data.device_decode)."""
     if workers == 0 and isinstance(dataset, ArrayDataset):  # in memory: no DataLoader machinery per step
         return InMemoryLoader(dataset, sampler, device=on_device)
-    if decode_on:  # torchvision.io only where it is used (it adds a second to every run's start-up)
+    if decode_on:
+        # lazy: torchvision.io only where it is used (it adds a second to every run's start-up)
         from harness.data.device_decode import DeviceDecodingLoader, EncodedImages, collate_encoded
     loader = torch.utils.data.DataLoader(
         EncodedImages(dataset) if decode_on else dataset,

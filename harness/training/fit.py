@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from harness.config import Selection, selection_of
 from harness.distributed import all_gather_object, barrier, broadcast_object
@@ -293,7 +294,5 @@ def progress_bar(enabled: bool, total: int, desc: str):
     if not enabled or total < 20 or not sys.stderr.isatty():
         yield None
         return
-    from tqdm import tqdm
-
     with tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True) as bar:
         yield bar

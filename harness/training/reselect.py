@@ -22,6 +22,7 @@ from harness.distributed import barrier, broadcast_object
 from harness.rundir import checkpoint as ckpt
 from harness.rundir import records
 from harness.rundir.salvage import Corrupt, load_checkpoint_or_set_aside
+from harness.training.build import build
 
 log = logging.getLogger(__name__)
 RETRAIN = "retrain"
@@ -78,7 +79,7 @@ def selected_states(parts, plan, attempt, state) -> dict:
 def retrain(parts, plan, scratch: Scratch, epoch: int) -> dict:
     """Train the run's config again from its seed to ``epoch``; the selected epoch's results of that training.
     The random state of the caller is restored afterwards (the rest of the run draws what it would have)."""
-    from harness.training.build import build
+    # lazy: harness.training.fit imports this module (circle)
     from harness.training.fit import fit
 
     rng = ckpt.rng_state()
