@@ -20,8 +20,9 @@ def worker_pid(trial) -> int:
     return int(trial.user_attrs["worker"].rsplit(":", 1)[1])
 
 
-def kill_a_worker_mid_trial(load_study, driver, reported: int = 2, timeout: float = 300):
-    """SIGKILL the worker of a RUNNING trial that has reported ``reported`` epochs and not finished; the trial."""
+def kill_a_worker_mid_trial(load_study, driver, reported: int = 2, timeout: float = 300, most: int | None = None):
+    """SIGKILL the worker of a RUNNING trial that has reported ``reported`` epochs (and at most ``most``, so that a
+    resumed trial still has an epoch to train) and not finished; the trial."""
     deadline = time.time() + timeout
     while time.time() < deadline and driver.poll() is None:
         time.sleep(0.2)
@@ -30,7 +31,8 @@ def kill_a_worker_mid_trial(load_study, driver, reported: int = 2, timeout: floa
         except Exception:  # the study is not created yet
             continue
         for trial in running:
-            if len(trial.intermediate_values) < reported or "run_dir" not in trial.user_attrs:
+            seen = len(trial.intermediate_values)
+            if seen < reported or (most is not None and seen > most) or "run_dir" not in trial.user_attrs:
                 continue
             pid = worker_pid(trial)
             try:
@@ -42,7 +44,12 @@ def kill_a_worker_mid_trial(load_study, driver, reported: int = 2, timeout: floa
             except Exception:  # frozen while it held the storage's write lock: thaw it, look again later
                 os.kill(pid, signal.SIGCONT)
                 continue
-            if now.state == TrialState.RUNNING and not (Path(trial.user_attrs["run_dir"]) / "record.json").exists():
+            in_window = most is None or len(now.intermediate_values) <= most
+            if (
+                now.state == TrialState.RUNNING
+                and in_window
+                and not (Path(trial.user_attrs["run_dir"]) / "record.json").exists()
+            ):
                 os.kill(pid, signal.SIGKILL)
                 return now
             os.kill(pid, signal.SIGCONT)
