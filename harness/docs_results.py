@@ -69,9 +69,13 @@ def tables_for(name: str, args: list, plots: bool, snapshots: Path = SNAPSHOTS) 
     return out
 
 
-def render_page(text: str, page: Path, plots: bool, snapshots: Path = SNAPSHOTS, images: Path = IMAGES) -> str:
-    """The page with every results block rendered from its snapshot."""
-    made: dict = {}
+def render_page(
+    text: str, page: Path, plots: bool, snapshots: Path = SNAPSHOTS, images: Path = IMAGES, made: dict | None = None
+) -> str:
+    """The page with every results block rendered from its snapshot; ``made``: the tables already written for
+    (snapshot, arguments), shared by the pages of one render (the caller removes them)."""
+    own = made is None
+    made = {} if own else made
 
     def body(match) -> str:
         name, file, *args = shlex.split(match.group("spec"))
@@ -92,25 +96,30 @@ def render_page(text: str, page: Path, plots: bool, snapshots: Path = SNAPSHOTS,
         return source.read_text().strip() + "\n"
 
     rendered = BLOCK.sub(lambda m: m.group(1) + body(m) + m.group(4), text)
-    for folder in made.values():
-        shutil.rmtree(folder, ignore_errors=True)
+    if own:
+        for folder in made.values():
+            shutil.rmtree(folder, ignore_errors=True)
     return rendered
 
 
 def render(check: bool = False, pages_dir: Path = DOCS) -> list:
     """Render (or, with ``check``, compare) every page with results blocks; the pages that differ from their
     render."""
-    differ = []
+    differ, made = [], {}  # one tables run per (snapshot, arguments) for all the pages
     pages = sorted(p for p in pages_dir.rglob("*.md") if "_build" not in p.parts and "snapshot" not in p.parts)
-    for page in [*pages, *([REPO / "README.md"] if pages_dir == DOCS else [])]:
-        text = page.read_text()
-        if "<!-- results " not in text:
-            continue
-        new = render_page(text, page, plots=not check)
-        if new != text:
-            differ.append(page)
-            if not check:
-                page.write_text(new)
+    try:
+        for page in [*pages, *([REPO / "README.md"] if pages_dir == DOCS else [])]:
+            text = page.read_text()
+            if "<!-- results " not in text:
+                continue
+            new = render_page(text, page, plots=not check, made=made)
+            if new != text:
+                differ.append(page)
+                if not check:
+                    page.write_text(new)
+    finally:
+        for folder in made.values():
+            shutil.rmtree(folder, ignore_errors=True)
     return differ
 
 
