@@ -81,7 +81,7 @@ def test_slurm_sweeps_are_submitted_as_job_arrays(sweeps):
     assert "#SBATCH --array=0-2%" in script and "#SBATCH --signal=USR2@120" in script
     assert "export PYTHONSAFEPATH=1" in script  # the code snapshot
     [limited] = sweeps["time_limit"].sweep_dir.glob(".submitit/*/*_submission.sh")
-    assert "#SBATCH --time=1\n" in limited.read_text() and "#SBATCH --signal=USR2@30" in limited.read_text()
+    assert "#SBATCH --time=2\n" in limited.read_text() and "#SBATCH --signal=USR2@30" in limited.read_text()
 
 
 # ----------------------------------------------------------------------------------------------- CPU: exact resume
@@ -204,11 +204,13 @@ SWEEPS = {
     "interrupted": [*RESUMED, f"trainer.epochs={RESUMED_EPOCHS}"],
     "grid": ["trainer.epochs=2", "seed=0,1,2"],
     "raises": ["trainer.epochs=2", "optimizer.lr=1e-3,1e30"],
-    # never finishes; USR2 comes about 15 s in (SLURM sends it once less than signal_delay_s plus its 30-s
-    # check interval is left), late enough for submitit's handler to be in place
+    # never finishes; USR2 comes 60-90 s in (SLURM sends it once less than signal_delay_s plus its 30-s check
+    # interval is left), late enough for submitit's handler to be in place: the handler is installed only after the
+    # job's pickle is loaded (torch imported), which took over 30 s under a load of 2 beside the suite, and a USR2
+    # before it kills the job (a 1-minute limit sent it 0-30 s in)
     "time_limit": [
         "trainer.epochs=100000",
-        "hydra.launcher.timeout_min=1",
+        "hydra.launcher.timeout_min=2",
         "hydra.launcher.signal_delay_s=30",  # 30 s for submitit to requeue before the limit, on a busy machine too
         "hydra.launcher.max_num_timeout=1",
     ],
