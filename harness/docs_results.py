@@ -70,12 +70,10 @@ def tables_for(name: str, args: list, plots: bool, snapshots: Path = SNAPSHOTS) 
 
 
 def render_page(
-    text: str, page: Path, plots: bool, snapshots: Path = SNAPSHOTS, images: Path = IMAGES, made: dict | None = None
+    text: str, page: Path, plots: bool, made: dict, snapshots: Path = SNAPSHOTS, images: Path = IMAGES
 ) -> str:
     """The page with every results block rendered from its snapshot; ``made``: the tables already written for
     (snapshot, arguments), shared by the pages of one render (the caller removes them)."""
-    own = made is None
-    made = {} if own else made
 
     def body(match) -> str:
         name, file, *args = shlex.split(match.group("spec"))
@@ -96,9 +94,6 @@ def render_page(
         return source.read_text().strip() + "\n"
 
     rendered = BLOCK.sub(lambda m: m.group(1) + body(m) + m.group(4), text)
-    if own:
-        for folder in made.values():
-            shutil.rmtree(folder, ignore_errors=True)
     return rendered
 
 
