@@ -21,6 +21,7 @@ error into one line (:class:`RankLostError`), which the run's record carries.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import re
 from collections.abc import Mapping
@@ -172,8 +173,15 @@ def init_world(launch: Launch, device_spec: str = "auto", timeout_s: float = 180
 
 
 def close_world(world: World) -> None:
+    """Leave the process group while the interpreter is whole.
+
+    The groups are destroyed, then what still holds them (the DDP wrapper's reducer and its last works, which sit in
+    reference cycles) is collected now: left to the interpreter's exit, gloo's C++ side outlives Python and the
+    process can abort after its run finished ("terminate called without an active exception", SIGABRT).
+    """
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()
 
 
 # What the backends say when a peer is gone (gloo: the socket closed or the read timed out; NCCL: the watchdog).

@@ -21,7 +21,7 @@ from hydra.core.utils import configure_log
 from omegaconf import DictConfig, OmegaConf
 
 from harness.config import world_size_of
-from harness.distributed import World, close_world, init_world, launch_from_env
+from harness.distributed import World, barrier, close_world, init_world, launch_from_env
 from harness.distributed.spawn import run_processes
 from harness.errors import ConfigError
 from harness.rundir import identity
@@ -109,6 +109,12 @@ def _process_group(cfg: DictConfig, launch):
         quiet.setLevel(logging.WARNING)
     try:
         yield world
+        # Every rank finished: meet before the teardown, so no rank closes its sockets while another still uses them.
+        # A peer lost now is said by its own exit code to the agent; this rank's run is done and recorded.
+        try:
+            barrier(world)
+        except RuntimeError as exc:
+            log.warning("rank %d: a peer left before the end of the run (%s)", world.rank, str(exc).splitlines()[0])
     finally:
         quiet.setLevel(level)
         if owned:

@@ -3,7 +3,7 @@ submitit (hydra-submitit-launcher's launcher, changed where a sweep of runs need
 
 All three compose every job's config first, skip the runs of a grid whose record is finished (nothing is
 submitted for them), go on when a job fails, and write ``<sweep dir>/summary.json`` listing failed jobs with
-the path of their error. See harness/launch/sweep.py.
+the path of their error. See harness/launch/sweep.py (planning) and summary.py (what the jobs came to).
 
 SLURM jobs are checkpointable: on the pre-emption / time-out signal (``--signal=USR2@signal_delay_s``, which
 submitit adds), submitit calls ``checkpoint``, requeues the job (``scontrol requeue``, up to
@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from harness.cli import fail
 from harness.errors import ConfigError
-from harness.launch import code_snapshot
+from harness.launch import code_snapshot, summary
 from harness.launch import sweep as launching
 from harness.launch.job_shape import Shape, slurm_resources
 from harness.redact import holds_secret, redact_text
@@ -102,12 +102,12 @@ class LocalLauncher(Launcher):
         returns = []
         for job in jobs:
             if job.finished:
-                returns.append(launching.skipped_return(job))
+                returns.append(summary.skipped_return(job))
                 continue
             log.info("\t#%d : %s", job.idx, job.label)
             returns.append(launching.run_one(self.hydra_context, self.task_function, job.config))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        return launching.close_sweep(sweep_dir, jobs, returns, self.config, {"launcher": "local"})
+        return summary.close_sweep(sweep_dir, jobs, returns, self.config, {"launcher": "local"})
 
 
 class SubmititLauncher(BaseSubmititLauncher):
@@ -181,12 +181,12 @@ class SubmititLauncher(BaseSubmititLauncher):
                 try:
                     returns[job.idx] = sub.results()[0]
                 except Exception as err:  # killed, out of time too often, lost: no result from the job
-                    returns[job.idx] = launching.failed_return(job, err)
+                    returns[job.idx] = summary.failed_return(job, err)
         ordered = [
-            launching.skipped_return(j) if j.finished else launching.queued_return(j) if j.queued else returns[j.idx]
+            summary.skipped_return(j) if j.finished else summary.queued_return(j) if j.queued else returns[j.idx]
             for j in jobs
         ]
-        return launching.close_sweep(sweep_dir, jobs, ordered, self.config, info)
+        return summary.close_sweep(sweep_dir, jobs, ordered, self.config, info)
 
     def shapes(self, jobs: list) -> list:
         """[(launcher parameters, jobs)]: SLURM starts a run's processes as its tasks (harness/launch/job_shape.py);
