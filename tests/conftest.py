@@ -16,6 +16,14 @@ CONF = REPO / "conf"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+# The session's first test: it starts the SLURM sweeps, which then run in the background (see tests/test_slurm.py).
+FIRST = "tests/test_slurm.py::test_slurm_sweeps_are_submitted_as_job_arrays"
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.nodeid != FIRST)  # stable: every other test keeps its place
+
+
 def group_options(group: str) -> list:
     """Every file of a config group: parametrizing over it gives each new YAML a test for free."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))

@@ -73,7 +73,8 @@ def assert_same_run(record: dict, run_dir: Path, reference) -> None:
 
 @pytest.mark.slurm
 def test_slurm_sweeps_are_submitted_as_job_arrays(sweeps):
-    """Also starts the SLURM sweeps (module fixture) first, so that they run while the CPU tests below do."""
+    """Also starts the SLURM sweeps (session fixture): the first test of the session, so that they run while the
+    rest of the suite does."""
     for name, sweep in sweeps.items():
         wait_for(lambda: list(sweep.sweep_dir.glob(".submitit/*/*_submission.sh")), sweep, f"{name}'s submission")  # noqa: B023
     [grid] = sweeps["grid"].sweep_dir.glob(".submitit/*/*_submission.sh")
@@ -255,8 +256,11 @@ def start_sweep(name: str, overrides: list, base: Path, env: dict) -> Sweep:
     return Sweep(proc, results, sweep_dir, log)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sweeps(slurm, tmp_path_factory):
+    """The SLURM sweeps, started by the session's first test (tests/conftest.py puts it first) and run in the
+    background while the rest of the suite runs: their jobs wait on SLURM's clock (the time-limit job alone needs
+    two 1-minute rounds), which would otherwise be minutes of an idle suite."""
     base = tmp_path_factory.mktemp("slurm")
     env = dict(os.environ, **slurm.env)
     started = {name: start_sweep(name, overrides, base, env) for name, overrides in SWEEPS.items()}
