@@ -265,10 +265,14 @@ def sweeps(slurm, tmp_path_factory):
     env = dict(os.environ, **slurm.env)
     started = {name: start_sweep(name, overrides, base, env) for name, overrides in SWEEPS.items()}
     run_dir = RunDir.for_config(tiny(RESUMED, started["interrupted"].results, epochs=RESUMED_EPOCHS)).path
-    interrupter = threading.Thread(target=preempt_mid_training, args=(started["interrupted"], run_dir), daemon=True)
+    interrupter = threading.Thread(
+        target=preempt_mid_training, args=(started["interrupted"], run_dir, slurm), daemon=True
+    )
     interrupter.start()
     two_dir = RunDir.for_config(tiny(SWEEPS["two_tasks"], started["two_tasks"].results)).path
-    two_interrupter = threading.Thread(target=preempt_mid_training, args=(started["two_tasks"], two_dir), daemon=True)
+    two_interrupter = threading.Thread(
+        target=preempt_mid_training, args=(started["two_tasks"], two_dir, slurm), daemon=True
+    )
     two_interrupter.start()
     duplicate = threading.Thread(
         target=rerun_while_queued, daemon=True, args=(started["time_limit"], base / "time_limit_again", env)
@@ -284,16 +288,25 @@ def sweeps(slurm, tmp_path_factory):
     duplicate.join(timeout=10)
 
 
-def preempt_mid_training(sweep: Sweep, run_dir: Path) -> None:
+def preempt_mid_training(sweep: Sweep, run_dir: Path, slurm) -> None:
     """Once the run has trained 2 of its epochs, do what SLURM does to a pre-empted job (submitit's
-    ``job._interrupt()``: SIGTERM, then USR2). Runs beside the other sweeps; the test reads ``sweep.note``."""
+    ``job._interrupt()``: SIGTERM, then USR2), then wait for SLURM to count the requeue (read now: SLURM forgets a
+    finished job after MinJobAge, before the suite reaches the test). Runs beside the other sweeps; the test reads
+    ``sweep.note``."""
     import submitit
 
     try:
         wait_for(lambda: trained_epochs(run_dir) >= 2, sweep, "second epoch")
         [job_id] = job_ids(sweep)
         submitit.SlurmJob(folder=sweep.sweep_dir / ".submitit" / "%j", job_id=job_id)._interrupt()
-        sweep.note = {"job_id": job_id, "at_epoch": trained_epochs(run_dir)}
+        at_epoch = trained_epochs(run_dir)
+
+        def restarts() -> str:
+            shown = slurm.client(["scontrol", "show", "job", job_id], check=False).stdout
+            return (re.findall(r"Restarts=(\d+)", shown) or ["?"])[0]
+
+        wait_for(lambda: restarts() not in ("0", "?"), sweep, "SLURM's count of the requeue", in_flight_ok=True)
+        sweep.note = {"job_id": job_id, "at_epoch": at_epoch, "restarts": restarts()}
     except BaseException as err:  # reported by the test
         sweep.note = {"error": f"{type(err).__name__}: {err}"}
 
@@ -313,10 +326,12 @@ def rerun_while_queued(sweep: Sweep, sweep_dir: Path, env: dict) -> None:
         sweep.note = {"error": f"{type(err).__name__}: {err}"}
 
 
-def wait_for(condition, sweep: Sweep, what: str, timeout: float = 300) -> None:
+def wait_for(condition, sweep: Sweep, what: str, timeout: float = 300, in_flight_ok: bool = False) -> None:
+    """Poll ``condition`` until it holds; fail when the sweep ends first (unless ``in_flight_ok``: a condition that
+    stays readable after it ends) or after ``timeout`` seconds."""
     deadline = time.time() + timeout
     while not condition():
-        if sweep.proc.poll() is not None:
+        if sweep.proc.poll() is not None and not in_flight_ok:
             raise AssertionError(f"the sweep ended before {what}:\n{sweep.output()[-3000:]}")
         if time.time() > deadline:
             raise AssertionError(f"no {what} within {timeout:.0f}s:\n{sweep.output()[-3000:]}")
@@ -342,7 +357,7 @@ def test_slurm_preempted_run_is_requeued_and_resumes_exactly(sweeps, slurm, refe
     assert_same_run(record, run_dir, reference)
     job_log = Path(summary["jobs"][0]["log"]).read_text()
     assert "this job is preempted" in job_log and "Requeued job" in job_log
-    assert "Restarts=1" in slurm.client(["scontrol", "show", "job", sweep.note["job_id"]]).stdout
+    assert sweep.note["restarts"] == "1", sweep.note  # read by the helper while SLURM still knew the job
 
 
 @pytest.mark.slow
