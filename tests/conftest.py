@@ -24,19 +24,25 @@ FIRST = "tests/test_slurm.py::test_slurm_sweeps_are_submitted_as_job_arrays"
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.nodeid != FIRST)  # stable: every other test keeps its place
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+        group = worker_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
-def worker_group(item) -> str:
+def worker_group(item) -> str | None:
     """Which tests share a pytest-xdist worker (``make test`` runs one per core, ``--dist loadgroup``): those of a
-    session-wide service together (the SLURM cluster and its sweeps, the `make run` grid), the others by file, so
-    that a module's fixtures are built once. Each group runs in collection order: the SLURM one starts first."""
+    session-wide service together (the SLURM cluster and its sweeps, the `make run` grid), a file's tests when they
+    share a module fixture (built once), and any other test wherever a worker is free. A group runs in collection
+    order on one worker: the SLURM one starts first."""
     names = set(item.fixturenames)
     if item.nodeid.startswith("tests/test_slurm.py") or names & {"slurm", "sweeps"}:
         return "slurm"
     if "digits_ablation" in names:
         return "digits_ablation"
-    return item.nodeid.split("::")[0].removeprefix("tests/").removesuffix(".py")
+    scopes = {defs[-1].scope for defs in item._fixtureinfo.name2fixturedefs.values() if defs}
+    if scopes & {"module", "class", "package"}:
+        return item.nodeid.split("::")[0].removeprefix("tests/").removesuffix(".py")
+    return None
 
 
 def group_options(group: str) -> list:
