@@ -60,7 +60,7 @@ def _child(rank: int, nprocs: int, port: int, target, args: tuple, errors) -> No
 def _exit_done() -> None:
     """A rank whose run is done (its files written atomically, its group left) exits without the interpreter's
     teardown: that teardown frees what gloo's threads may still hold, which can abort a finished rank (SIGABRT,
-    "terminate called without an active exception": 1 CI run in the last few, after the record was written)."""
+    "terminate called without an active exception"; seen in CI, rank 0 after it had written the finished record)."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
