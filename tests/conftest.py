@@ -35,7 +35,7 @@ def worker_group(item) -> str | None:
     share a module fixture (built once), and any other test wherever a worker is free. A group runs in collection
     order on one worker: the SLURM one starts first."""
     names = set(item.fixturenames)
-    if item.nodeid.startswith("tests/test_slurm.py") or names & {"slurm", "sweeps"}:
+    if item.nodeid.startswith("tests/test_slurm.py") or "slurm" in names:  # names: every fixture it reaches
         return "slurm"
     if "digits_ablation" in names:
         return "digits_ablation"

@@ -112,6 +112,15 @@ def test_submitit_launcher_internals_are_what_the_harness_subclasses():
     }
     assert callable(submitit.AutoExecutor.map_array) and callable(submitit.helpers.DelayedSubmission)
     assert hasattr(submitit, "JobEnvironment")
+    # the job side (hydra_plugins/harness_launchers/out_of_time.py): the signal submitit's handler is on, and the
+    # error it raises when it will not requeue
+    assert callable(submitit.JobEnvironment._usr_sig)
+    from submitit.core.utils import UncompletedJobError
+
+    assert "raise utils.UncompletedJobError(message)" in inspect.getsource(
+        submitit.core.job_environment.SignalHandler.checkpoint_and_try_requeue
+    )
+    assert issubclass(UncompletedJobError, Exception)
 
 
 def test_submitit_polls_sacct_through_its_core_module_s_subprocess():

@@ -217,6 +217,8 @@ SWEEPS = {
     ],
     # the interrupted run again, as one job of 2 tasks (2 processes, gloo), pre-empted mid-training too
     "two_tasks": [*RESUMED, f"trainer.epochs={RESUMED_EPOCHS}", "trainer.devices=2"],
+    # cancelled (scancel) as soon as it is submitted: it leaves no result, and this cluster keeps no accounting
+    "cancelled": ["trainer.epochs=100000", "seed=5", "hydra.launcher.lost_after_s=10"],
 }
 
 
@@ -260,7 +262,7 @@ def start_sweep(name: str, overrides: list, base: Path, env: dict) -> Sweep:
 def sweeps(slurm, tmp_path_factory):
     """The SLURM sweeps, started by the session's first test (tests/conftest.py puts it first) and run in the
     background while the rest of the suite runs: their jobs wait on SLURM's clock (the time-limit job alone needs
-    two 1-minute rounds), which would otherwise be minutes of an idle suite."""
+    two rounds of 60-90 s), which would otherwise be minutes of an idle suite."""
     base = tmp_path_factory.mktemp("slurm")
     env = dict(os.environ, **slurm.env)
     started = {name: start_sweep(name, overrides, base, env) for name, overrides in SWEEPS.items()}
@@ -278,6 +280,8 @@ def sweeps(slurm, tmp_path_factory):
         target=rerun_while_queued, daemon=True, args=(started["time_limit"], base / "time_limit_again", env)
     )
     duplicate.start()
+    canceller = threading.Thread(target=cancel_once_submitted, args=(started["cancelled"], slurm), daemon=True)
+    canceller.start()
     yield started
     for sweep in started.values():
         if sweep.proc.poll() is None:
@@ -286,6 +290,7 @@ def sweeps(slurm, tmp_path_factory):
     interrupter.join(timeout=10)
     two_interrupter.join(timeout=10)
     duplicate.join(timeout=10)
+    canceller.join(timeout=10)
 
 
 def preempt_mid_training(sweep: Sweep, run_dir: Path, slurm) -> None:
@@ -305,7 +310,7 @@ def preempt_mid_training(sweep: Sweep, run_dir: Path, slurm) -> None:
             shown = slurm.client(["scontrol", "show", "job", job_id], check=False).stdout
             return (re.findall(r"Restarts=(\d+)", shown) or ["?"])[0]
 
-        wait_for(lambda: restarts() not in ("0", "?"), sweep, "SLURM's count of the requeue", in_flight_ok=True)
+        wait_for(lambda: restarts() not in ("0", "?"), sweep, "SLURM's count of the requeue", sweep_may_end=True)
         sweep.note = {"job_id": job_id, "at_epoch": at_epoch, "restarts": restarts()}
     except BaseException as err:  # reported by the test
         sweep.note = {"error": f"{type(err).__name__}: {err}"}
@@ -326,12 +331,24 @@ def rerun_while_queued(sweep: Sweep, sweep_dir: Path, env: dict) -> None:
         sweep.note = {"error": f"{type(err).__name__}: {err}"}
 
 
-def wait_for(condition, sweep: Sweep, what: str, timeout: float = 300, in_flight_ok: bool = False) -> None:
-    """Poll ``condition`` until it holds; fail when the sweep ends first (unless ``in_flight_ok``: a condition that
+def cancel_once_submitted(sweep: Sweep, slurm) -> None:
+    """``scancel`` the sweep's job as soon as its run names it, queued or starting."""
+    try:
+        wait_for(lambda: list(sweep.results.glob(f"runs/*/*/{launching.JOB_FILE}")), sweep, "submission")
+        [job_file] = sweep.results.glob(f"runs/*/*/{launching.JOB_FILE}")
+        job_id = json.loads(job_file.read_text())["job_id"]
+        slurm.client(["scancel", job_id])
+        sweep.note = {"job_id": job_id}
+    except BaseException as err:
+        sweep.note = {"error": f"{type(err).__name__}: {err}"}
+
+
+def wait_for(condition, sweep: Sweep, what: str, timeout: float = 300, sweep_may_end: bool = False) -> None:
+    """Poll ``condition`` until it holds; fail when the sweep ends first (unless ``sweep_may_end``: a condition that
     stays readable after it ends) or after ``timeout`` seconds."""
     deadline = time.time() + timeout
     while not condition():
-        if sweep.proc.poll() is not None and not in_flight_ok:
+        if sweep.proc.poll() is not None and not sweep_may_end:
             raise AssertionError(f"the sweep ended before {what}:\n{sweep.output()[-3000:]}")
         if time.time() > deadline:
             raise AssertionError(f"no {what} within {timeout:.0f}s:\n{sweep.output()[-3000:]}")
@@ -413,14 +430,30 @@ def test_slurm_time_limit_requeues_up_to_max_num_timeout_then_fails(sweeps):
     requeues = set(re.findall(r"submitit INFO \((.+?)\) - Requeued job", job_log))
     assert len(signals) == 2 and len(requeues) == 1  # max_num_timeout=1: one requeue, then failed
     assert "UncompletedJobError" in Path(job["error_file"]).read_text()
+    assert "Logging error" not in job_log  # the refusal was not eaten where the signal landed (test_out_of_time.py)
     record = records.read_record(Path(job["run_dir"]))  # none if the signals came before the run dir was opened
-    assert record is None or record["status"] == "failed"
+    assert record is None or (record["status"] == "failed" and "timed-out too many times" in record["error"])
 
     # the same command, typed again while the job was in SLURM, submitted nothing and said why
     again = sweeps["time_limit"].note
     assert again.get("still_running"), again
     assert again["rc"] == 0 and again["summary"]["counts"] == {"queued": 1} and not again["submitted"]
     assert again["summary"]["jobs"][0]["job_id"] == job["job_id"]
+
+
+@pytest.mark.slurm
+def test_slurm_job_cancelled_without_a_result_is_failed_as_lost_not_waited_for(sweeps):
+    """SLURM without accounting (no sacct, as this cluster) cannot say what became of a job that left its queue;
+    the sweep fails it after ``hydra.launcher.lost_after_s`` instead of waiting forever."""
+    sweep = sweeps["cancelled"]
+    rc, summary, output = sweep.wait()
+    assert rc != 0 and "job_id" in sweep.note, sweep.note
+    [job] = summary["jobs"]
+    assert job["status"] == "failed" and job["job_id"] == sweep.note["job_id"], job
+    assert job["error"].startswith("LostJob: job ") and "left SLURM's queue without a result" in job["error"], job
+    assert f"job {job['job_id']} (#0): lost" in output
+    record = records.read_record(Path(job["run_dir"]))  # none if cancelled before it started
+    assert record is None or record["status"] != "finished"
 
 
 @pytest.fixture(scope="module")

@@ -155,9 +155,12 @@ def run_dir_of(config: DictConfig) -> tuple:
         hydra_config.cfg = saved
 
 
-def find_queued(jobs: list, active: dict) -> None:
+def find_queued(jobs: list, active: dict | None) -> None:
     """Mark the runs that a SLURM job submitted by an earlier command still runs or waits to run (``active``:
     job id -> state), so that typing the command again while they are queued never runs a run twice."""
+    if active is None:
+        log.warning("runs queued by an earlier command may be submitted again: squeue could not say which are")
+        return
     for job in jobs:
         path = Path(job.run_dir) / JOB_FILE if job.run_dir else None
         if job.finished or path is None or not path.exists():
@@ -174,8 +177,9 @@ def find_queued(jobs: list, active: dict) -> None:
         )
 
 
-def active_slurm_jobs() -> dict:
-    """This user's SLURM jobs that are not over, one entry per array task: {job id: state}."""
+def active_slurm_jobs() -> dict | None:
+    """This user's SLURM jobs that are not over, one entry per array task: {job id: state}; None when squeue
+    cannot be asked (then nothing is known, which is not the same as an empty queue)."""
     try:
         out = subprocess.run(
             ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"],
@@ -185,8 +189,8 @@ def active_slurm_jobs() -> dict:
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError) as err:
-        log.warning("squeue failed (%s): runs queued by an earlier command may be submitted again", err)
-        return {}
+        log.warning("squeue failed (%s)", str(err).strip()[:200])
+        return None
     return dict(line.split() for line in out.splitlines() if len(line.split()) == 2)
 
 

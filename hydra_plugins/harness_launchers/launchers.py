@@ -11,7 +11,6 @@ submitit adds), submitit calls ``checkpoint``, requeues the job (``scontrol requ
 resumes from the run's last.pt (model, optimizer, scheduler, scaler, sampler position, every RNG state).
 """
 
-import contextlib
 import logging
 import shutil
 import time
@@ -33,6 +32,7 @@ from harness.launch import code_snapshot, summary
 from harness.launch import sweep as launching
 from harness.launch.job_shape import Shape, slurm_resources
 from harness.redact import holds_secret, redact_text
+from hydra_plugins.harness_launchers.waiting import LOST_AFTER_S, quiet_submitit, wait_for_jobs
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, LocalQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
@@ -46,6 +46,7 @@ class HarnessSlurmConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.harness_launchers.launchers.SlurmLauncher"
     skip_finished: bool | None = None  # null: skip finished runs of a grid (basic sweeper), never search workers
     snapshot: bool = True  # jobs import a git snapshot of the submitted tree, not the live one
+    lost_after_s: float = LOST_AFTER_S  # without sacct: a job out of the queue with no result this long is failed
 
 
 @dataclass
@@ -114,10 +115,17 @@ class SubmititLauncher(BaseSubmititLauncher):
     """Submits the jobs that are not finished as one job array and waits for each; a failed or lost job
     becomes a FAILED return (with the scheduler's reason) instead of stopping the sweep."""
 
-    def __init__(self, skip_finished: bool | None = None, snapshot: bool = False, **params: Any) -> None:
+    def __init__(
+        self,
+        skip_finished: bool | None = None,
+        snapshot: bool = False,
+        lost_after_s: float = LOST_AFTER_S,
+        **params: Any,
+    ) -> None:
         super().__init__(**params)
         self.skip_finished = skip_finished
         self.snapshot = snapshot
+        self.lost_after_s = lost_after_s
         self.code: dict | None = None  # the snapshot, made once per command (a search launches several times)
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
@@ -125,10 +133,12 @@ class SubmititLauncher(BaseSubmititLauncher):
         launching.check_results_disk(config)
 
     def __call__(self, config: DictConfig, singleton_state: dict) -> JobReturn:
-        """One job, on its node (again after each requeue). ``config`` was composed at submission."""
+        """One job, on its node (again after each requeue). ``config`` was composed at submission. Once submitit
+        refuses a requeue, the job ends with its error wherever the signal lands (out_of_time.py)."""
         import submitit
 
         import harness
+        from hydra_plugins.harness_launchers.out_of_time import ends_when_out_of_time
 
         Singleton.set_state(singleton_state)
         setup_globals()
@@ -139,7 +149,8 @@ class SubmititLauncher(BaseSubmititLauncher):
             f"{Path(harness.__file__).parent}",
             flush=True,
         )
-        return launching.run_one(self.hydra_context, self.task_function, config)
+        with ends_when_out_of_time(submitit.JobEnvironment()._usr_sig()):  # private: pinned, test_dependencies
+            return launching.run_one(self.hydra_context, self.task_function, config)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         if self._EXECUTOR == "slurm" and shutil.which("sbatch") is None:
@@ -168,6 +179,7 @@ class SubmititLauncher(BaseSubmititLauncher):
                     launching.mark_submitted(job)
                 log.info("\t#%d : %s  (job %s)", job.idx, job.label, sub.job_id)
                 submitted.append((job, sub))
+        lost = {}
         if submitted:
             log.info(
                 "submitted %d jobs to %s; waiting (logs in %s)",
@@ -175,9 +187,13 @@ class SubmititLauncher(BaseSubmititLauncher):
                 self._EXECUTOR,
                 Path(str(submitted[0][1].paths.folder)).parent,
             )
+            in_queue = launching.active_slurm_jobs if self._EXECUTOR == "slurm" else None
             with quiet_submitit():
-                wait_for_jobs(submitted)
+                lost = wait_for_jobs(submitted, in_queue, self.lost_after_s)
             for job, sub in submitted:
+                if job.idx in lost:
+                    returns[job.idx] = summary.failed_return(job, LostJob(lost[job.idx]))
+                    continue
                 try:
                     returns[job.idx] = sub.results()[0]
                 except Exception as err:  # killed, out of time too often, lost: no result from the job
@@ -238,81 +254,6 @@ class SubmititLauncher(BaseSubmititLauncher):
         return code_snapshot.snapshot_code(sweep_dir / ".code" / time.strftime("%Y%m%d-%H%M%S"))
 
 
-POLL_S = 2.0  # seconds between looks at the jobs' states (submitit rate-limits its own sacct calls further)
-
-
-def wait_for_jobs(submitted: list, poll_s: float = POLL_S) -> None:
-    """Wait until every submitted job is done, printing one line per job and state change (PENDING, RUNNING,
-    COMPLETED, ...) instead of submitit's per-poll output."""
-    states: dict = {}
-    pending = list(submitted)
-    while pending:
-        for job, sub in list(pending):
-            done = sub.done()
-            state = sub.state
-            if state != states.get(job.idx):
-                states[job.idx] = state
-                log.info("job %s (#%d): %s", sub.job_id, job.idx, state)
-            if done:
-                pending.remove((job, sub))
-        if pending:
-            time.sleep(poll_s)
-
-
-class OnceFilter(logging.Filter):
-    """Lets the first record holding ``text`` through and drops the repeats, counting them: submitit warns
-    "Bypassing sacct error" at every poll where SLURM has no accounting (36 lines for one grid)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text, self.seen = text, 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.text not in record.getMessage():
-            return True
-        self.seen += 1
-        return self.seen == 1
-
-
-class QuietSacct:
-    """``subprocess`` as submitit's status poll sees it, with ``sacct``'s stderr dropped: on a cluster without
-    accounting every poll printed "Slurm accounting storage is disabled" (the failure itself is still raised,
-    and submitit's warning about it is kept once)."""
-
-    def __init__(self, real) -> None:
-        self.real = real
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def check_output(self, command, *args, **kwargs):
-        if list(command)[:1] == ["sacct"]:
-            kwargs.setdefault("stderr", self.real.DEVNULL)
-        return self.real.check_output(command, *args, **kwargs)
-
-
-@contextlib.contextmanager
-def quiet_submitit():
-    """While the launcher waits: submitit's records once, through Hydra's console handler only (submitit adds two
-    handlers of its own: each record printed three times), its sacct warning once with the count of repeats at
-    the end, sacct's own stderr dropped."""
-    from submitit.core import core
-
-    once = OnceFilter("Bypassing sacct error")
-    logger = logging.getLogger("submitit")
-    handlers, logger.handlers = logger.handlers, []
-    logger.addFilter(once)
-    real, core.subprocess = core.subprocess, QuietSacct(core.subprocess)  # private: pinned, tests/test_dependencies
-    try:
-        yield once
-    finally:
-        core.subprocess = real
-        logger.removeFilter(once)
-        logger.handlers = handlers
-        if once.seen > 1:
-            log.info("sacct failed %d times (SLURM without accounting): states may read UNKNOWN", once.seen)
-
-
 def refuse_secrets(job_overrides: Sequence[Sequence[str]]) -> None:
     """Submitit pickles each job's config, overrides included, into its job folder, where nothing can redact
     them: an override holding a secret in clear is refused before anything is written (one line, exit 2)."""
@@ -324,6 +265,10 @@ def refuse_secrets(job_overrides: Sequence[Sequence[str]]) -> None:
                 f"its job files; give it from the environment instead: {key}='${{oc.env:VAR}}' with VAR "
                 f"exported in this shell (the jobs inherit it)"
             )
+
+
+class LostJob(RuntimeError):
+    """A job that ended without a result, of which SLURM can no longer say anything (see waiting.py)."""
 
 
 class SlurmLauncher(SubmititLauncher):
