@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+from xdist_groups import GROUPS_DIR, claim_for_one_worker, groups_dir, make_scheduler, write_groups
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -20,13 +21,24 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 FIRST = "tests/test_slurm.py::test_slurm_sweeps_are_submitted_as_job_arrays"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.nodeid != FIRST)  # stable: every other test keeps its place
-    for item in items:
-        group = worker_group(item)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
+    write_groups(config, items, worker_group)  # read by the controller's scheduler (tests/xdist_groups.py)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):  # pytest-xdist's controller, for each worker
+    node.workerinput[GROUPS_DIR] = str(groups_dir(node.config))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    return make_scheduler(config, log)
+
+
+def pytest_unconfigure(config):
+    if hasattr(config, "_harness_groups_dir"):
+        shutil.rmtree(config._harness_groups_dir, ignore_errors=True)
 
 
 def worker_group(item) -> str | None:
@@ -82,6 +94,7 @@ def digits_ablation(tmp_path_factory) -> Path:
     import subprocess
     import sys
 
+    claim_for_one_worker("digits_ablation", tmp_path_factory)
     results = tmp_path_factory.mktemp("digits_ablation") / "results"
     command = [sys.executable, "run.py", "-m", "sweep=digits_ablation", f"paths.results={results}"]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -140,10 +153,11 @@ def _hash_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def slurm():
+def slurm(tmp_path_factory):
     """One one-node SLURM cluster on localhost for the whole session (tests/slurm_cluster.py), stopped after it."""
     from slurm_cluster import LocalSlurm, cannot_start_reason
 
+    claim_for_one_worker("slurm", tmp_path_factory)
     reason = cannot_start_reason()
     if reason:
         pytest.skip(f"no local SLURM cluster: {reason}")

@@ -21,6 +21,8 @@ PRIVATE = {
     "core.subprocess (the launchers drop sacct's stderr while they wait)",
     # 0.x, and it removed its Python reader of the offline run file in a minor release (0.20)
     "wandb": "its private offline run-file format and wandb.proto.wandb_internal_pb2 (harness/tracking/wandb_file.py)",
+    "pytest-xdist": "LoadScopeScheduling._split_scope, subclassed to keep the suite's groups on one worker "
+    "(tests/xdist_groups.py)",
 }
 
 
@@ -28,7 +30,7 @@ def requirements() -> dict:
     from setuptools.config.setupcfg import read_configuration
 
     options = read_configuration(str(REPO / "setup.cfg"))["options"]
-    reqs = [*options["install_requires"], *options["extras_require"]["trackers"]]
+    reqs = [*options["install_requires"], *options["extras_require"]["trackers"], *options["extras_require"]["test"]]
     return {Requirement(r).name.lower(): Requirement(r) for r in reqs}
 
 
@@ -128,3 +130,11 @@ def test_submitit_polls_sacct_through_its_core_module_s_subprocess():
     from submitit.core import core
 
     assert "subprocess.check_output(command, shell=False)" in inspect.getsource(core.InfoWatcher.update)
+
+
+def test_xdist_schedules_by_the_scope_that_the_suite_s_scheduler_returns():
+    """tests/xdist_groups.py: a scope is what ``_split_scope`` returns, for placing and for completing tests."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    assert "self._split_scope(nodeid)" in inspect.getsource(LoadScopeScheduling.schedule)
+    assert "self._split_scope(nodeid)" in inspect.getsource(LoadScopeScheduling.mark_test_complete)
