@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
-from xdist_groups import GROUPS_DIR, claim_for_one_worker, groups_dir, make_scheduler, write_groups
+from xdist_groups import claim_for_one_worker, configure_worker, make_scheduler, write_groups
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):  # pytest-xdist's controller, for each worker
-    node.workerinput[GROUPS_DIR] = str(groups_dir(node.config))
+    configure_worker(node)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -87,14 +87,14 @@ def tiny(overrides=(), results: Path | None = None, epochs: int = 1) -> DictConf
 
 
 @pytest.fixture(scope="session")
-def digits_ablation(tmp_path_factory) -> Path:
+def digits_ablation(request, tmp_path_factory) -> Path:
     """`make run`'s grid (sweeps/digits_ablation.yaml: 2 losses x {none, antico_pair} x 3 seeds, 30 epochs on
     digits), run once for the whole suite through the command a user types; every test that reads those runs shares
     it. Returns its results folder."""
     import subprocess
     import sys
 
-    claim_for_one_worker("digits_ablation", tmp_path_factory)
+    claim_for_one_worker("digits_ablation", request, tmp_path_factory)
     results = tmp_path_factory.mktemp("digits_ablation") / "results"
     command = [sys.executable, "run.py", "-m", "sweep=digits_ablation", f"paths.results={results}"]
     proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -153,11 +153,11 @@ def _hash_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def slurm(tmp_path_factory):
+def slurm(request, tmp_path_factory):
     """One one-node SLURM cluster on localhost for the whole session (tests/slurm_cluster.py), stopped after it."""
     from slurm_cluster import LocalSlurm, cannot_start_reason
 
-    claim_for_one_worker("slurm", tmp_path_factory)
+    claim_for_one_worker("slurm", request, tmp_path_factory)
     reason = cannot_start_reason()
     if reason:
         pytest.skip(f"no local SLURM cluster: {reason}")

@@ -43,9 +43,17 @@ class GroupScheduling(LoadScopeScheduling):
 
 def make_scheduler(config, log) -> GroupScheduling | None:
     """The controller's scheduler for ``--dist loadgroup``; other modes keep pytest-xdist's."""
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    return GroupScheduling(config, log, groups_dir=groups_dir(config))
+    return GroupScheduling(config, log, groups_dir=groups_dir(config)) if grouping(config) else None
+
+
+def grouping(config) -> bool:
+    return config.getvalue("dist") == "loadgroup"
+
+
+def configure_worker(node) -> None:
+    """On the controller, for each worker: where to write its groups (under ``--dist loadgroup`` only)."""
+    if grouping(node.config):
+        node.workerinput[GROUPS_DIR] = str(groups_dir(node.config))
 
 
 def groups_dir(config) -> Path:
@@ -67,11 +75,12 @@ def write_groups(config, items: list, group_of: Callable) -> None:
     os.replace(tmp, path)
 
 
-def claim_for_one_worker(name: str, tmp_path_factory) -> None:
+def claim_for_one_worker(name: str, request, tmp_path_factory) -> None:
     """A session fixture that must exist once per suite (a service, a shared grid) calls this first: on a second
-    worker it fails, naming the cause, instead of quietly building it again."""
+    worker it fails, naming the cause, instead of quietly building it again (under ``--dist loadgroup``, where the
+    groups should hold; another ``--dist`` mode may build it on every worker)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker:
+    if not worker or not getattr(request.config, "workerinput", {}).get(GROUPS_DIR):
         return
     claim = Path(tmp_path_factory.getbasetemp()).parent / f"{name}.claimed-by"  # the session's shared folder
     try:
