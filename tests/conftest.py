@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
-from xdist_groups import claim_for_one_worker, configure_worker, make_scheduler, write_groups
+from xdist_groups import claim_for_one_worker, configure_worker, make_scheduler, remove_groups_dir, write_groups
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -37,8 +37,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_unconfigure(config):
-    if hasattr(config, "_harness_groups_dir"):
-        shutil.rmtree(config._harness_groups_dir, ignore_errors=True)
+    remove_groups_dir(config)
 
 
 def worker_group(item) -> str | None:

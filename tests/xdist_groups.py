@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,6 +62,12 @@ def groups_dir(config) -> Path:
     if not hasattr(config, "_harness_groups_dir"):
         config._harness_groups_dir = Path(tempfile.mkdtemp(prefix="pytest-groups-"))
     return config._harness_groups_dir
+
+
+def remove_groups_dir(config) -> None:
+    """At the end of the controller's session."""
+    if hasattr(config, "_harness_groups_dir"):
+        shutil.rmtree(config._harness_groups_dir, ignore_errors=True)
 
 
 def write_groups(config, items: list, group_of: Callable) -> None:

@@ -25,9 +25,9 @@ def wait_for_jobs(
     poll_s: float = POLL_S,
 ) -> dict:
     """Wait until every submitted ``(job, submitit job)`` is done or lost, printing one line per job and state
-    change (PENDING, RUNNING, COMPLETED, ...) instead of submitit's per-poll output. ``in_queue``: the job ids
-    SLURM still lists (None: it could not be asked); without it no job is given up. Returns {job idx: why} for
-    the lost jobs."""
+    change (PENDING, RUNNING, COMPLETED, ...) instead of submitit's per-poll output. ``in_queue()``: the job ids
+    SLURM still lists, or None when it could not be asked (then nobody is given up that time); with no
+    ``in_queue`` (not SLURM) no job is ever given up. Returns {job idx: why} for the lost jobs."""
     states: dict = {}
     gone_since: dict = {}
     lost: dict = {}
